@@ -1,0 +1,386 @@
+//! File descriptors: the outstanding-fd map's key and value, resource types,
+//! and what each syscall does to a process's fd table.
+//!
+//! [`classify`] is the whole syscall table of the fd tracker. It is pure so the
+//! same code runs in the eBPF program and in host unit tests.
+
+use crate::syscalls as sc;
+
+/// Key of the outstanding-fd map. Threads share one fd table, so the key is
+/// the process (tgid), never the thread. `gen` is the process's start stamp
+/// (see [`crate::process::ProcState`]): a reused pid gets a new one, so it never
+/// sees or releases an old process's entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+    pub gen: u64,
+}
+const _: () = assert!(core::mem::size_of::<FdKey>() == 16);
+
+/// Value of the outstanding-fd map: one acquisition not yet released.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdEntry {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at acquisition.
+    pub acquired_ns: u64,
+    /// Key in the stack map, or [`crate::stack::NO_STACK`].
+    pub stack_id: u64,
+    /// Thread that acquired it.
+    pub tid: u32,
+    /// The process image (number of execs) the stack's addresses belong to.
+    pub exec_seq: u32,
+    /// Syscall that acquired it.
+    pub syscall: u16,
+    /// One of [`Resource`] as `u8`.
+    pub resource: u8,
+    /// [`FLAG_CLOEXEC`] and [`FLAG_STACK_LOST`].
+    pub flags: u8,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<FdEntry>() == 32);
+
+/// The fd is closed by a successful exec.
+pub const FLAG_CLOEXEC: u8 = 1;
+/// No stack could be stored for this acquisition (counted separately).
+pub const FLAG_STACK_LOST: u8 = 2;
+
+crate::user_pod!(FdKey, FdEntry);
+
+/// What kind of object an fd refers to, as far as the acquiring syscall says.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// A dup of an fd the tracker does not know; userspace decides from
+    /// /proc when it can.
+    Unknown = 0,
+    File = 1,
+    Socket = 2,
+    Pipe = 3,
+    EventFd = 4,
+    Epoll = 5,
+    TimerFd = 6,
+    SignalFd = 7,
+    Inotify = 8,
+    MemFd = 9,
+    PidFd = 10,
+    Fanotify = 11,
+    UserFaultFd = 12,
+    PerfEvent = 13,
+    IoUring = 14,
+    Mount = 15,
+}
+
+impl Resource {
+    pub const fn from_u8(v: u8) -> Resource {
+        match v {
+            1 => Resource::File,
+            2 => Resource::Socket,
+            3 => Resource::Pipe,
+            4 => Resource::EventFd,
+            5 => Resource::Epoll,
+            6 => Resource::TimerFd,
+            7 => Resource::SignalFd,
+            8 => Resource::Inotify,
+            9 => Resource::MemFd,
+            10 => Resource::PidFd,
+            11 => Resource::Fanotify,
+            12 => Resource::UserFaultFd,
+            13 => Resource::PerfEvent,
+            14 => Resource::IoUring,
+            15 => Resource::Mount,
+            _ => Resource::Unknown,
+        }
+    }
+}
+
+/// Where the close-on-exec flag of a new fd comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloexec {
+    No,
+    Yes,
+    /// openat2: `open_how.flags`, the first `u64` of the struct at this user address.
+    FromOpenHow(u64),
+}
+
+impl Cloexec {
+    const fn when(set: bool) -> Cloexec {
+        if set {
+            Cloexec::Yes
+        } else {
+            Cloexec::No
+        }
+    }
+}
+
+/// The effect of one completed syscall on the calling process's fd table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdOp {
+    /// Nothing the tracker follows (including every failed call).
+    Nothing,
+    /// A new fd.
+    Acquire { fd: u32, resource: Resource, cloexec: Cloexec },
+    /// Two new fds written to the `int[2]` at this user address (pipe, socketpair).
+    AcquirePair { fds_at: u64, resource: Resource, cloexec: Cloexec },
+    /// `new` now refers to what `old` refers to. With `replaces`, `new` may
+    /// have been open before and is released first (dup2/dup3).
+    Dup { old: u32, new: u32, cloexec: Cloexec, replaces: bool },
+    Release { fd: u32 },
+    /// close_range: userspace applies it to entries older than the call.
+    CloseRange { first: u32, last: u32, flags: u32 },
+    SetCloexec { fd: u32, cloexec: bool },
+    /// A file was mapped executable: the process's code mappings changed.
+    CodeMapped,
+}
+
+/// What syscall `nr` with arguments `args`, having returned `ret`, did to the
+/// fd table.
+///
+/// Failed calls are not acquisitions. close() releases the fd whatever it
+/// returns except EBADF: Linux frees the descriptor before it can fail with
+/// EINTR or EIO (fs/open.c, `file_close_fd` precedes `filp_flush`).
+pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
+    if nr == sc::CLOSE {
+        return if ret == -sc::EBADF {
+            FdOp::Nothing
+        } else {
+            FdOp::Release { fd: args[0] as u32 }
+        };
+    }
+    if sc::is_error(ret) {
+        return FdOp::Nothing;
+    }
+    let fd = ret as u32;
+    let acquire = |resource, cloexec| FdOp::Acquire { fd, resource, cloexec };
+    let flag = |arg: u64, bit: u64| Cloexec::when(arg & bit != 0);
+    use Resource as R;
+    match nr {
+        sc::OPEN => acquire(R::File, flag(args[1], sc::O_CLOEXEC)),
+        sc::OPENAT | sc::OPEN_BY_HANDLE_AT => acquire(R::File, flag(args[2], sc::O_CLOEXEC)),
+        sc::OPENAT2 => acquire(R::File, Cloexec::FromOpenHow(args[2])),
+        sc::CREAT => acquire(R::File, Cloexec::No),
+        sc::SOCKET => acquire(R::Socket, flag(args[1], sc::O_CLOEXEC)),
+        sc::ACCEPT => acquire(R::Socket, Cloexec::No),
+        sc::ACCEPT4 => acquire(R::Socket, flag(args[3], sc::O_CLOEXEC)),
+        sc::SOCKETPAIR => FdOp::AcquirePair {
+            fds_at: args[3],
+            resource: R::Socket,
+            cloexec: flag(args[1], sc::O_CLOEXEC),
+        },
+        sc::PIPE => FdOp::AcquirePair { fds_at: args[0], resource: R::Pipe, cloexec: Cloexec::No },
+        sc::PIPE2 => FdOp::AcquirePair {
+            fds_at: args[0],
+            resource: R::Pipe,
+            cloexec: flag(args[1], sc::O_CLOEXEC),
+        },
+        sc::DUP => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: false },
+        // dup2(fd, fd) returns fd and changes nothing.
+        sc::DUP2 if args[0] as u32 == fd => FdOp::Nothing,
+        sc::DUP2 => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: true },
+        sc::DUP3 => FdOp::Dup {
+            old: args[0] as u32,
+            new: fd,
+            cloexec: flag(args[2], sc::O_CLOEXEC),
+            replaces: true,
+        },
+        sc::FCNTL => match args[1] {
+            sc::F_DUPFD => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: false },
+            sc::F_DUPFD_CLOEXEC => {
+                FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::Yes, replaces: false }
+            }
+            sc::F_SETFD => FdOp::SetCloexec { fd: args[0] as u32, cloexec: args[2] & sc::FD_CLOEXEC != 0 },
+            _ => FdOp::Nothing,
+        },
+        sc::IOCTL => match args[1] & 0xffff_ffff {
+            sc::FIOCLEX => FdOp::SetCloexec { fd: args[0] as u32, cloexec: true },
+            sc::FIONCLEX => FdOp::SetCloexec { fd: args[0] as u32, cloexec: false },
+            _ => FdOp::Nothing,
+        },
+        sc::EVENTFD => acquire(R::EventFd, Cloexec::No),
+        sc::EVENTFD2 => acquire(R::EventFd, flag(args[1], sc::O_CLOEXEC)),
+        sc::EPOLL_CREATE => acquire(R::Epoll, Cloexec::No),
+        sc::EPOLL_CREATE1 => acquire(R::Epoll, flag(args[0], sc::O_CLOEXEC)),
+        sc::TIMERFD_CREATE => acquire(R::TimerFd, flag(args[1], sc::O_CLOEXEC)),
+        // signalfd on an existing signalfd (first argument not -1) only
+        // changes its mask and returns the same fd.
+        sc::SIGNALFD | sc::SIGNALFD4 if args[0] as i32 != -1 => FdOp::Nothing,
+        sc::SIGNALFD => acquire(R::SignalFd, Cloexec::No),
+        sc::SIGNALFD4 => acquire(R::SignalFd, flag(args[3], sc::O_CLOEXEC)),
+        sc::INOTIFY_INIT => acquire(R::Inotify, Cloexec::No),
+        sc::INOTIFY_INIT1 => acquire(R::Inotify, flag(args[0], sc::O_CLOEXEC)),
+        sc::MEMFD_CREATE => acquire(R::MemFd, flag(args[1], sc::CLOEXEC_BIT0)),
+        sc::MEMFD_SECRET => acquire(R::MemFd, flag(args[0], sc::O_CLOEXEC)),
+        // Both always set O_CLOEXEC (kernel/pid.c pidfd_create, pidfd_getfd).
+        sc::PIDFD_OPEN => acquire(R::PidFd, Cloexec::Yes),
+        sc::PIDFD_GETFD => acquire(R::Unknown, Cloexec::Yes),
+        sc::FANOTIFY_INIT => acquire(R::Fanotify, flag(args[0], sc::CLOEXEC_BIT0)),
+        sc::USERFAULTFD => acquire(R::UserFaultFd, flag(args[0], sc::O_CLOEXEC)),
+        sc::PERF_EVENT_OPEN => acquire(R::PerfEvent, flag(args[4], sc::PERF_FLAG_FD_CLOEXEC)),
+        // io_uring fds are always O_CLOEXEC (io_uring/io_uring.c io_uring_install_fd).
+        sc::IO_URING_SETUP => acquire(R::IoUring, Cloexec::Yes),
+        sc::OPEN_TREE => acquire(R::Mount, flag(args[2], sc::O_CLOEXEC)),
+        sc::FSOPEN | sc::FSPICK => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
+        sc::FSMOUNT => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
+        sc::CLOSE_RANGE => FdOp::CloseRange {
+            first: args[0] as u32,
+            last: args[1] as u32,
+            flags: args[2] as u32,
+        },
+        sc::MMAP if args[2] & sc::PROT_EXEC != 0 && args[4] as i32 >= 0 => FdOp::CodeMapped,
+        _ => FdOp::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    fn args(a: &[u64]) -> [u64; 6] {
+        let mut out = [0u64; 6];
+        out[..a.len()].copy_from_slice(a);
+        out
+    }
+
+    #[test]
+    fn failed_calls_acquire_nothing() {
+        assert_eq!(classify(sc::OPENAT, &args(&[0, 0, 0]), -2), FdOp::Nothing);
+        assert_eq!(classify(sc::SOCKET, &args(&[2, 1]), -24), FdOp::Nothing);
+        assert_eq!(classify(sc::PIPE2, &args(&[0x1000, 0]), -14), FdOp::Nothing);
+    }
+
+    #[test]
+    fn close_releases_unless_ebadf() {
+        assert_eq!(classify(sc::CLOSE, &args(&[7]), 0), FdOp::Release { fd: 7 });
+        assert_eq!(classify(sc::CLOSE, &args(&[7]), -4), FdOp::Release { fd: 7 });
+        assert_eq!(classify(sc::CLOSE, &args(&[7]), -9), FdOp::Nothing);
+    }
+
+    #[test]
+    fn open_family_reads_cloexec_from_the_right_argument() {
+        let ro = 0u64;
+        assert_eq!(
+            classify(sc::OPEN, &args(&[0, sc::O_CLOEXEC]), 3),
+            FdOp::Acquire { fd: 3, resource: Resource::File, cloexec: Cloexec::Yes }
+        );
+        assert_eq!(
+            classify(sc::OPENAT, &args(&[-100i64 as u64, 0, ro]), 4),
+            FdOp::Acquire { fd: 4, resource: Resource::File, cloexec: Cloexec::No }
+        );
+        assert_eq!(
+            classify(sc::OPENAT, &args(&[-100i64 as u64, 0, sc::O_CLOEXEC | 2]), 4),
+            FdOp::Acquire { fd: 4, resource: Resource::File, cloexec: Cloexec::Yes }
+        );
+        assert_eq!(
+            classify(sc::OPENAT2, &args(&[0, 0, 0xdead0]), 5),
+            FdOp::Acquire { fd: 5, resource: Resource::File, cloexec: Cloexec::FromOpenHow(0xdead0) }
+        );
+        assert_eq!(
+            classify(sc::CREAT, &args(&[0, 0o644]), 6),
+            FdOp::Acquire { fd: 6, resource: Resource::File, cloexec: Cloexec::No }
+        );
+    }
+
+    #[test]
+    fn pairs_come_from_user_memory() {
+        assert_eq!(
+            classify(sc::PIPE2, &args(&[0x7000, sc::O_CLOEXEC]), 0),
+            FdOp::AcquirePair { fds_at: 0x7000, resource: Resource::Pipe, cloexec: Cloexec::Yes }
+        );
+        assert_eq!(
+            classify(sc::SOCKETPAIR, &args(&[1, 1, 0, 0x8000]), 0),
+            FdOp::AcquirePair { fds_at: 0x8000, resource: Resource::Socket, cloexec: Cloexec::No }
+        );
+    }
+
+    #[test]
+    fn dup_family() {
+        assert_eq!(
+            classify(sc::DUP, &args(&[3]), 9),
+            FdOp::Dup { old: 3, new: 9, cloexec: Cloexec::No, replaces: false }
+        );
+        assert_eq!(classify(sc::DUP2, &args(&[3, 3]), 3), FdOp::Nothing);
+        assert_eq!(
+            classify(sc::DUP2, &args(&[3, 5]), 5),
+            FdOp::Dup { old: 3, new: 5, cloexec: Cloexec::No, replaces: true }
+        );
+        assert_eq!(
+            classify(sc::DUP3, &args(&[3, 5, sc::O_CLOEXEC]), 5),
+            FdOp::Dup { old: 3, new: 5, cloexec: Cloexec::Yes, replaces: true }
+        );
+        assert_eq!(
+            classify(sc::FCNTL, &args(&[3, sc::F_DUPFD_CLOEXEC, 10]), 10),
+            FdOp::Dup { old: 3, new: 10, cloexec: Cloexec::Yes, replaces: false }
+        );
+        assert_eq!(
+            classify(sc::FCNTL, &args(&[3, sc::F_DUPFD, 10]), 11),
+            FdOp::Dup { old: 3, new: 11, cloexec: Cloexec::No, replaces: false }
+        );
+    }
+
+    #[test]
+    fn cloexec_changes() {
+        assert_eq!(
+            classify(sc::FCNTL, &args(&[4, sc::F_SETFD, 1]), 0),
+            FdOp::SetCloexec { fd: 4, cloexec: true }
+        );
+        assert_eq!(
+            classify(sc::FCNTL, &args(&[4, sc::F_SETFD, 0]), 0),
+            FdOp::SetCloexec { fd: 4, cloexec: false }
+        );
+        assert_eq!(classify(sc::FCNTL, &args(&[4, 3, 0]), 2), FdOp::Nothing, "F_GETFL");
+        assert_eq!(
+            classify(sc::IOCTL, &args(&[4, sc::FIOCLEX]), 0),
+            FdOp::SetCloexec { fd: 4, cloexec: true }
+        );
+        assert_eq!(
+            classify(sc::CLOSE_RANGE, &args(&[3, u32::MAX as u64, 4]), 0),
+            FdOp::CloseRange { first: 3, last: u32::MAX, flags: 4 }
+        );
+    }
+
+    #[test]
+    fn signalfd_on_existing_fd_is_not_an_acquisition() {
+        assert_eq!(classify(sc::SIGNALFD4, &args(&[5, 0, 8, 0]), 5), FdOp::Nothing);
+        assert_eq!(
+            classify(sc::SIGNALFD4, &args(&[-1i32 as u32 as u64, 0, 8, sc::O_CLOEXEC]), 6),
+            FdOp::Acquire { fd: 6, resource: Resource::SignalFd, cloexec: Cloexec::Yes }
+        );
+    }
+
+    #[test]
+    fn always_cloexec_kinds() {
+        for nr in [sc::PIDFD_OPEN, sc::PIDFD_GETFD, sc::IO_URING_SETUP] {
+            match classify(nr, &args(&[]), 3) {
+                FdOp::Acquire { cloexec, .. } => assert_eq!(cloexec, Cloexec::Yes, "nr {nr}"),
+                other => panic!("nr {nr}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            classify(sc::MEMFD_CREATE, &args(&[0, 1]), 3),
+            FdOp::Acquire { fd: 3, resource: Resource::MemFd, cloexec: Cloexec::Yes }
+        );
+    }
+
+    #[test]
+    fn code_mappings_are_file_backed_and_executable() {
+        let prot_rx = 5;
+        assert_eq!(classify(sc::MMAP, &args(&[0, 4096, prot_rx, 2, 3, 0]), 0x7f00_0000_0000), FdOp::CodeMapped);
+        assert_eq!(
+            classify(sc::MMAP, &args(&[0, 4096, prot_rx, 0x22, -1i32 as u32 as u64, 0]), 0x7f00_0000_0000),
+            FdOp::Nothing,
+            "anonymous"
+        );
+        assert_eq!(classify(sc::MMAP, &args(&[0, 4096, 1, 2, 3, 0]), 0x7f00_0000_0000), FdOp::Nothing);
+        assert_eq!(classify(sc::MMAP, &args(&[0, 4096, prot_rx, 2, 3, 0]), -12), FdOp::Nothing);
+    }
+
+    #[test]
+    fn resource_codes_round_trip() {
+        for v in 0..=15u8 {
+            assert_eq!(Resource::from_u8(v) as u8, v);
+        }
+        assert_eq!(Resource::from_u8(200), Resource::Unknown);
+    }
+}

@@ -1,0 +1,173 @@
+//! Applies what a finished syscall did to the caller's fd table to the
+//! outstanding-fd map. What the syscall did is decided by the pure
+//! `leaktrace_common::fd::classify`.
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    EbpfContext,
+};
+use leaktrace_common::{
+    counters,
+    event::{CloseRangeEvent, CodeMappedEvent, EventHeader, KIND_CLOSE_RANGE, KIND_CODE_MAPPED},
+    fd::{Cloexec, FdEntry, FdKey, FdOp, Resource, FLAG_CLOEXEC, FLAG_STACK_LOST},
+    process::ProcState,
+    stack::NO_STACK,
+    syscalls as sc,
+};
+
+use crate::{config, counters::bump, events, maps::OUTSTANDING, stack, syscall::Caller};
+
+const EEXIST: i64 = 17;
+const SIGSTOP: u32 = 19;
+
+#[inline(always)]
+pub fn apply<C: EbpfContext>(
+    ctx: &C,
+    caller: &Caller,
+    proc: &ProcState,
+    nr: u64,
+    op: FdOp,
+) -> Result<(), i64> {
+    let key = |fd: u32| FdKey { tgid: caller.tgid, fd, gen: proc.gen };
+    match op {
+        FdOp::Nothing => {}
+        FdOp::Acquire { fd, resource, cloexec } => {
+            let cloexec = resolve_cloexec(cloexec);
+            let stack_id = stack::capture(ctx);
+            record(caller, proc, key(fd), nr, resource, cloexec, stack_id);
+        }
+        FdOp::AcquirePair { fds_at, resource, cloexec } => {
+            // The kernel has already written the pair to user memory.
+            let fds: [i32; 2] = match unsafe { bpf_probe_read_user(fds_at as *const [i32; 2]) } {
+                Ok(fds) => fds,
+                Err(e) => {
+                    bump(counters::ACQUIRED);
+                    bump(counters::ACQUIRED);
+                    bump(counters::READ_ERRORS);
+                    return Err(e as i64);
+                }
+            };
+            let cloexec = resolve_cloexec(cloexec);
+            let stack_id = stack::capture(ctx);
+            record(caller, proc, key(fds[0] as u32), nr, resource, cloexec, stack_id);
+            record(caller, proc, key(fds[1] as u32), nr, resource, cloexec, stack_id);
+        }
+        FdOp::Dup { old, new, cloexec, replaces } => {
+            if replaces && OUTSTANDING.remove(key(new)).is_ok() {
+                bump(counters::RELEASED);
+            }
+            // The copy refers to the same object as the original.
+            let resource = match unsafe { OUTSTANDING.get(key(old)) } {
+                Some(entry) => Resource::from_u8(entry.resource),
+                None => Resource::Unknown,
+            };
+            let cloexec = resolve_cloexec(cloexec);
+            let stack_id = stack::capture(ctx);
+            record(caller, proc, key(new), nr, resource, cloexec, stack_id);
+        }
+        FdOp::Release { fd } => {
+            if OUTSTANDING.remove(key(fd)).is_ok() {
+                bump(counters::RELEASED);
+            }
+        }
+        FdOp::SetCloexec { fd, cloexec } => {
+            if let Some(entry) = OUTSTANDING.get_ptr_mut(key(fd)) {
+                unsafe {
+                    if cloexec {
+                        (*entry).flags |= FLAG_CLOEXEC;
+                    } else {
+                        (*entry).flags &= !FLAG_CLOEXEC;
+                    }
+                }
+            }
+        }
+        FdOp::CloseRange { first, last, flags } => {
+            // Walking an unbounded fd range is not possible here; userspace
+            // releases the matching entries acquired before this timestamp.
+            let event = CloseRangeEvent {
+                header: header(KIND_CLOSE_RANGE, caller, proc),
+                first,
+                last,
+                flags,
+                _pad: 0,
+            };
+            events::send(&event);
+        }
+        FdOp::CodeMapped => {
+            let event = CodeMappedEvent {
+                header: header(KIND_CODE_MAPPED, caller, proc),
+                tid: caller.tid,
+                exec_seq: proc.exec_seq,
+            };
+            events::send(&event);
+            if config::stop_on_code_map() {
+                // The signal is taken on the way back to user space, before the
+                // new code can run; the ptrace tracer reads the mappings and
+                // suppresses it, so the program never sees it.
+                unsafe { aya_ebpf::helpers::generated::bpf_send_signal_thread(SIGSTOP) };
+            }
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn header(kind: u32, caller: &Caller, proc: &ProcState) -> EventHeader {
+    EventHeader { kind, tgid: caller.tgid, gen: proc.gen, ts_ns: unsafe { bpf_ktime_get_ns() } }
+}
+
+#[inline(always)]
+fn resolve_cloexec(cloexec: Cloexec) -> bool {
+    match cloexec {
+        Cloexec::No => false,
+        Cloexec::Yes => true,
+        Cloexec::FromOpenHow(how) => match unsafe { bpf_probe_read_user(how as *const u64) } {
+            Ok(flags) => flags & sc::O_CLOEXEC != 0,
+            Err(_) => {
+                bump(counters::READ_ERRORS);
+                false
+            }
+        },
+    }
+}
+
+#[inline(always)]
+fn record(
+    caller: &Caller,
+    proc: &ProcState,
+    key: FdKey,
+    nr: u64,
+    resource: Resource,
+    cloexec: bool,
+    stack_id: u64,
+) {
+    bump(counters::ACQUIRED);
+    let mut flags = if cloexec { FLAG_CLOEXEC } else { 0 };
+    if stack_id == NO_STACK {
+        flags |= FLAG_STACK_LOST;
+    }
+    let entry = FdEntry {
+        acquired_ns: unsafe { bpf_ktime_get_ns() },
+        stack_id,
+        tid: caller.tid,
+        exec_seq: proc.exec_seq,
+        syscall: nr as u16,
+        resource: resource as u8,
+        flags,
+        _pad: 0,
+    };
+    match OUTSTANDING.insert(key, entry, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        // The number was handed out again, so its old holder was released in a
+        // way userspace has not applied yet (close_range, exec).
+        Err(e) if e as i64 == -EEXIST => {
+            bump(counters::REPLACED);
+            bump(counters::RELEASED);
+            if OUTSTANDING.insert(key, entry, BPF_ANY as u64).is_err() {
+                bump(counters::DROPPED_MAP_FULL);
+            }
+        }
+        Err(_) => bump(counters::DROPPED_MAP_FULL),
+    }
+}

@@ -1,0 +1,58 @@
+//! leaktrace's kernel side: follows the fd tables of traced processes.
+//!
+//! Entry points are thin; each hands its context to the module that owns the
+//! logic. Acquisitions and releases stay in kernel maps (matched pairs cost
+//! userspace nothing); only process lifecycle and range operations are sent
+//! to userspace as events.
+#![no_std]
+#![no_main]
+// Atomic or/and on the pid bitmap (see process.rs).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod config;
+mod counters;
+mod events;
+mod fd;
+mod maps;
+mod process;
+mod stack;
+mod syscall;
+
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+
+/// Every syscall exit on the host. One program for all syscalls is cheaper
+/// per event than a classic tracepoint per syscall, and the registers it sees
+/// still hold the arguments (x86_64 pt_regs keeps them until the return).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = syscall::try_sys_exit(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let _ = process::try_fork(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = process::try_exec(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = process::try_exit(&ctx);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,46 @@
+//! Every map of the kernel side. Sizes here are defaults; the loader sets the
+//! real ones (`--max-entries` and friends) before loading.
+
+use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use leaktrace_common::{
+    counters,
+    fd::{FdEntry, FdKey},
+    process::ProcState,
+    stack::StackTrace,
+};
+
+/// One bit per pid (tgid or tid): set for traced processes and for threads
+/// and children they create. Checking it is the first thing every program
+/// does, so bystanders pay one inlined array lookup. Memory-mappable so the
+/// loader sets and clears bits with atomic operations, like the programs.
+#[map]
+pub static TRACED_PIDS: Array<u64> = Array::with_max_entries(512, BPF_F_MMAPABLE);
+
+/// Traced processes by tgid (and, harmlessly, new threads by tid until they
+/// exit: the fork tracepoint cannot tell threads from processes).
+#[map]
+pub static PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(32768, 0);
+
+/// Outstanding fds: acquired, not yet released.
+#[map]
+pub static OUTSTANDING: HashMap<FdKey, FdEntry> = HashMap::with_max_entries(65536, 0);
+
+/// Stacks by hash, shared by all entries that have the same frames.
+#[map]
+pub static STACKS: HashMap<u64, StackTrace> = HashMap::with_max_entries(16384, 0);
+
+/// Scratch for the stack being captured: 520 bytes do not fit the 512-byte
+/// eBPF stack.
+#[map]
+pub static STACK_SCRATCH: PerCpuArray<StackTrace> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
+
+/// Process lifecycle and close_range events for userspace.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);

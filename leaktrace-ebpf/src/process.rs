@@ -1,0 +1,159 @@
+//! Which processes are traced, and their lifecycle: fork adds children and
+//! threads, exec starts a new image, the last thread's exit ends the process.
+
+use core::intrinsics::{atomic_and, atomic_or, AtomicOrdering};
+
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    programs::TracePointContext,
+};
+use leaktrace_common::{
+    config::ABSENT,
+    counters,
+    event::{EventHeader, ExecEvent, ExitEvent, ForkEvent, KIND_EXEC, KIND_EXIT, KIND_FORK},
+    process::ProcState,
+};
+
+use crate::{
+    config,
+    counters::bump,
+    events,
+    maps::{PROCS, TRACED_PIDS},
+};
+
+#[inline(always)]
+fn bit_word(pid: u32) -> Option<(*mut u64, u64)> {
+    let word = TRACED_PIDS.get_ptr_mut(pid / 64)?;
+    Some((word, 1u64 << (pid % 64)))
+}
+
+#[inline(always)]
+pub fn is_traced(pid: u32) -> bool {
+    if config::trace_all() {
+        return true;
+    }
+    match bit_word(pid) {
+        // SAFETY: `word` is a live, aligned slot of the array map.
+        Some((word, bit)) => {
+            // An aligned 64-bit load is atomic on BPF; LLVM cannot select an
+            // `atomic_load` for it.
+            let bits = unsafe { core::ptr::read_volatile(word) };
+            bits & bit != 0
+        }
+        None => false,
+    }
+}
+
+// Bits of different pids share words and are changed on several CPUs at once,
+// hence atomic read-modify-writes. The intrinsics are used directly because
+// the bpfel target declares no compare-and-swap, which hides `fetch_or` and
+// `fetch_and` of `AtomicU64`, while BPF itself has atomic or/and (ISA v3).
+#[inline(always)]
+fn set_traced(pid: u32) {
+    if let Some((word, bit)) = bit_word(pid) {
+        unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(word, bit) };
+    }
+}
+
+#[inline(always)]
+fn clear_traced(pid: u32) {
+    if let Some((word, bit)) = bit_word(pid) {
+        unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(word, !bit) };
+    }
+}
+
+/// `sched:sched_process_fork`, in the parent's context, before the child runs.
+pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(tgid) {
+        return Ok(());
+    }
+    let child: u32 = unsafe { ctx.read_at(config::offsets().fork_child_pid as usize)? };
+    // The child may be a thread (its tid) or a process (its tgid): the record
+    // does not say. Both get state; a thread's is unused and dropped when it
+    // exits. Overwriting a stale entry of a dead process with this pid is
+    // what gives the new process a new generation.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let state = ProcState { gen: now, exec_seq: 0, _pad: 0 };
+    if PROCS.insert(child, state, BPF_ANY as u64).is_err() {
+        bump(counters::PROCS_DROPPED);
+        return Ok(());
+    }
+    set_traced(child);
+    let event = ForkEvent {
+        header: EventHeader { kind: KIND_FORK, tgid: child, gen: now, ts_ns: now },
+        parent_tgid: tgid,
+        _pad: 0,
+    };
+    events::send(&event);
+    Ok(())
+}
+
+/// `sched:sched_process_exec`, in the new image's context.
+pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(tgid) {
+        return Ok(());
+    }
+    let offsets = config::offsets();
+    let old_pid: u32 = unsafe { ctx.read_at(offsets.exec_old_pid as usize)? };
+    // A non-leader thread that execs takes over the tgid; its old tid vanishes
+    // without an exit event (fs/exec.c, de_thread).
+    if old_pid != tgid {
+        let _ = PROCS.remove(old_pid);
+        clear_traced(old_pid);
+    }
+    let Some(state) = PROCS.get_ptr_mut(tgid) else {
+        return Ok(());
+    };
+    let (gen, exec_seq) = unsafe {
+        (*state).exec_seq += 1;
+        ((*state).gen, (*state).exec_seq)
+    };
+    let event = ExecEvent {
+        header: EventHeader { kind: KIND_EXEC, tgid, gen, ts_ns: unsafe { bpf_ktime_get_ns() } },
+        exec_seq,
+        _pad: 0,
+    };
+    events::send(&event);
+    Ok(())
+}
+
+/// `sched:sched_process_exit`, for every exiting thread.
+pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if !is_traced(tgid) {
+        return Ok(());
+    }
+    let offsets = config::offsets();
+    // Before Linux 6.16 the record has no group_dead: the leader's exit stands
+    // for the process's (a leader that calls pthread_exit early is the cost).
+    let group_dead = if offsets.exit_group_dead == ABSENT {
+        tid == tgid
+    } else {
+        unsafe { ctx.read_at::<u8>(offsets.exit_group_dead as usize)? != 0 }
+    };
+    if tid != tgid {
+        let _ = PROCS.remove(tid);
+        clear_traced(tid);
+    }
+    if !group_dead {
+        return Ok(());
+    }
+    if let Some(state) = unsafe { PROCS.get(tgid) } {
+        let event = ExitEvent {
+            header: EventHeader {
+                kind: KIND_EXIT,
+                tgid,
+                gen: state.gen,
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+            },
+        };
+        events::send(&event);
+    }
+    let _ = PROCS.remove(tgid);
+    clear_traced(tgid);
+    Ok(())
+}

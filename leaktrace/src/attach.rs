@@ -1,0 +1,113 @@
+//! `leaktrace attach --pid PID`: trace running processes for a while and
+//! report what they acquired and still hold, plus the fds they held before.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use leaktrace_common::fd::Resource;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::Common;
+use crate::failure::Failure;
+use crate::kernel::{privileges, Kernel, LoadOptions};
+use crate::output::Output;
+use crate::report::{build, Preexisting, Target};
+use crate::run::EVENT_LATENCY;
+use crate::session::Session;
+use crate::track::fd::{resource_from_link, resource_name};
+use crate::{procfs, report};
+
+pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -> Result<u8, Failure> {
+    let config = common.config();
+    privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
+    let mut pids = pids.to_vec();
+    pids.dedup();
+    for &pid in &pids {
+        if !procfs::is_live_process(pid) {
+            return Err(Failure::NoSuchProcess { pid });
+        }
+    }
+    let output = Output::open(common, config.top)?;
+    let kernel = Kernel::load(&LoadOptions {
+        max_entries: config.max_entries,
+        max_stacks: config.max_stacks,
+        max_procs: config.max_procs,
+        trace_all: false,
+        stop_on_code_map: false,
+    })?;
+    let mut session = Session::new(kernel, &config, false)?;
+    let events = crate::session::readiness(&session)?;
+
+    let start_ns = procfs::monotonic_ns();
+    let mut targets = Vec::new();
+    let mut before: Vec<(u32, HashMap<u32, String>)> = Vec::new();
+    for &pid in &pids {
+        let proc = session.trace_target(pid)?;
+        session.observe(pid);
+        // Read after tracing began, so no fd falls between the two.
+        before.push((pid, procfs::fd_links(pid, pid).unwrap_or_default()));
+        targets.push(proc);
+    }
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
+    let mut tick = tokio::time::interval(EVENT_LATENCY);
+    let mut sweep = tokio::time::interval(config.interval);
+    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            guard = events.readable() => {
+                if let Ok(mut guard) = guard {
+                    session.drain_events();
+                    guard.clear_ready();
+                }
+            }
+            _ = tick.tick() => {
+                if session.has_pending() {
+                    session.sweep(false)?;
+                }
+                if targets.iter().all(|t| !session.is_traced(t.tgid)) {
+                    break;
+                }
+            }
+            _ = sweep.tick() => session.refresh()?,
+            _ = &mut deadline => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    let end_ns = procfs::monotonic_ns();
+    let outcome = session.finish()?;
+    session.untrace_all();
+
+    let preexisting = before
+        .into_iter()
+        .flat_map(|(pid, links)| {
+            let now = procfs::fd_links(pid, pid).unwrap_or_default();
+            let mut fds: Vec<(u32, String)> = links.into_iter().collect();
+            fds.sort();
+            fds.into_iter().map(move |(fd, link)| Preexisting {
+                pid,
+                fd,
+                resource: resource_name(match resource_from_link(&link) {
+                    Resource::Unknown => Resource::Unknown,
+                    r => r,
+                }),
+                open_at_end: now.get(&fd) == Some(&link),
+                path: Some(link),
+            })
+        })
+        .collect();
+    let targets = targets
+        .iter()
+        .map(|t| {
+            let info = session.proc_info(*t).cloned().unwrap_or_default();
+            Target { pid: t.tgid, comm: info.comm, exe: info.exe, exit_code: None }
+        })
+        .collect();
+    let context = build::Context { mode: "attach", targets, start_ns, end_ns, preexisting };
+    let report: report::Report = build::build(context, outcome, session.resolver_mut());
+    output.write(&report)?;
+    Ok(0)
+}

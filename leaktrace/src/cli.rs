@@ -1,0 +1,170 @@
+//! The command line. Value checks live in the parsers so bad input is
+//! rejected with clap's one-line error before anything is loaded.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "leaktrace", version, about = "Find the call stacks that acquire resources and never release them")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace CMD from its first instruction until it exits; report what each
+    /// of its processes still held when it exited.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Trace running processes (and their new threads and children) for a
+    /// while; report what they acquired and still hold.
+    Attach {
+        #[command(flatten)]
+        common: Common,
+        /// Process to trace (repeatable).
+        #[arg(long = "pid", required = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+        pids: Vec<u32>,
+        /// How long to trace; Ctrl-C or the exit of every target ends it sooner.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Resource kinds leaktrace can follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Fd,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Resource kinds to trace, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "fd", value_parser = parse_kind)]
+    pub kinds: Vec<Kind>,
+    /// Capacity of the kernel's outstanding-fd map; acquisitions beyond it
+    /// are counted as dropped.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_entries: Option<u32>,
+    /// Capacity of the kernel's stack map (distinct stacks).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
+    pub max_stacks: Option<u32>,
+    /// Capacity of the kernel's process map (traced processes and threads).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 22)))]
+    pub max_procs: Option<u32>,
+    /// Stacks shown in the text report.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// How often the outstanding set is swept while tracing.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+}
+
+impl Common {
+    /// Command-line values over defaults.
+    pub fn config(&self) -> Config {
+        let defaults = Config::default();
+        Config {
+            max_entries: self.max_entries.unwrap_or(defaults.max_entries),
+            max_stacks: self.max_stacks.unwrap_or(defaults.max_stacks),
+            max_procs: self.max_procs.unwrap_or(defaults.max_procs),
+            top: self.top.unwrap_or(defaults.top),
+            interval: self.interval.unwrap_or(defaults.interval),
+            ..defaults
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1m30s)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    match text {
+        "fd" => Ok(Kind::Fd),
+        "tcp" | "mmap" => Err(format!("kind '{text}' is not supported yet: this version traces fd")),
+        other => Err(format!("unknown kind '{other}' (expected fd, tcp or mmap)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("leaktrace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_takes_the_command_verbatim() {
+        let cli = parse(&["run", "--format", "json", "--", "ls", "-l", "--color"]).expect("parses");
+        match cli.command {
+            Command::Run { common, command } => {
+                assert_eq!(common.format, Format::Json);
+                assert_eq!(command, vec!["ls", "-l", "--color"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn attach_needs_pids_and_valid_durations() {
+        assert!(parse(&["attach"]).is_err());
+        assert!(parse(&["attach", "--pid", "0"]).is_err());
+        assert!(parse(&["attach", "--pid", "12", "--duration", "3x"]).is_err());
+        assert!(parse(&["attach", "--pid", "12", "--duration", "0s"]).is_err());
+        let cli = parse(&["attach", "--pid", "12", "--pid", "13", "--duration", "1m30s"]).expect("parses");
+        match cli.command {
+            Command::Attach { pids, duration, .. } => {
+                assert_eq!(pids, vec![12, 13]);
+                assert_eq!(duration, Some(Duration::from_secs(90)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kinds_are_checked() {
+        let err = parse(&["run", "--kinds", "fd,bogus", "--", "true"]).expect_err("bad kind");
+        assert!(err.to_string().contains("unknown kind 'bogus'"), "{err}");
+        let err = parse(&["run", "--kinds", "tcp", "--", "true"]).expect_err("not yet");
+        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(parse(&["run", "--max-entries", "0", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn command_line_overrides_defaults() {
+        let cli = parse(&["run", "--max-entries", "1000", "--top", "3", "--", "true"]).expect("parses");
+        let Command::Run { common, .. } = cli.command else { panic!() };
+        let config = common.config();
+        assert_eq!(config.max_entries, 1000);
+        assert_eq!(config.top, 3);
+        assert_eq!(config.max_stacks, Config::default().max_stacks);
+    }
+}

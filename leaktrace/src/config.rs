@@ -1,0 +1,55 @@
+//! Settings with their defaults in one place. Precedence: command line, then
+//! defaults (a config file joins in between with the daemon mode).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Outstanding fds the kernel keeps (one entry each); more are dropped
+    /// and counted.
+    pub max_entries: u32,
+    /// Distinct stacks the kernel keeps (about 0.5 KiB each).
+    pub max_stacks: u32,
+    /// Traced processes and threads the kernel keeps.
+    pub max_procs: u32,
+    /// Stacks shown in the text report.
+    pub top: usize,
+    /// Example fds kept per stack.
+    pub examples: usize,
+    /// How often the outstanding set is swept while tracing: fd paths of live
+    /// processes are read, unused stacks are freed.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_entries: 65_536,
+            max_stacks: 16_384,
+            max_procs: 32_768,
+            top: 10,
+            examples: 5,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Durations as humantime strings ("5s", "1m30s") in config files.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}

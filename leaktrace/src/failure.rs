@@ -1,0 +1,35 @@
+//! Everything that ends leaktrace with an error, and the exit status each
+//! gives. Messages are one line: what failed and what to do.
+
+use thiserror::Error;
+
+use crate::kernel::{privileges::PrivilegeError, KernelError};
+use crate::launch::LaunchError;
+use crate::output::OutputError;
+
+#[derive(Debug, Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("no process with pid {pid}")]
+    NoSuchProcess { pid: u32 },
+    #[error("cannot set up the event loop: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("the tracer thread stopped unexpectedly")]
+    TracerLost,
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Launch(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Loading, attaching and owning the eBPF programs and their maps.
+//!
+//! Programs are attached through file-descriptor-based links that nothing
+//! pins: when leaktrace exits, however it exits, the kernel detaches them.
+
+use std::os::fd::AsFd;
+
+use aya::maps::{HashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::{RawTracePoint, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use leaktrace_common::{
+    config::globals,
+    counters,
+    fd::{FdEntry, FdKey},
+    process::ProcState,
+    stack::StackTrace,
+};
+
+use super::{batch, pidmap::PidBitmap, tracefs, KernelError};
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leaktrace-ebpf.o"));
+
+/// Sizes and modes chosen by the user.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Capacity of the outstanding-fd map.
+    pub max_entries: u32,
+    /// Capacity of the stack map (distinct stacks).
+    pub max_stacks: u32,
+    /// Capacity of the process map (traced processes and their threads).
+    pub max_procs: u32,
+    /// Trace every process on the host instead of the pid bitmap.
+    pub trace_all: bool,
+    /// Make threads that map new code stop for the ptrace tracer (`run`).
+    pub stop_on_code_map: bool,
+}
+
+pub struct Kernel {
+    /// Owns the programs and their links; dropping it detaches everything.
+    _ebpf: Ebpf,
+    outstanding: Map,
+    stacks: Map,
+    procs: Map,
+    counters: Map,
+    events: Option<RingBuf<MapData>>,
+    pids: PidBitmap,
+    options: LoadOptions,
+}
+
+fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
+    move |e| KernelError::Map { name, detail: e.to_string() }
+}
+
+/// The largest pid the kernel hands out, which sizes the pid bitmap.
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4_194_304)
+}
+
+impl Kernel {
+    pub fn load(options: &LoadOptions) -> Result<Kernel, KernelError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(KernelError::NoEbpfObject);
+        }
+        let tracefs = tracefs::ensure_mounted()?;
+        let offsets = tracefs::read_offsets(&tracefs)?;
+        // Kernels since 5.11 charge BPF memory to the cgroup; raising the
+        // memlock limit only matters before that, and may be refused.
+        let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: setrlimit reads a valid struct; failure is harmless.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+
+        let pid_words = pid_max().div_ceil(64);
+        let trace_all = u32::from(options.trace_all);
+        let stop = u32::from(options.stop_on_code_map);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::TRACE_ALL, &trace_all, true)
+            .override_global(globals::STOP_ON_CODE_MAP, &stop, true)
+            .override_global(globals::OFFSETS, &offsets, true)
+            .map_max_entries("OUTSTANDING", options.max_entries)
+            .map_max_entries("STACKS", options.max_stacks)
+            .map_max_entries("PROCS", options.max_procs)
+            .map_max_entries("TRACED_PIDS", pid_words)
+            .load(EBPF_OBJECT)
+            .map_err(|source| KernelError::Load { source })?;
+
+        for (name, category) in [
+            ("sched_process_fork", "sched"),
+            ("sched_process_exec", "sched"),
+            ("sched_process_exit", "sched"),
+        ] {
+            attach_tracepoint(&mut ebpf, name, category)?;
+        }
+        attach_raw_tracepoint(&mut ebpf, "sys_exit")?;
+
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or(KernelError::Map { name, detail: "missing from the eBPF object".into() })
+        };
+        let outstanding = take("OUTSTANDING")?;
+        let stacks = take("STACKS")?;
+        let procs = take("PROCS")?;
+        let counters = take("COUNTERS")?;
+        let events = RingBuf::try_from(take("EVENTS")?).map_err(map_error("EVENTS"))?;
+        let pid_map = take("TRACED_PIDS")?;
+        let pid_fd = match &pid_map {
+            Map::Array(data) => data.fd().as_fd(),
+            _ => return Err(KernelError::Map { name: "TRACED_PIDS", detail: "not an array".into() }),
+        };
+        let pids = PidBitmap::map(pid_fd, pid_words as usize)
+            .map_err(|source| KernelError::MapIo { name: "TRACED_PIDS", source })?;
+        Ok(Kernel {
+            _ebpf: ebpf,
+            outstanding,
+            stacks,
+            procs,
+            counters,
+            events: Some(events),
+            pids,
+            options: options.clone(),
+        })
+    }
+
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
+    }
+
+    /// The event ring buffer, for the session's reader; taken once.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Starts tracing a process the user named (or launched).
+    pub fn trace_process(&mut self, tgid: u32, state: ProcState) -> Result<(), KernelError> {
+        let mut procs: HashMap<&mut MapData, u32, ProcState> =
+            HashMap::try_from(&mut self.procs).map_err(map_error("PROCS"))?;
+        procs.insert(tgid, state, 0).map_err(map_error("PROCS"))?;
+        if !self.pids.set(tgid) {
+            return Err(KernelError::Map { name: "TRACED_PIDS", detail: format!("pid {tgid} exceeds pid_max") });
+        }
+        Ok(())
+    }
+
+    /// Stops tracing a process: no more acquisitions or signals for it.
+    pub fn untrace_process(&self, tgid: u32) {
+        self.pids.clear(tgid);
+    }
+
+    pub fn untrace_all(&self) {
+        self.pids.clear_all();
+    }
+
+    pub fn is_traced(&self, tgid: u32) -> bool {
+        self.options.trace_all || self.pids.contains(tgid)
+    }
+
+    /// The kernel's state for a traced process, if it still has one.
+    pub fn proc_state(&self, tgid: u32) -> Option<ProcState> {
+        let procs: HashMap<&MapData, u32, ProcState> = HashMap::try_from(&self.procs).ok()?;
+        procs.get(&tgid, 0).ok()
+    }
+
+    /// Every outstanding entry.
+    pub fn outstanding(&self) -> Result<Vec<(FdKey, FdEntry)>, KernelError> {
+        let fd = hash_fd(&self.outstanding);
+        batch::lookup_all(fd, self.options.max_entries as usize)
+            .map_err(|source| KernelError::MapIo { name: "OUTSTANDING", source })
+    }
+
+    /// Removes entries userspace has taken over; returns how many were still there.
+    pub fn remove_outstanding(&self, keys: &[FdKey]) -> Result<usize, KernelError> {
+        batch::delete(hash_fd(&self.outstanding), keys)
+            .map_err(|source| KernelError::MapIo { name: "OUTSTANDING", source })
+    }
+
+    pub fn stack(&self, id: u64) -> Option<StackTrace> {
+        let stacks: HashMap<&MapData, u64, StackTrace> = HashMap::try_from(&self.stacks).ok()?;
+        stacks.get(&id, 0).ok()
+    }
+
+    pub fn stack_ids(&self) -> Result<Vec<u64>, KernelError> {
+        let entries: Vec<(u64, StackTrace)> = batch::lookup_all(hash_fd(&self.stacks), self.options.max_stacks as usize)
+            .map_err(|source| KernelError::MapIo { name: "STACKS", source })?;
+        Ok(entries.into_iter().map(|(id, _)| id).collect())
+    }
+
+    pub fn remove_stacks(&self, ids: &[u64]) -> Result<usize, KernelError> {
+        batch::delete(hash_fd(&self.stacks), ids).map_err(|source| KernelError::MapIo { name: "STACKS", source })
+    }
+
+    /// Sums of the per-CPU counters, indexed like `leaktrace_common::counters`.
+    pub fn counters(&self) -> Result<[u64; counters::COUNT as usize], KernelError> {
+        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(&self.counters).map_err(map_error("COUNTERS"))?;
+        let mut sums = [0u64; counters::COUNT as usize];
+        for (i, sum) in sums.iter_mut().enumerate() {
+            let values = map.get(&(i as u32), 0).map_err(map_error("COUNTERS"))?;
+            *sum = values.iter().sum();
+        }
+        Ok(sums)
+    }
+}
+
+fn hash_fd(map: &Map) -> std::os::fd::BorrowedFd<'_> {
+    match map {
+        Map::HashMap(data) => data.fd().as_fd(),
+        _ => unreachable!("only hash maps are read in batches"),
+    }
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str) -> Result<(), KernelError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(KernelError::Program { program: name, detail: "missing from the eBPF object".into() })?;
+    let tp: &mut TracePoint =
+        program.try_into().map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
+    tp.load().map_err(|e| KernelError::Program { program: name, detail: verifier_detail(&e) })?;
+    tp.attach(category, name)
+        .map_err(|e| KernelError::Attach { tracepoint: format!("{category}:{name}"), detail: e.to_string() })?;
+    Ok(())
+}
+
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), KernelError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(KernelError::Program { program: name, detail: "missing from the eBPF object".into() })?;
+    let tp: &mut RawTracePoint =
+        program.try_into().map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
+    tp.load().map_err(|e| KernelError::Program { program: name, detail: verifier_detail(&e) })?;
+    tp.attach(name)
+        .map_err(|e| KernelError::Attach { tracepoint: format!("raw_syscalls:{name}"), detail: e.to_string() })?;
+    Ok(())
+}
+
+/// The verifier's log is long; its last lines say why a program was refused.
+fn verifier_detail(e: &aya::programs::ProgramError) -> String {
+    let text = format!("{e:#}");
+    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = e {
+        let log = verifier_log.to_string();
+        let tail: Vec<&str> = log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+        return format!("{text}\n{}", tail.join("\n"));
+    }
+    text
+}

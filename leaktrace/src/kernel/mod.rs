@@ -1,0 +1,40 @@
+//! The thin layer that touches the kernel: loading and attaching the eBPF
+//! programs, and reading and trimming their maps. Everything that decides
+//! what the map contents mean lives in `track`, which is pure.
+
+mod batch;
+mod load;
+mod pidmap;
+pub mod privileges;
+pub mod tracefs;
+
+pub use load::{Kernel, LoadOptions};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("this leaktrace binary was built without its eBPF object; build it with `cargo xtask build`")]
+    NoEbpfObject,
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error("cannot load the eBPF programs: {source}")]
+    Load {
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("cannot load eBPF program {program}: {detail}")]
+    Program { program: &'static str, detail: String },
+    #[error("cannot attach to tracepoint {tracepoint}: {detail}")]
+    Attach { tracepoint: String, detail: String },
+    #[error("eBPF map {name}: {detail}")]
+    Map { name: &'static str, detail: String },
+    #[error("cannot read eBPF map {name}: {source}")]
+    MapIo {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}

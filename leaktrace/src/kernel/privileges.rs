@@ -1,0 +1,58 @@
+//! Checks the capabilities each mode needs before anything is tried, so a
+//! missing one is named instead of surfacing as an EPERM from deep inside.
+
+use caps::{CapSet, Capability};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PrivilegeError {
+    #[error(
+        "leaktrace needs {missing} to {purpose}; run it as root or grant them \
+         (setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep leaktrace)"
+    )]
+    Missing { missing: String, purpose: &'static str },
+    #[error("cannot read this process's capabilities: {0}")]
+    Unreadable(String),
+}
+
+/// What the caller is about to do, each needing its own capabilities.
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    /// Load and attach eBPF tracing programs and read user stacks.
+    Trace,
+    /// Read another user's /proc/PID/{fd,maps} (attach to existing processes).
+    InspectOthers,
+}
+
+pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
+    let effective = caps::read(None, CapSet::Effective)
+        .map_err(|e| PrivilegeError::Unreadable(e.to_string()))?;
+    let has = |c: Capability| effective.contains(&c);
+    for need in needs {
+        let (missing, purpose): (Vec<&str>, &'static str) = match need {
+            // CAP_SYS_ADMIN covers both on kernels before 5.8 and still works.
+            Need::Trace if has(Capability::CAP_SYS_ADMIN) => (vec![], ""),
+            Need::Trace => (
+                [
+                    (!has(Capability::CAP_BPF)).then_some("CAP_BPF"),
+                    (!has(Capability::CAP_PERFMON)).then_some("CAP_PERFMON"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                "load its eBPF tracing programs",
+            ),
+            Need::InspectOthers => (
+                (!has(Capability::CAP_SYS_PTRACE))
+                    .then_some("CAP_SYS_PTRACE")
+                    .into_iter()
+                    .collect(),
+                "read the fd tables and mappings of processes it attaches to",
+            ),
+        };
+        if !missing.is_empty() {
+            return Err(PrivilegeError::Missing { missing: missing.join(" and "), purpose });
+        }
+    }
+    Ok(())
+}

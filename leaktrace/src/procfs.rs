@@ -1,0 +1,121 @@
+//! What leaktrace reads from /proc about traced processes, and the clock the
+//! eBPF programs stamp events with.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use nix::time::{clock_gettime, ClockId};
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Converts a CLOCK_MONOTONIC stamp to wall-clock time.
+pub fn wall_time(mono_ns: u64) -> time::OffsetDateTime {
+    let now_mono = monotonic_ns();
+    let now_wall = time::OffsetDateTime::now_utc();
+    let back = now_mono.saturating_sub(mono_ns);
+    now_wall - time::Duration::nanoseconds(back as i64)
+}
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The fd table as thread `tid` of `tgid` sees it: fd number to link text
+/// (path, `socket:[…]`, …). /proc/PID/fd shows the leader's view, which is
+/// empty once the leader thread has exited, even while others still run.
+pub fn fd_links(tgid: u32, tid: u32) -> std::io::Result<HashMap<u32, String>> {
+    let dir = format!("/proc/{tgid}/task/{tid}/fd");
+    let mut links = HashMap::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // The fd can be closed between readdir and readlink.
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            links.insert(fd, target.to_string_lossy().into_owned());
+        }
+    }
+    Ok(links)
+}
+
+pub fn comm(tgid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{tgid}/comm")).ok().map(|s| s.trim_end().to_string())
+}
+
+pub fn exe(tgid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Thread-group id of a task.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    status_field(tid, "Tgid:").and_then(|v| v.parse().ok())
+}
+
+/// Pending-signal mask of one thread (`SigPnd`).
+pub fn pending_signals(tid: u32) -> Option<u64> {
+    status_field(tid, "SigPnd:").and_then(|v| u64::from_str_radix(&v, 16).ok())
+}
+
+/// True when the signal is pending for the thread or its whole process.
+pub fn signal_pending(tid: u32, signal: i32) -> bool {
+    let bit = 1u64 << (signal - 1);
+    let thread = pending_signals(tid).unwrap_or(0);
+    let shared = status_field(tid, "ShdPnd:").and_then(|v| u64::from_str_radix(&v, 16).ok()).unwrap_or(0);
+    (thread | shared) & bit != 0
+}
+
+/// The state letter of /proc/PID/stat (R, S, Z, …), or None when gone.
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field can hold spaces and parentheses: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// True for a live user-space process (not a zombie, not a kernel thread).
+pub fn is_live_process(pid: u32) -> bool {
+    matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
+        && Path::new(&format!("/proc/{pid}/exe")).exists()
+        && tgid_of(pid) == Some(pid)
+}
+
+fn status_field(pid: u32, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(is_live_process(me));
+        assert_eq!(tgid_of(me), Some(me));
+        let file = std::fs::File::open("/proc/self/status").expect("open");
+        let links = fd_links(me, me).expect("fd links");
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd() as u32;
+        assert_eq!(links.get(&fd).map(String::as_str), Some(format!("/proc/{me}/status").as_str()));
+        assert!(!signal_pending(me, libc::SIGKILL));
+    }
+
+    #[test]
+    fn missing_pids_are_not_processes() {
+        assert!(!is_live_process(u32::MAX - 1));
+        assert_eq!(state(u32::MAX - 1), None);
+    }
+
+    #[test]
+    fn wall_time_of_now_is_now() {
+        let wall = wall_time(monotonic_ns());
+        let diff = (time::OffsetDateTime::now_utc() - wall).whole_milliseconds().abs();
+        assert!(diff < 1000, "{diff} ms");
+    }
+}

@@ -1,0 +1,104 @@
+//! Which frame of a stack is "the code that leaked": the innermost frame that
+//! belongs to the program itself rather than to libc, the dynamic loader or
+//! a language runtime and standard library.
+
+use crate::symbolize::SymFrame;
+
+/// First path element of Go standard-library import paths.
+const GO_STD_ROOTS: &[&str] = &[
+    "archive", "bufio", "bytes", "compress", "container", "context", "crypto", "database", "debug", "embed",
+    "encoding", "errors", "expvar", "flag", "fmt", "go", "hash", "html", "image", "index", "internal", "io",
+    "log", "math", "mime", "net", "os", "path", "plugin", "reflect", "regexp", "runtime", "sort", "strconv",
+    "strings", "sync", "syscall", "testing", "text", "time", "unicode", "unsafe", "vendor",
+];
+
+const RUST_STD_PREFIXES: &[&str] = &["std::", "core::", "alloc::", "<std::", "<core::", "<alloc::"];
+
+/// True for a Go symbol of the standard library, e.g. `os.OpenFile` or
+/// `net/http.(*Client).Get`; false for `main.leak` or `github.com/x/y.F`.
+pub fn is_go_std(symbol: &str) -> bool {
+    if symbol.contains("::") || symbol.contains(' ') {
+        return false;
+    }
+    let after_slash = symbol.rfind('/').map_or(0, |i| i + 1);
+    let Some(dot) = symbol[after_slash..].find('.') else {
+        return false;
+    };
+    let package = &symbol[..after_slash + dot];
+    let root = package.split('/').next().unwrap_or(package);
+    GO_STD_ROOTS.contains(&root)
+}
+
+fn is_library(frame: &SymFrame) -> bool {
+    let shared_object = frame.module.as_deref().is_some_and(|m| {
+        let name = m.rsplit('/').next().unwrap_or(m);
+        name.contains(".so") || name.starts_with('[')
+    });
+    let std_symbol = frame
+        .symbol
+        .as_deref()
+        .is_some_and(|s| is_go_std(s) || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p)));
+    shared_object || std_symbol
+}
+
+/// Index of the leak site in `frames` (innermost first), if any frame is the
+/// program's own code.
+pub fn leak_site(frames: &[SymFrame]) -> Option<usize> {
+    frames.iter().position(|f| f.symbol.is_some() && !is_library(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(symbol: &str, module: &str) -> SymFrame {
+        SymFrame {
+            addr: 0,
+            symbol: Some(symbol.into()),
+            symbol_offset: None,
+            module: Some(module.into()),
+            file_offset: None,
+            file: None,
+            line: None,
+            inlined: false,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn go_standard_library_is_recognised() {
+        assert!(is_go_std("os.OpenFile"));
+        assert!(is_go_std("net/http.(*Client).Get"));
+        assert!(is_go_std("runtime/internal/syscall.Syscall6"));
+        assert!(is_go_std("internal/poll.(*FD).Init"));
+        assert!(!is_go_std("main.leakFiles"));
+        assert!(!is_go_std("github.com/acme/app/store.Open"));
+        assert!(!is_go_std("load_config"));
+        assert!(!is_go_std("load_config.cold"));
+        assert!(!is_go_std("std::fs::File::open"));
+    }
+
+    #[test]
+    fn the_site_skips_libc_and_runtimes() {
+        let c = [
+            frame("__libc_open64", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame("load_config", "/tmp/leaky"),
+            frame("main", "/tmp/leaky"),
+        ];
+        assert_eq!(leak_site(&c), Some(1));
+        let go = [
+            frame("syscall.Syscall6", "/tmp/leaky-go"),
+            frame("os.OpenFile", "/tmp/leaky-go"),
+            frame("main.leakFiles", "/tmp/leaky-go"),
+            frame("main.main", "/tmp/leaky-go"),
+        ];
+        assert_eq!(leak_site(&go), Some(2));
+        let rust = [
+            frame("std::sys::fs::unix::File::open", "/tmp/leaky-rs"),
+            frame("<std::fs::File>::open", "/tmp/leaky-rs"),
+            frame("leaky_rs::leak_pipes", "/tmp/leaky-rs"),
+        ];
+        assert_eq!(leak_site(&rust), Some(2));
+        assert_eq!(leak_site(&[frame("__libc_open64", "/lib/libc.so.6")]), None);
+    }
+}

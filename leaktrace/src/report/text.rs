@@ -1,0 +1,233 @@
+//! The text report: for people, biggest stacks first, each named by its leak
+//! site and shown with examples and its symbolized frames.
+
+use std::fmt::Write;
+
+use super::{Frame, Report, StackEntry};
+
+pub fn render(report: &Report, top: usize) -> String {
+    let mut out = String::new();
+    header(report, &mut out);
+    if report.stacks.is_empty() {
+        let _ = writeln!(out, "\nno fd acquired during the window is still held");
+    }
+    for entry in report.stacks.iter().take(top) {
+        out.push('\n');
+        stack_entry(entry, &mut out);
+    }
+    if report.stacks.len() > top {
+        let _ = writeln!(
+            out,
+            "\n... and {} more stacks holding {} fds (--top {} or --format json shows them)",
+            report.stacks.len() - top,
+            report.stacks[top..].iter().map(|s| s.count).sum::<u64>(),
+            report.stacks.len()
+        );
+    }
+    if !report.preexisting.is_empty() {
+        let open = report.preexisting.iter().filter(|p| p.open_at_end).count();
+        let _ = writeln!(
+            out,
+            "\n{} fds were open before tracing began ({} still open at the end; no stacks, see --format json)",
+            report.preexisting.len(),
+            open
+        );
+    }
+    if !report.complete {
+        let _ = writeln!(out, "\n{}", incomplete_warning(report));
+    }
+    out
+}
+
+/// Says what was lost and which option avoids it.
+pub fn incomplete_warning(report: &Report) -> String {
+    let l = &report.losses;
+    let mut parts = Vec::new();
+    if l.map_full > 0 {
+        parts.push(format!(
+            "{} acquisitions were dropped because the outstanding map was full (raise --max-entries)",
+            l.map_full
+        ));
+    }
+    if l.stacks_dropped > 0 {
+        parts.push(format!("{} acquisitions have no stack: the stack map was full (raise --max-stacks)", l.stacks_dropped));
+    }
+    if l.events_lost > 0 {
+        parts.push(format!("{} process events were lost: the ring buffer was full", l.events_lost));
+    }
+    if l.procs_dropped > 0 {
+        parts.push(format!("{} child processes were not followed: the process map was full (raise --max-procs)", l.procs_dropped));
+    }
+    format!("warning: the report is incomplete: {}", parts.join("; "))
+}
+
+fn header(report: &Report, out: &mut String) {
+    let t = &report.totals;
+    let seconds = format_age(report.window.seconds);
+    match report.mode {
+        "run" => {
+            for target in &report.targets {
+                let name = target.exe.as_deref().or(target.comm.as_deref()).unwrap_or("?");
+                let status = match target.exit_code {
+                    Some(code) => format!("exited with status {code}"),
+                    None => "is still running".to_string(),
+                };
+                let _ = writeln!(out, "leaktrace run: {name} (pid {}) {status} after {seconds}", target.pid);
+            }
+            let _ = writeln!(
+                out,
+                "fds: {} acquired, {} released, {} still held at exit, {} dropped",
+                t.acquired, t.released, t.outstanding, t.dropped
+            );
+        }
+        _ => {
+            let pids: Vec<String> = report
+                .targets
+                .iter()
+                .map(|t| format!("{} ({})", t.pid, t.comm.as_deref().unwrap_or("?")))
+                .collect();
+            let _ = writeln!(out, "leaktrace attach: pid {} for {seconds}", pids.join(", "));
+            let _ = writeln!(
+                out,
+                "fds: {} acquired, {} released, {} acquired while tracing and still held, {} dropped",
+                t.acquired, t.released, t.outstanding, t.dropped
+            );
+        }
+    }
+}
+
+fn stack_entry(entry: &StackEntry, out: &mut String) {
+    let noun = noun(entry.resource, entry.count);
+    let site = match entry.site.as_deref() {
+        Some(site) => {
+            let caller = entry
+                .stack
+                .iter()
+                .skip_while(|f| f.symbol.as_deref() != Some(site))
+                .skip(1)
+                .find_map(|f| f.symbol.as_deref());
+            match caller {
+                Some(caller) => format!(" from {} <- {}", short(site), short(caller)),
+                None => format!(" from {}", short(site)),
+            }
+        }
+        None => String::new(),
+    };
+    let pids = if entry.pids.len() == 1 {
+        format!("pid {}", entry.pids[0])
+    } else {
+        format!("pids {}", entry.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+    };
+    let _ = writeln!(
+        out,
+        "{} {noun}{site}, held by {pids}, oldest {}",
+        entry.count,
+        format_age(entry.oldest_age_seconds)
+    );
+    if !entry.examples.is_empty() {
+        let shown: Vec<String> = entry
+            .examples
+            .iter()
+            .map(|e| {
+                format!(
+                    "fd {} {}({})",
+                    e.fd,
+                    e.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default(),
+                    format_age(e.age_seconds)
+                )
+            })
+            .collect();
+        let more = entry.count.saturating_sub(entry.examples.len() as u64);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let _ = writeln!(out, "    e.g. {}{more}", shown.join(", "));
+    }
+    for (i, frame) in entry.stack.iter().enumerate() {
+        let _ = writeln!(out, "    #{i:<2} {}", frame_line(frame));
+    }
+    if let Some(why) = &entry.truncated {
+        let _ = writeln!(out, "    ... (stack truncated: {why})");
+    }
+}
+
+fn frame_line(f: &Frame) -> String {
+    let module = f.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("?");
+    match &f.symbol {
+        Some(symbol) => {
+            let offset = f.offset.map(|o| format!("+{o:#x}")).unwrap_or_default();
+            let place = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!("{file}:{line}"),
+                (Some(file), None) => file.clone(),
+                _ => module.to_string(),
+            };
+            let inlined = if f.inlined { " (inlined)" } else { "" };
+            format!("{:<18} {symbol}{offset}{inlined}  {place}", f.address)
+        }
+        None => format!(
+            "{:<18} [unknown: {}]  {module}",
+            f.address,
+            f.reason.as_deref().unwrap_or("no symbol")
+        ),
+    }
+}
+
+/// Long demangled names are shortened to their last path elements.
+fn short(symbol: &str) -> &str {
+    if symbol.len() <= 60 {
+        return symbol;
+    }
+    let cut = symbol.len() - 60;
+    let start = symbol.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0);
+    &symbol[start..]
+}
+
+fn noun(resource: &str, count: u64) -> String {
+    let (one, many) = match resource {
+        "file" => ("file", "files"),
+        "socket" => ("socket", "sockets"),
+        "pipe" => ("pipe end", "pipe ends"),
+        "eventfd" => ("eventfd", "eventfds"),
+        "epoll" => ("epoll instance", "epoll instances"),
+        "timerfd" => ("timerfd", "timerfds"),
+        "signalfd" => ("signalfd", "signalfds"),
+        "inotify" => ("inotify instance", "inotify instances"),
+        "memfd" => ("memfd", "memfds"),
+        "pidfd" => ("pidfd", "pidfds"),
+        _ => ("other fd", "other fds"),
+    };
+    if count == 1 { one } else { many }.to_string()
+}
+
+pub fn format_age(seconds: f64) -> String {
+    if seconds < 10.0 {
+        format!("{seconds:.2}s")
+    } else if seconds < 60.0 {
+        format!("{seconds:.0}s")
+    } else if seconds < 3600.0 {
+        let s = seconds as u64;
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let s = seconds as u64;
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(format_age(0.2), "0.20s");
+        assert_eq!(format_age(41.3), "41s");
+        assert_eq!(format_age(125.0), "2m05s");
+        assert_eq!(format_age(7300.0), "2h01m");
+    }
+
+    #[test]
+    fn nouns_agree_with_counts() {
+        assert_eq!(noun("file", 1), "file");
+        assert_eq!(noun("file", 100), "files");
+        assert_eq!(noun("pipe", 2), "pipe ends");
+        assert_eq!(noun("other", 3), "other fds");
+    }
+}

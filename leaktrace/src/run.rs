@@ -1,0 +1,103 @@
+//! `leaktrace run -- CMD`: trace a command from its first instruction until it
+//! exits, and report what each of its processes still held when it exited.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::Common;
+use crate::failure::Failure;
+use crate::kernel::{privileges, Kernel, LoadOptions};
+use crate::launch::{self, Hold, TracerMsg};
+use crate::output::Output;
+use crate::report::{build, Target};
+use crate::session::Session;
+use crate::{procfs, report};
+
+/// How soon exits and range releases are applied after their events arrive.
+pub const EVENT_LATENCY: Duration = Duration::from_millis(250);
+
+pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
+    let config = common.config();
+    privileges::check(&[privileges::Need::Trace])?;
+    let program = launch::resolve(&command[0])?;
+    let output = Output::open(common, config.top)?;
+    let kernel = Kernel::load(&LoadOptions {
+        max_entries: config.max_entries,
+        max_stacks: config.max_stacks,
+        max_procs: config.max_procs,
+        trace_all: false,
+        stop_on_code_map: true,
+    })?;
+    let mut session = Session::new(kernel, &config, true)?;
+    let events = crate::session::readiness(&session)?;
+    let mut tracer = launch::start(&program, command)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(Failure::Runtime)?;
+    // Ctrl-C reaches the command through the terminal; leaktrace outlives it
+    // to write the report.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
+    let mut tick = tokio::time::interval(EVENT_LATENCY);
+    let mut sweep = tokio::time::interval(config.interval);
+
+    let start_ns = procfs::monotonic_ns();
+    let mut root = None;
+    let (status, outcome) = loop {
+        tokio::select! {
+            msg = tracer.recv() => match msg {
+                Some(TracerMsg::Hold(Hold::CommandExited { status }, reply)) => {
+                    let outcome = session.finish()?;
+                    // Background processes go on untraced: no more signals for them.
+                    session.untrace_all();
+                    let _ = reply.send(());
+                    break (status, outcome);
+                }
+                Some(TracerMsg::Hold(hold, reply)) => {
+                    match hold {
+                        Hold::Started { pid } => root = Some(session.trace_target(pid)?),
+                        Hold::Forked { child } => session.forked(child),
+                        Hold::Execed { tgid } => session.after_exec(tgid),
+                        Hold::CodeMapped { tgid } => session.code_mapped(tgid),
+                        Hold::Exiting { tgid, tid } => session.before_exit(tgid, tid),
+                        Hold::CommandExited { .. } => {}
+                    }
+                    let _ = reply.send(());
+                }
+                Some(TracerMsg::Failed(e)) => return Err(e.into()),
+                None => return Err(Failure::TracerLost),
+            },
+            guard = events.readable() => {
+                if let Ok(mut guard) = guard {
+                    session.drain_events();
+                    guard.clear_ready();
+                }
+            }
+            _ = tick.tick() => if session.has_pending() { session.sweep(false)?; },
+            _ = sweep.tick() => session.refresh()?,
+            _ = sigterm.recv() => forward(root.map(|r| r.tgid), libc::SIGTERM),
+            _ = sighup.recv() => forward(root.map(|r| r.tgid), libc::SIGHUP),
+            _ = sigint.recv() => {}
+        }
+    };
+    let end_ns = procfs::monotonic_ns();
+    let root = root.ok_or(Failure::TracerLost)?;
+    let info = session.proc_info(root).cloned().unwrap_or_default();
+    let target = Target {
+        pid: root.tgid,
+        comm: info.comm,
+        exe: info.exe.or_else(|| Some(program.display().to_string())),
+        exit_code: Some(status),
+    };
+    let context = build::Context { mode: "run", targets: vec![target], start_ns, end_ns, preexisting: vec![] };
+    let report: report::Report = build::build(context, outcome, session.resolver_mut());
+    output.write(&report)?;
+    Ok(status.clamp(0, 255) as u8)
+}
+
+fn forward(pid: Option<u32>, signal: i32) {
+    if let Some(pid) = pid {
+        // SAFETY: kill has no memory arguments.
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+}

@@ -1,0 +1,386 @@
+//! A tracing session: owns the loaded kernel side, the symbolization service
+//! and the tracker state, and turns the kernel's outstanding set and events
+//! into aggregated stacks.
+//!
+//! Work happens at a few moments only: when events arrive (process exits,
+//! execs, close_range), on a periodic sweep, when the ptrace tracer of `run`
+//! holds a process at exit or exec, and at the end. Acquisitions and their
+//! releases never reach userspace individually.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use leaktrace_common::{
+    counters,
+    fd::{FdEntry, FdKey, Resource, FLAG_STACK_LOST},
+    process::{ProcState, USER_GEN_BIT},
+    stack::{StackTrace, NO_STACK},
+};
+
+use crate::config::Config;
+use crate::decode::{self, Event};
+use crate::kernel::{Kernel, KernelError};
+use crate::procfs;
+use crate::report::Losses;
+use crate::symbolize::{NormStack, Resolver};
+use crate::track::aggregate::{Aggregator, Group, Held};
+use crate::track::fd::{plan_releases, CloexecMarks, RangeKind, RangeOp};
+use crate::track::process::{FdLinks, Processes};
+use crate::track::{ImageId, ProcId};
+
+/// Readiness of the session's event ring buffer for the event loop (a
+/// duplicate descriptor: the session keeps reading through its own).
+pub fn readiness(session: &Session) -> Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, crate::failure::Failure> {
+    use crate::failure::Failure;
+    let fd = session.events_fd().try_clone_to_owned().map_err(Failure::Runtime)?;
+    // SAFETY: the AsyncFd owns this duplicate and nothing else closes it.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| Failure::Runtime(e.into()))
+}
+
+pub struct Session {
+    kernel: Kernel,
+    events: RingBuf<MapData>,
+    resolver: Resolver,
+    procs: Processes,
+    marks: CloexecMarks,
+    /// Range releases from events, applied at the next sweep, in order.
+    pending_ops: Vec<RangeOp>,
+    /// Processes whose exit event arrived and whose entries await harvest.
+    exited: HashSet<ProcId>,
+    agg: Aggregator,
+    /// Entries released by range operations applied here.
+    released_here: u64,
+    /// Events that could not be decoded (a bug, reported rather than hidden).
+    bad_events: u64,
+    /// Stack ids unreferenced at the previous stack sweep.
+    unreferenced_stacks: HashSet<u64>,
+    /// Ptrace holds processes at exec and exit (run mode): snapshots are
+    /// taken then, not guessed from events.
+    held_by_tracer: bool,
+}
+
+/// The end state of a session, ready to become a report.
+pub struct Outcome {
+    pub groups: Vec<Group>,
+    pub acquired: u64,
+    pub released: u64,
+    pub losses: Losses,
+    pub bad_events: u64,
+}
+
+impl Session {
+    pub fn new(mut kernel: Kernel, config: &Config, held_by_tracer: bool) -> Result<Session, KernelError> {
+        let events = kernel
+            .take_events()
+            .ok_or(KernelError::Map { name: "EVENTS", detail: "already taken".into() })?;
+        Ok(Session {
+            kernel,
+            events,
+            resolver: Resolver::new(),
+            procs: Processes::default(),
+            marks: CloexecMarks::default(),
+            pending_ops: Vec::new(),
+            exited: HashSet::new(),
+            agg: Aggregator::new(config.examples),
+            released_here: 0,
+            bad_events: 0,
+            unreferenced_stacks: HashSet::new(),
+            held_by_tracer,
+        })
+    }
+
+    fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.events.as_fd()
+    }
+
+    /// Starts tracing `tgid` as a target; returns its identity.
+    pub fn trace_target(&mut self, tgid: u32) -> Result<ProcId, KernelError> {
+        let gen = USER_GEN_BIT | procfs::monotonic_ns();
+        self.kernel.trace_process(tgid, ProcState { gen, exec_seq: 0, _pad: 0 })?;
+        Ok(ProcId { tgid, gen })
+    }
+
+    /// The identity and current image of a traced process, if it has one.
+    fn image_of(&self, tgid: u32) -> Option<ImageId> {
+        let state = self.kernel.proc_state(tgid)?;
+        Some(ImageId { proc: ProcId { tgid, gen: state.gen }, exec_seq: state.exec_seq })
+    }
+
+    /// Records comm and exe and the code mappings of the live process's
+    /// current image (best effort: it may be gone already).
+    pub fn observe(&mut self, tgid: u32) -> Option<ProcId> {
+        let image = self.image_of(tgid)?;
+        let info = self.procs.entry(image.proc);
+        if let Some(comm) = procfs::comm(tgid) {
+            info.comm = Some(comm);
+        }
+        if let Some(exe) = procfs::exe(tgid) {
+            info.exe = Some(exe);
+        }
+        let _ = self.resolver.snapshot(image);
+        Some(image.proc)
+    }
+
+    pub fn proc_info(&self, proc: ProcId) -> Option<&crate::track::process::ProcInfo> {
+        self.procs.get(proc)
+    }
+
+    /// Reads the fd table of a live process through one of its threads, for
+    /// the paths of its entries.
+    fn read_fd_links(&mut self, proc: ProcId, tid: u32) {
+        let read_ns = procfs::monotonic_ns();
+        if let Ok(links) = procfs::fd_links(proc.tgid, tid) {
+            self.procs.entry(proc).fd_links = Some(FdLinks { read_ns, links });
+        }
+    }
+
+    /// The tracer holds thread `tid` of `tgid` just before it exits: the fds
+    /// and mappings may be there for the last time. The thread's own view is
+    /// read, since the leader may already have dropped its fd table.
+    pub fn before_exit(&mut self, tgid: u32, tid: u32) {
+        self.drain_events();
+        let Some(image) = self.image_of(tgid) else { return };
+        self.read_fd_links(image.proc, tid);
+        if !self.resolver.has_snapshot(image) {
+            let _ = self.resolver.snapshot(image);
+        }
+    }
+
+    /// The tracer holds `tgid` after an exec, before the new image runs.
+    pub fn after_exec(&mut self, tgid: u32) {
+        self.drain_events();
+        self.observe(tgid);
+    }
+
+    /// The tracer holds `tgid` after it mapped new code.
+    pub fn code_mapped(&mut self, tgid: u32) {
+        if let Some(image) = self.image_of(tgid) {
+            let _ = self.resolver.snapshot(image);
+        }
+    }
+
+    /// The tracer holds a parent whose new child has not run yet.
+    pub fn forked(&mut self, child: u32) {
+        self.drain_events();
+        if let Some(image) = self.image_of(child) {
+            let _ = self.resolver.snapshot(image);
+        }
+    }
+
+    /// Reads every event the kernel has queued, without waiting.
+    pub fn drain_events(&mut self) {
+        let mut decoded = Vec::new();
+        while let Some(item) = self.events.next() {
+            match decode::decode(&item) {
+                Ok(event) => decoded.push(event),
+                Err(_) => self.bad_events += 1,
+            }
+        }
+        for event in decoded {
+            self.on_event(event);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Exit { proc, at_ns } => {
+                self.procs.entry(proc).exited_ns = Some(at_ns);
+                self.exited.insert(proc);
+            }
+            Event::Exec { proc, at_ns, exec_seq } => {
+                self.pending_ops.push(RangeOp { proc, at_ns, kind: RangeKind::Exec });
+                if !self.held_by_tracer {
+                    // Best effort: the image may be gone again already.
+                    let _ = self.resolver.snapshot(ImageId { proc, exec_seq });
+                }
+            }
+            Event::CloseRange { proc, at_ns, first, last, flags } => {
+                self.pending_ops.push(RangeOp::close_range(proc, at_ns, first, last, flags));
+            }
+            Event::CodeMapped { proc, exec_seq, .. } => {
+                if !self.held_by_tracer {
+                    let _ = self.resolver.snapshot(ImageId { proc, exec_seq });
+                }
+            }
+            Event::Fork { child, parent_tgid } => {
+                // A child that never execs runs its parent's code. (For a thread
+                // this adds a harmless snapshot under its tid, dropped at exit.)
+                if let Some(parent) = self.image_of(parent_tgid) {
+                    self.resolver.inherit(parent, ImageId { proc: child, exec_seq: 0 });
+                }
+            }
+        }
+    }
+
+    /// True when events are waiting to be applied.
+    pub fn has_pending(&self) -> bool {
+        !self.exited.is_empty() || !self.pending_ops.is_empty()
+    }
+
+    /// Applies pending releases and moves the entries of exited processes
+    /// into the aggregate. With `take_live`, live processes' entries are
+    /// taken too (the end of the window).
+    pub fn sweep(&mut self, take_live: bool) -> Result<(), KernelError> {
+        self.drain_events();
+        let now = procfs::monotonic_ns();
+        let mut entries = self.kernel.outstanding()?;
+
+        if !self.pending_ops.is_empty() {
+            let released = plan_releases(&self.pending_ops, &entries, &mut self.marks);
+            self.pending_ops.clear();
+            if !released.is_empty() {
+                self.released_here += self.kernel.remove_outstanding(&released)? as u64;
+                let released: HashSet<FdKey> = released.into_iter().collect();
+                entries.retain(|(k, _)| !released.contains(k));
+            }
+        }
+
+        let mut alive: HashMap<ProcId, bool> = HashMap::new();
+        for (key, _) in &entries {
+            let proc = ProcId { tgid: key.tgid, gen: key.gen };
+            if !alive.contains_key(&proc) {
+                let live = !self.exited.contains(&proc)
+                    && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen);
+                alive.insert(proc, live);
+                if live && take_live {
+                    // The end of the window: paths and mappings as they are now.
+                    self.read_fd_links(proc, proc.tgid);
+                    if let Some(image) = self.image_of(proc.tgid) {
+                        if !self.resolver.has_snapshot(image) {
+                            let _ = self.resolver.snapshot(image);
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut taken = Vec::new();
+        for (key, entry) in &entries {
+            let proc = ProcId { tgid: key.tgid, gen: key.gen };
+            let live = alive[&proc];
+            if live && !take_live {
+                continue;
+            }
+            let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
+            let held = self.held(key, entry, until);
+            self.agg.add(held);
+            taken.push(*key);
+        }
+        if !taken.is_empty() {
+            self.kernel.remove_outstanding(&taken)?;
+        }
+        // Processes that ended are fully reported now: drop what was kept for them.
+        let ended: Vec<ProcId> = self.exited.drain().chain(alive.iter().filter(|(_, l)| !**l).map(|(p, _)| *p)).collect();
+        for proc in ended {
+            self.resolver.forget(proc);
+            self.marks.forget(proc);
+            if proc.gen & USER_GEN_BIT == 0 {
+                // Targets keep their info for the report header.
+                self.procs.remove(proc);
+            }
+        }
+        Ok(())
+    }
+
+    /// The periodic sweep: reads paths of live processes' fds while they can
+    /// be read, and frees stacks no outstanding entry uses any more.
+    pub fn refresh(&mut self) -> Result<(), KernelError> {
+        self.sweep(false)?;
+        let entries = self.kernel.outstanding()?;
+        let live: HashSet<ProcId> = entries.iter().map(|(k, _)| ProcId { tgid: k.tgid, gen: k.gen }).collect();
+        for proc in live {
+            self.read_fd_links(proc, proc.tgid);
+            if let Some(image) = self.image_of(proc.tgid) {
+                if !self.resolver.has_snapshot(image) {
+                    let _ = self.resolver.snapshot(image);
+                }
+            }
+        }
+        self.free_stacks(&entries)
+    }
+
+    /// Deletes kernel stacks that no entry has referenced for two sweeps in a
+    /// row (one sweep could race with an acquisition that just found the stack).
+    /// Only done past half capacity, so short sessions never lose a stack.
+    fn free_stacks(&mut self, entries: &[(FdKey, FdEntry)]) -> Result<(), KernelError> {
+        let ids = self.kernel.stack_ids()?;
+        if (ids.len() as u64) * 2 < u64::from(self.kernel.options().max_stacks) {
+            self.unreferenced_stacks.clear();
+            return Ok(());
+        }
+        let referenced: HashSet<u64> = entries.iter().map(|(_, e)| e.stack_id).collect();
+        let unreferenced: HashSet<u64> = ids.into_iter().filter(|id| !referenced.contains(id)).collect();
+        let stale: Vec<u64> = unreferenced.intersection(&self.unreferenced_stacks).copied().collect();
+        self.kernel.remove_stacks(&stale)?;
+        self.unreferenced_stacks = unreferenced;
+        for id in stale {
+            self.unreferenced_stacks.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn held(&mut self, key: &FdKey, entry: &FdEntry, until: u64) -> Held {
+        let proc = ProcId { tgid: key.tgid, gen: key.gen };
+        let image = ImageId { proc, exec_seq: entry.exec_seq };
+        let stack: Arc<NormStack> = if entry.flags & FLAG_STACK_LOST != 0 || entry.stack_id == NO_STACK {
+            self.resolver.normalize(image, NO_STACK, None)
+        } else if let Some(done) = self.resolver.cached_stack(image, entry.stack_id) {
+            done
+        } else {
+            let trace: Option<StackTrace> = self.kernel.stack(entry.stack_id);
+            self.resolver.normalize(image, entry.stack_id, trace.as_ref())
+        };
+        let link = self
+            .procs
+            .get(proc)
+            .and_then(|p| p.fd_links.as_ref())
+            .and_then(|l| l.link_for(key.fd, entry.acquired_ns))
+            .map(str::to_owned);
+        Held {
+            proc,
+            fd: key.fd,
+            resource: Resource::from_u8(entry.resource),
+            link,
+            acquired_ns: entry.acquired_ns,
+            held_until_ns: until,
+            stack,
+        }
+    }
+
+    /// Stops tracing every process: no more entries or signals for any.
+    pub fn untrace_all(&mut self) {
+        self.kernel.untrace_all();
+    }
+
+    pub fn is_traced(&self, tgid: u32) -> bool {
+        self.kernel.is_traced(tgid)
+    }
+
+    pub fn resolver_mut(&mut self) -> &mut Resolver {
+        &mut self.resolver
+    }
+
+    /// Takes everything still outstanding and returns the final state.
+    pub fn finish(&mut self) -> Result<Outcome, KernelError> {
+        self.sweep(true)?;
+        let c = self.kernel.counters()?;
+        let losses = Losses {
+            map_full: c[counters::DROPPED_MAP_FULL as usize],
+            stacks_dropped: c[counters::STACKS_DROPPED as usize],
+            stack_errors: c[counters::STACK_ERRORS as usize],
+            events_lost: c[counters::EVENTS_LOST as usize],
+            procs_dropped: c[counters::PROCS_DROPPED as usize],
+            read_errors: c[counters::READ_ERRORS as usize],
+        };
+        let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
+        Ok(Outcome {
+            groups: agg.into_groups(),
+            acquired: c[counters::ACQUIRED as usize],
+            released: c[counters::RELEASED as usize] + self.released_here,
+            losses,
+            bad_events: self.bad_events,
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! The symbolization service: one long-lived resolver with explicit caches.
+//!
+//! Addresses only mean something in the address space they were taken in,
+//! which disappears when the process exits or execs. So the resolver keeps a
+//! snapshot of each image's code mappings, taken while it was alive, and
+//! turns stacks into (module, file offset) frames with it: that form is what
+//! stacks are grouped by, and stays valid after the process is gone. Names,
+//! files and lines are looked up from the modules on disk when a report is
+//! written, once per distinct frame.
+
+pub mod maps;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use blazesym::symbolize::{self, source::Elf, source::Source, Input, Symbolized, Symbolizer};
+use leaktrace_common::stack::{StackTrace, MAX_FRAMES};
+
+use crate::track::{ImageId, ProcId};
+use maps::{Location, MapsSnapshot, Module};
+
+/// Why a stack or frame could not be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Unresolved {
+    /// The kernel could not store a stack for the acquisition.
+    NoStack(&'static str),
+    /// The process was gone before its mappings were read.
+    NoMappings,
+}
+
+/// A stack as (module, offset) frames: independent of the process and of
+/// address-space randomization, so equal stacks from different processes or
+/// runs of one binary compare equal.
+#[derive(Clone, Debug)]
+pub struct NormStack {
+    pub frames: Vec<NormFrame>,
+    /// Cut short: deeper than the kernel keeps, or the frame-pointer walk
+    /// left the code mappings (a caller without frame pointers).
+    pub truncated: Option<&'static str>,
+    pub unresolved: Option<Unresolved>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NormFrame {
+    /// The address in the process that took the stack (one of them, for
+    /// stacks seen in several processes).
+    pub addr: u64,
+    pub location: Location,
+}
+
+// Identity ignores absolute addresses of frames that were located in a
+// module: the same code at another load address is the same frame.
+impl PartialEq for NormStack {
+    fn eq(&self, other: &Self) -> bool {
+        self.truncated == other.truncated
+            && self.unresolved == other.unresolved
+            && self.frames.len() == other.frames.len()
+            && self.frames.iter().zip(&other.frames).all(|(a, b)| a.identity() == b.identity())
+    }
+}
+impl Eq for NormStack {}
+impl Hash for NormStack {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.truncated.hash(state);
+        self.unresolved.hash(state);
+        for f in &self.frames {
+            f.identity().hash(state);
+        }
+    }
+}
+
+impl NormFrame {
+    fn identity(&self) -> (&Location, u64) {
+        match self.location {
+            Location::InModule { .. } => (&self.location, 0),
+            Location::Unmapped => (&self.location, self.addr),
+        }
+    }
+}
+
+/// One symbolized frame of a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymFrame {
+    pub addr: u64,
+    pub symbol: Option<String>,
+    /// Offset of the address from the symbol's start.
+    pub symbol_offset: Option<u64>,
+    pub module: Option<String>,
+    pub file_offset: Option<u64>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// An inlined call: no frame of its own at run time.
+    pub inlined: bool,
+    /// Why `symbol` is missing.
+    pub reason: Option<String>,
+}
+
+pub struct Resolver {
+    snapshots: HashMap<ImageId, Arc<MapsSnapshot>>,
+    normalized: HashMap<(ImageId, u64), Arc<NormStack>>,
+    symbolizer: Symbolizer,
+    symbols: HashMap<(Module, u64, bool), Arc<Vec<SymFrame>>>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Resolver {
+    pub fn new() -> Self {
+        let symbolizer = Symbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        Resolver { snapshots: HashMap::new(), normalized: HashMap::new(), symbolizer, symbols: HashMap::new() }
+    }
+
+    pub fn has_snapshot(&self, image: ImageId) -> bool {
+        self.snapshots.contains_key(&image)
+    }
+
+    /// Reads the live process's mappings as those of `image`.
+    pub fn snapshot(&mut self, image: ImageId) -> std::io::Result<()> {
+        let snap = MapsSnapshot::read(image.proc.tgid)?;
+        self.snapshots.insert(image, Arc::new(snap));
+        Ok(())
+    }
+
+    /// A forked child starts with its parent's mappings.
+    pub fn inherit(&mut self, parent: ImageId, child: ImageId) {
+        if let Some(snap) = self.snapshots.get(&parent).cloned() {
+            self.snapshots.entry(child).or_insert(snap);
+        }
+    }
+
+    /// Drops everything kept for a process that is gone and fully reported.
+    pub fn forget(&mut self, proc: ProcId) {
+        self.snapshots.retain(|image, _| image.proc != proc);
+        self.normalized.retain(|(image, _), _| image.proc != proc);
+    }
+
+    pub fn cached_stack(&self, image: ImageId, stack_id: u64) -> Option<Arc<NormStack>> {
+        self.normalized.get(&(image, stack_id)).cloned()
+    }
+
+    /// Normalizes a stack taken in `image`. `trace` is the kernel's copy
+    /// (`None` when it was not stored).
+    pub fn normalize(&mut self, image: ImageId, stack_id: u64, trace: Option<&StackTrace>) -> Arc<NormStack> {
+        if let Some(done) = self.normalized.get(&(image, stack_id)) {
+            return done.clone();
+        }
+        let stack = match trace {
+            None => NormStack {
+                frames: vec![],
+                truncated: None,
+                unresolved: Some(Unresolved::NoStack("stack map full or stack unreadable")),
+            },
+            Some(trace) => match self.snapshots.get(&image) {
+                None => NormStack {
+                    frames: raw_frames(trace),
+                    truncated: None,
+                    unresolved: Some(Unresolved::NoMappings),
+                },
+                Some(snap) => normalize_with(snap, trace),
+            },
+        };
+        let stack = Arc::new(stack);
+        // Stacks without mappings may resolve later, once a snapshot exists.
+        if stack.unresolved != Some(Unresolved::NoMappings) {
+            self.normalized.insert((image, stack_id), stack.clone());
+        }
+        stack
+    }
+
+    /// Names, files and lines of a stack's frames, innermost first; inlined
+    /// calls appear as frames of their own.
+    pub fn symbolize(&mut self, stack: &NormStack) -> Vec<SymFrame> {
+        let mut out = Vec::with_capacity(stack.frames.len());
+        for (i, frame) in stack.frames.iter().enumerate() {
+            match &frame.location {
+                Location::InModule { module, file_offset } => {
+                    // Return addresses point after the call; look up the call itself.
+                    let is_return = i > 0;
+                    let frames = self.lookup(module, *file_offset, is_return);
+                    out.extend(frames.iter().map(|f| SymFrame { addr: frame.addr, ..f.clone() }));
+                }
+                Location::Unmapped => out.push(SymFrame {
+                    addr: frame.addr,
+                    symbol: None,
+                    symbol_offset: None,
+                    module: None,
+                    file_offset: None,
+                    file: None,
+                    line: None,
+                    inlined: false,
+                    reason: Some("address outside every code mapping".into()),
+                }),
+            }
+        }
+        if let Some(Unresolved::NoMappings) = stack.unresolved {
+            for f in &mut out {
+                f.reason = Some("process exited or exec'd before its mappings were read".into());
+            }
+        }
+        out
+    }
+
+    fn lookup(&mut self, module: &Module, file_offset: u64, is_return: bool) -> Arc<Vec<SymFrame>> {
+        let key = (module.clone(), file_offset, is_return);
+        if let Some(hit) = self.symbols.get(&key) {
+            return hit.clone();
+        }
+        let frames = Arc::new(lookup_uncached(&self.symbolizer, module, file_offset, is_return));
+        self.symbols.insert(key, frames.clone());
+        frames
+    }
+}
+
+fn raw_frames(trace: &StackTrace) -> Vec<NormFrame> {
+    let len = (trace.len as usize).min(MAX_FRAMES);
+    trace.ips[..len].iter().map(|&addr| NormFrame { addr, location: Location::Unmapped }).collect()
+}
+
+fn normalize_with(snap: &MapsSnapshot, trace: &StackTrace) -> NormStack {
+    let len = (trace.len as usize).min(MAX_FRAMES);
+    let mut frames = Vec::with_capacity(len);
+    let mut truncated = (len == MAX_FRAMES).then_some("deeper than the frames kept per stack");
+    for &addr in &trace.ips[..len] {
+        let location = snap.locate(addr);
+        if location == Location::Unmapped {
+            // Every frame past this one comes from the same bad frame pointer:
+            // keeping them would split one call site into many stacks.
+            truncated = Some("a caller without frame pointers ended the walk");
+            break;
+        }
+        frames.push(NormFrame { addr, location });
+    }
+    NormStack { frames, truncated, unresolved: None }
+}
+
+fn lookup_uncached(symbolizer: &Symbolizer, module: &Module, file_offset: u64, is_return: bool) -> Vec<SymFrame> {
+    let blank = |reason: String| SymFrame {
+        addr: 0,
+        symbol: None,
+        symbol_offset: None,
+        module: Some(module.display()),
+        file_offset: Some(file_offset),
+        file: None,
+        line: None,
+        inlined: false,
+        reason: Some(reason),
+    };
+    let Module::File(path) = module else {
+        return vec![blank(format!("no symbols for {}", module.display()))];
+    };
+    if !path.exists() {
+        return vec![blank(format!("{} no longer exists", path.display()))];
+    }
+    let lookup_at = if is_return { file_offset.saturating_sub(1) } else { file_offset };
+    let source = Source::Elf(Elf::new(path.to_path_buf()));
+    let result = symbolizer.symbolize_single(&source, Input::FileOffset(lookup_at));
+    let sym = match result {
+        Ok(Symbolized::Sym(sym)) => sym,
+        Ok(Symbolized::Unknown(reason)) => return vec![blank(format!("{reason} in {}", path.display()))],
+        Err(e) => return vec![blank(format!("cannot read symbols of {}: {e}", path.display()))],
+    };
+    let module_name = Some(path.display().to_string());
+    let loc = |ci: Option<&symbolize::CodeInfo<'_>>| match ci {
+        Some(ci) => (Some(code_file(ci)), ci.line),
+        None => (None, None),
+    };
+    // blazesym lists inlined calls outermost first; each function's code
+    // info is the location inside that function (for the outermost, the
+    // symbol's own), so every frame keeps its own location.
+    let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+    for inlined in sym.inlined.iter().rev() {
+        let (file, line) = loc(inlined.code_info.as_ref());
+        frames.push(SymFrame {
+            addr: 0,
+            symbol: Some(inlined.name.to_string()),
+            symbol_offset: None,
+            module: module_name.clone(),
+            file_offset: Some(file_offset),
+            file,
+            line,
+            inlined: true,
+            reason: None,
+        });
+    }
+    let (file, line) = loc(sym.code_info.as_deref());
+    frames.push(SymFrame {
+        addr: 0,
+        symbol: Some(sym.name.to_string()),
+        symbol_offset: Some(sym.offset as u64 + u64::from(is_return)),
+        module: module_name,
+        file_offset: Some(file_offset),
+        file,
+        line,
+        inlined: false,
+        reason: None,
+    });
+    frames
+}
+
+/// The source file as the debug info names it (relative to the build
+/// directory for most C and Rust code).
+fn code_file(ci: &symbolize::CodeInfo<'_>) -> String {
+    Path::new(&*ci.file).display().to_string()
+}

@@ -1,0 +1,22 @@
+//! Pure tracking logic: process identities, what range operations release,
+//! and aggregation of held resources per call stack. Nothing here touches
+//! the kernel, so all of it is tested without privileges.
+
+pub mod aggregate;
+pub mod fd;
+pub mod process;
+
+/// One process instance: a pid plus the generation that distinguishes it
+/// from earlier and later processes with the same pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcId {
+    pub tgid: u32,
+    pub gen: u64,
+}
+
+/// One program image of a process: it changes with every exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageId {
+    pub proc: ProcId,
+    pub exec_seq: u32,
+}

@@ -1,0 +1,157 @@
+//! Installs what building and testing leaktrace needs, idempotently.
+//!
+//! The eBPF crate is built with Debian's rustc-web, which ships the core
+//! sources `-Z build-std=core` needs (rustup cannot fetch rust-src here), and
+//! with a bpf-linker built against the same LLVM major as that rustc. The LLVM
+//! major is read from the installed rustc at set-up time: a Debian security
+//! update can move rustc-web and its LLVM together.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian's Rust that can build `-Z build-std=core` for bpfel-unknown-none.
+pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+pub const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const TOOLCHAIN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+
+/// What a task needs beyond the eBPF toolchain.
+pub struct Needs {
+    packages: Vec<&'static str>,
+}
+
+impl Needs {
+    pub fn build() -> Self {
+        Self { packages: vec![] }
+    }
+
+    /// The demo's leaky example is a Go program: Go keeps frame pointers, so
+    /// its stacks are complete with the frame-pointer walk.
+    pub fn demo() -> Self {
+        Self {
+            packages: vec!["golang-go", "gcc", "libc6-dev"],
+        }
+    }
+
+    /// Fixtures are C (gcc), Go (golang-go) and Rust (the workspace's cargo).
+    pub fn test() -> Self {
+        Self {
+            packages: vec!["golang-go", "gcc", "libc6-dev", "util-linux"],
+        }
+    }
+}
+
+pub fn run(needs: &Needs) -> Result<()> {
+    let mut packages: Vec<String> = TOOLCHAIN_PACKAGES.iter().map(|p| p.to_string()).collect();
+    packages.extend(needs.packages.iter().map(|p| p.to_string()));
+    install_packages(&packages)?;
+
+    let llvm = debian_llvm_major()?;
+    install_packages(&[format!("llvm-{llvm}-dev")])?;
+    install_bpf_linker(llvm)
+}
+
+fn missing_packages(packages: &[String]) -> Vec<String> {
+    packages
+        .iter()
+        .filter(|p| {
+            let status = util::output(
+                Command::new("dpkg-query").args(["-W", "-f=${Status}", p.as_str()]),
+            );
+            !matches!(status, Some(s) if s.trim() == "install ok installed")
+        })
+        .cloned()
+        .collect()
+}
+
+fn install_packages(packages: &[String]) -> Result<()> {
+    let missing = missing_packages(packages);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !util::is_root() {
+        bail!(
+            "missing Debian packages: {}; run `sudo cargo xtask setup` once",
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    util::run(
+        Command::new("apt-get")
+            .args(["-o", "Acquire::Retries=3", "update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    let still = missing_packages(&missing);
+    if !still.is_empty() {
+        bail!("apt-get did not install {}", still.join(" "));
+    }
+    Ok(())
+}
+
+/// The LLVM major version Debian's rustc was built with (`LLVM version: 22.1.8`).
+fn debian_llvm_major() -> Result<u32> {
+    let out = util::output(Command::new(DEBIAN_RUSTC).arg("-vV"))
+        .with_context(|| format!("{DEBIAN_RUSTC} -vV failed; is rustc-web installed?"))?;
+    let version = out
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("rustc -vV printed no LLVM version")?;
+    version
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .with_context(|| format!("cannot parse LLVM version {version:?}"))
+}
+
+fn bpf_linker_path() -> PathBuf {
+    util::cargo_home().join("bin").join("bpf-linker")
+}
+
+/// A stamp beside the binary records which LLVM it was built against, since
+/// `bpf-linker --version` does not say.
+fn bpf_linker_stamp() -> PathBuf {
+    util::cargo_home().join("bin").join(".bpf-linker-leaktrace")
+}
+
+fn install_bpf_linker(llvm: u32) -> Result<()> {
+    let wanted = format!("{BPF_LINKER_VERSION} llvm-{llvm}");
+    let stamp = std::fs::read_to_string(bpf_linker_stamp()).unwrap_or_default();
+    if bpf_linker_path().exists() && stamp.trim() == wanted {
+        return Ok(());
+    }
+    // llvm-sys names its prefix variable after LLVM's major and minor: 22.1 -> 221.
+    let llvm_config = format!("/usr/lib/llvm-{llvm}/bin/llvm-config");
+    let full = util::output(Command::new(&llvm_config).arg("--version"))
+        .with_context(|| format!("{llvm_config} --version failed"))?;
+    let mut parts = full.trim().split('.');
+    let sys_version = format!(
+        "{}{}",
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default()
+    );
+    let prefix = format!("/usr/lib/llvm-{llvm}");
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm} (about a minute)");
+    util::run(
+        Command::new("cargo")
+            .args(["install", "bpf-linker", "--force", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", &format!("llvm-{llvm}")])
+            // llvm-sys reads the first variable, bpf-linker's own build script the
+            // second; without it the script takes the first llvm-config on PATH,
+            // which on Debian points at /usr and the wrong library directory.
+            .env(format!("LLVM_SYS_{sys_version}_PREFIX"), &prefix)
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    std::fs::write(bpf_linker_stamp(), format!("{wanted}\n"))
+        .context("cannot write the bpf-linker stamp")?;
+    Ok(())
+}

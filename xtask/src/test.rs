@@ -1,0 +1,33 @@
+//! `cargo xtask test`: unit tests (no privileges), then the integration suite
+//! against the real kernel, serialized because each test owns kernel state.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::util;
+
+pub fn run(root: &Path, leaktrace: &Path, filter: Option<&str>) -> Result<()> {
+    let mut unit = Command::new("cargo");
+    unit.current_dir(root)
+        .args(["test", "--workspace", "--exclude", "leaktrace-ebpf", "--exclude", "leaktrace-tests"]);
+    if let Some(f) = filter {
+        unit.args(["--", f]);
+    }
+    util::run(&mut unit)?;
+
+    if !util::is_root() {
+        bail!("the integration tests load eBPF programs: run `sudo cargo xtask test`");
+    }
+    let mut integration = Command::new("cargo");
+    integration
+        .current_dir(root)
+        .args(["test", "--release", "--package", "leaktrace-tests", "--"])
+        .arg("--test-threads=1")
+        .env("LEAKTRACE_BIN", leaktrace);
+    if let Some(f) = filter {
+        integration.arg(f);
+    }
+    util::run(&mut integration)
+}
