@@ -66,7 +66,6 @@ pub struct Outcome {
     pub acquired: u64,
     pub released: u64,
     pub losses: Losses,
-    pub bad_events: u64,
 }
 
 impl Session {
@@ -373,6 +372,7 @@ impl Session {
             events_lost: c[counters::EVENTS_LOST as usize],
             procs_dropped: c[counters::PROCS_DROPPED as usize],
             read_errors: c[counters::READ_ERRORS as usize],
+            undecodable_events: self.bad_events,
         };
         let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
         Ok(Outcome {
@@ -380,7 +380,6 @@ impl Session {
             acquired: c[counters::ACQUIRED as usize],
             released: c[counters::RELEASED as usize] + self.released_here,
             losses,
-            bad_events: self.bad_events,
         })
     }
 }

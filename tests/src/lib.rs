@@ -1,1 +1,172 @@
+//! Harness for the integration tests: builds the fixture programs, runs the
+//! leaktrace binary on them and reads its JSON report.
+//!
+//! The tests need root (they load eBPF programs) and run one at a time
+//! (`cargo xtask test` passes `--test-threads=1`): each leaktrace process
+//! owns its kernel state, which goes away when it exits.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// The binary under test: `LEAKTRACE_BIN`, set by `cargo xtask test`.
+pub fn leaktrace() -> PathBuf {
+    std::env::var_os("LEAKTRACE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/release/leaktrace"))
+}
+
+fn fixtures_out() -> PathBuf {
+    let dir = workspace().join("target/fixtures");
+    std::fs::create_dir_all(&dir).expect("create target/fixtures");
+    dir
+}
+
+fn must(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `tests/fixtures/c/NAME.c` built with gcc (frame pointers kept, debug info).
+pub fn c_fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let out = fixtures_out().join(format!("c-{name}"));
+    let mut done = built.lock().expect("lock");
+    if !done.iter().any(|n| n == name) {
+        let src = workspace().join(format!("tests/fixtures/c/{name}.c"));
+        must(Command::new("gcc").args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"]).arg(&out).arg(&src));
+        done.push(name.to_string());
+    }
+    out
+}
+
+/// `tests/fixtures/go/NAME` built with Debian's Go.
+pub fn go_fixture(name: &str) -> PathBuf {
+    let out = fixtures_out().join(format!("go-{name}"));
+    let cache = fixtures_out().join("go-cache");
+    must(
+        Command::new("go")
+            .current_dir(workspace().join(format!("tests/fixtures/go/{name}")))
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .env("GOCACHE", &cache)
+            .env("GOPATH", cache.join("gopath"))
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "-buildvcs=false"),
+    );
+    out
+}
+
+/// `tests/fixtures/rust` built in release mode with debug info.
+pub fn rust_fixture() -> PathBuf {
+    let target = fixtures_out().join("rust");
+    must(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--quiet", "--release", "--manifest-path"])
+            .arg(workspace().join("tests/fixtures/rust/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target),
+    );
+    target.join("release/leaky-rs")
+}
+
+/// Runs leaktrace with `args`.
+pub fn leaktrace_output(args: &[&str]) -> Output {
+    Command::new(leaktrace()).args(args).output().expect("run leaktrace")
+}
+
+pub struct Run {
+    pub status: i32,
+    pub report: Value,
+    pub stderr: String,
+}
+
+/// `leaktrace run --format json [OPTIONS] -- PROGRAM ARGS...`.
+pub fn run_json(options: &[&str], program: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new(leaktrace());
+    cmd.args(["run", "--format", "json"]).args(options).arg("--").arg(program).args(args);
+    let out = cmd.output().expect("run leaktrace");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{stderr}"));
+    Run { status: out.status.code().unwrap_or(-1), report, stderr }
+}
+
+/// The report's stack entries.
+pub fn stacks(report: &Value) -> &Vec<Value> {
+    report["stacks"].as_array().expect("stacks array")
+}
+
+/// Entries whose stack contains a frame with this symbol.
+pub fn with_symbol<'a>(report: &'a Value, symbol: &str) -> Vec<&'a Value> {
+    stacks(report)
+        .iter()
+        .filter(|s| s["stack"].as_array().is_some_and(|f| f.iter().any(|f| f["symbol"] == symbol)))
+        .collect()
+}
+
+/// Entries with this resource whose examples name this path.
+pub fn with_path<'a>(report: &'a Value, resource: &str, path: &str) -> Vec<&'a Value> {
+    stacks(report)
+        .iter()
+        .filter(|s| s["resource"] == resource)
+        .filter(|s| s["examples"].as_array().is_some_and(|e| e.iter().any(|e| e["path"] == path)))
+        .collect()
+}
+
+pub fn count(entries: &[&Value]) -> u64 {
+    entries.iter().map(|s| s["count"].as_u64().expect("count")).sum()
+}
+
+pub fn total(report: &Value, key: &str) -> u64 {
+    report["totals"][key].as_u64().unwrap_or_else(|| panic!("totals.{key}"))
+}
+
+/// A background process, killed when dropped.
+pub struct Background(pub Child);
+
+impl Background {
+    pub fn spawn(program: &Path, args: &[&str]) -> Background {
+        Background(
+            Command::new(program).args(args).stdin(Stdio::null()).spawn().expect("spawn background program"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `path` exists (the fixture's readiness signal).
+pub fn wait_for_file(path: &Path) {
+    for _ in 0..500 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = fixtures_out().join("scratch").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}

@@ -142,11 +142,6 @@ impl Kernel {
         Ok(())
     }
 
-    /// Stops tracing a process: no more acquisitions or signals for it.
-    pub fn untrace_process(&self, tgid: u32) {
-        self.pids.clear(tgid);
-    }
-
     pub fn untrace_all(&self) {
         self.pids.clear_all();
     }

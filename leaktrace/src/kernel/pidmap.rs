@@ -49,12 +49,6 @@ impl PidBitmap {
         self.word(pid).map(|(w, bit)| w.fetch_or(bit, Ordering::SeqCst)).is_some()
     }
 
-    pub fn clear(&self, pid: u32) {
-        if let Some((w, bit)) = self.word(pid) {
-            w.fetch_and(!bit, Ordering::SeqCst);
-        }
-    }
-
     pub fn clear_all(&self) {
         for index in 0..self.len {
             // SAFETY: index is in bounds of the live, aligned mapping.

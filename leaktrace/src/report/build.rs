@@ -19,7 +19,7 @@ pub struct Context {
 const NS: f64 = 1e9;
 
 pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report {
-    let stacks: Vec<StackEntry> = outcome
+    let entries: Vec<StackEntry> = outcome
         .groups
         .iter()
         .map(|g| {
@@ -48,9 +48,13 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
             }
         })
         .collect();
+    let stacks = merge_same_source(entries);
     let outstanding = stacks.iter().map(|s| s.count).sum();
     let losses = outcome.losses;
-    let complete = losses.map_full == 0 && losses.events_lost == 0 && losses.procs_dropped == 0;
+    let complete = losses.map_full == 0
+        && losses.events_lost == 0
+        && losses.procs_dropped == 0
+        && losses.undecodable_events == 0;
     Report {
         schema: SCHEMA,
         mode: ctx.mode,
@@ -79,4 +83,48 @@ fn frame(f: &SymFrame) -> Frame {
         inlined: f.inlined,
         reason: f.reason.clone(),
     }
+}
+
+/// What makes two symbolized frames the same for people: the function and
+/// the source line, or the exact code offset when there is no line info.
+fn frame_key(f: &Frame) -> (Option<&str>, Option<&str>, Option<&str>, Option<u32>, Option<String>, bool) {
+    let exact = if f.line.is_some() { None } else { Some(format!("{}{:?}", f.address, f.offset)) };
+    (f.module.as_deref(), f.symbol.as_deref(), f.file.as_deref(), f.line, exact, f.inlined)
+}
+
+/// Merges entries whose stacks differ only in addresses that map to the same
+/// source lines (an unrolled loop, or one call site reached at several
+/// offsets): one entry per source stack, counts added, oldest kept.
+fn merge_same_source(entries: Vec<StackEntry>) -> Vec<StackEntry> {
+    let mut merged: Vec<StackEntry> = Vec::with_capacity(entries.len());
+    let mut index: std::collections::HashMap<(&'static str, &'static str, Vec<String>), usize> =
+        std::collections::HashMap::new();
+    for entry in entries {
+        let key = (
+            entry.kind,
+            entry.resource,
+            entry.stack.iter().map(|f| format!("{:?}", frame_key(f))).collect::<Vec<_>>(),
+        );
+        match index.get(&key) {
+            Some(&i) => {
+                let into = &mut merged[i];
+                into.count += entry.count;
+                into.bytes += entry.bytes;
+                into.oldest_age_seconds = into.oldest_age_seconds.max(entry.oldest_age_seconds);
+                into.pids.extend(entry.pids);
+                into.pids.sort_unstable();
+                into.pids.dedup();
+                let keep = into.examples.len().max(entry.examples.len());
+                into.examples.extend(entry.examples);
+                into.examples.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
+                into.examples.truncate(keep);
+            }
+            None => {
+                index.insert(key, merged.len());
+                merged.push(entry);
+            }
+        }
+    }
+    merged.sort_by(|a, b| b.count.cmp(&a.count).then(b.oldest_age_seconds.total_cmp(&a.oldest_age_seconds)));
+    merged
 }

@@ -63,6 +63,8 @@ pub struct Losses {
     pub procs_dropped: u64,
     /// Register or user-memory reads that failed.
     pub read_errors: u64,
+    /// Events from the kernel that could not be decoded.
+    pub undecodable_events: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,5 +124,186 @@ impl Report {
     pub fn to_json(&self) -> String {
         // Serializing plain data with string keys cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report as a run of a small C program produces it.
+    pub fn sample() -> Report {
+        Report {
+            schema: SCHEMA,
+            mode: "run",
+            targets: vec![Target { pid: 123, comm: Some("x".into()), exe: Some("/path/x".into()), exit_code: Some(0) }],
+            window: Window { start: "2026-11-23T10:00:00Z".into(), end: "2026-11-23T10:00:01.5Z".into(), seconds: 1.5 },
+            totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0 },
+            preexisting: vec![],
+            stacks: vec![StackEntry {
+                kind: "fd",
+                resource: "file",
+                count: 100,
+                bytes: 0,
+                pids: vec![123],
+                oldest_age_seconds: 1.2,
+                stack: vec![
+                    Frame {
+                        address: "0x7f0000001000".into(),
+                        symbol: Some("__libc_open64".into()),
+                        module: Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into()),
+                        file: Some("open64.c".into()),
+                        line: Some(41),
+                        offset: Some(0x51),
+                        inlined: false,
+                        reason: None,
+                    },
+                    Frame {
+                        address: "0x401136".into(),
+                        symbol: Some("load_config".into()),
+                        module: Some("/path/x".into()),
+                        file: Some("x.c".into()),
+                        line: Some(16),
+                        offset: Some(0x16),
+                        inlined: false,
+                        reason: None,
+                    },
+                    Frame {
+                        address: "0x22286e65706f006c".into(),
+                        symbol: None,
+                        module: None,
+                        file: None,
+                        line: None,
+                        offset: None,
+                        inlined: false,
+                        reason: Some("address outside every code mapping".into()),
+                    },
+                ],
+                examples: vec![Example { pid: 123, fd: 7, path: Some("/etc/hostname".into()), age_seconds: 1.0 }],
+                site: Some("load_config".into()),
+                truncated: None,
+            }],
+            complete: true,
+            losses: Losses::default(),
+        }
+    }
+
+    /// The contract other tools rely on: these keys, these names, these types.
+    #[test]
+    fn json_snapshot() {
+        let expected = r#"{
+  "schema": "leaktrace.report/1",
+  "mode": "run",
+  "targets": [
+    {
+      "pid": 123,
+      "comm": "x",
+      "exe": "/path/x",
+      "exit_code": 0
+    }
+  ],
+  "window": {
+    "start": "2026-11-23T10:00:00Z",
+    "end": "2026-11-23T10:00:01.5Z",
+    "seconds": 1.5
+  },
+  "totals": {
+    "acquired": 1010,
+    "released": 910,
+    "outstanding": 100,
+    "dropped": 0
+  },
+  "preexisting": [],
+  "stacks": [
+    {
+      "kind": "fd",
+      "resource": "file",
+      "count": 100,
+      "bytes": 0,
+      "pids": [
+        123
+      ],
+      "oldest_age_seconds": 1.2,
+      "stack": [
+        {
+          "address": "0x7f0000001000",
+          "symbol": "__libc_open64",
+          "module": "/usr/lib/x86_64-linux-gnu/libc.so.6",
+          "file": "open64.c",
+          "line": 41,
+          "offset": 81
+        },
+        {
+          "address": "0x401136",
+          "symbol": "load_config",
+          "module": "/path/x",
+          "file": "x.c",
+          "line": 16,
+          "offset": 22
+        },
+        {
+          "address": "0x22286e65706f006c",
+          "symbol": null,
+          "module": null,
+          "file": null,
+          "line": null,
+          "reason": "address outside every code mapping"
+        }
+      ],
+      "examples": [
+        {
+          "pid": 123,
+          "fd": 7,
+          "path": "/etc/hostname",
+          "age_seconds": 1.0
+        }
+      ],
+      "site": "load_config"
+    }
+  ],
+  "complete": true,
+  "losses": {
+    "map_full": 0,
+    "stacks_dropped": 0,
+    "stack_errors": 0,
+    "events_lost": 0,
+    "procs_dropped": 0,
+    "read_errors": 0,
+    "undecodable_events": 0
+  }
+}"#;
+        assert_eq!(sample().to_json(), expected);
+    }
+
+    #[test]
+    fn text_leads_with_count_site_and_caller() {
+        let text = text::render(&sample(), 10);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "leaktrace run: /path/x (pid 123) exited with status 0 after 1.50s");
+        assert_eq!(lines[1], "fds: 1010 acquired, 910 released, 100 still held at exit, 0 dropped");
+        assert_eq!(lines[3], "100 files from load_config, held by pid 123, oldest 1.20s");
+        assert!(lines[4].contains("fd 7 /etc/hostname (1.00s) and 99 more"), "{}", lines[4]);
+        assert!(lines[6].contains("load_config+0x16  x.c:16"), "{}", lines[6]);
+        assert!(lines[7].contains("[unknown: address outside every code mapping]"), "{}", lines[7]);
+    }
+
+    #[test]
+    fn incomplete_reports_say_what_was_lost() {
+        let mut r = sample();
+        r.complete = false;
+        r.losses.map_full = 1200;
+        r.totals.dropped = 1200;
+        let text = text::render(&r, 10);
+        assert!(text.contains("1200 acquisitions were dropped because the outstanding map was full (raise --max-entries)"));
+    }
+
+    #[test]
+    fn top_limits_the_text_report() {
+        let mut r = sample();
+        let mut second = r.stacks[0].clone();
+        second.count = 3;
+        r.stacks.push(second);
+        let text = text::render(&r, 1);
+        assert!(text.contains("... and 1 more stacks holding 3 fds"), "{text}");
     }
 }

@@ -55,6 +55,9 @@ pub fn incomplete_warning(report: &Report) -> String {
     if l.events_lost > 0 {
         parts.push(format!("{} process events were lost: the ring buffer was full", l.events_lost));
     }
+    if l.undecodable_events > 0 {
+        parts.push(format!("{} kernel events could not be decoded", l.undecodable_events));
+    }
     if l.procs_dropped > 0 {
         parts.push(format!("{} child processes were not followed: the process map was full (raise --max-procs)", l.procs_dropped));
     }

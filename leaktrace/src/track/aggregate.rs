@@ -84,6 +84,7 @@ impl Aggregator {
         }
     }
 
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.groups.values().map(|g| g.count).sum()
     }

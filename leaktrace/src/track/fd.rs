@@ -106,6 +106,7 @@ impl CloexecMarks {
         self.marked.retain(|(p, _, _)| *p != proc);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.marked.len()
     }

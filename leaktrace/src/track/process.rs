@@ -51,13 +51,6 @@ impl Processes {
         self.by_id.remove(&id)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = ProcId> + '_ {
-        self.by_id.keys().copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
 }
 
 #[cfg(test)]

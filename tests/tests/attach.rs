@@ -1,0 +1,58 @@
+//! `leaktrace attach`: processes already running.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use leaktrace_tests::*;
+
+fn attach(pid: u32, duration: &str) -> std::process::Child {
+    Command::new(leaktrace())
+        .args(["attach", "--format", "json", "--pid", &pid.to_string(), "--duration", duration])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start leaktrace attach")
+}
+
+fn ready_file(name: &str) -> PathBuf {
+    scratch_dir(name).join("ready")
+}
+
+#[test]
+fn attach_reports_what_was_acquired_while_tracing_and_lists_what_was_there_before() {
+    let ready = ready_file("attach");
+    let target = Background::spawn(&c_fixture("fd_leaks"), &["attach", ready.to_str().expect("path")]);
+    wait_for_file(&ready);
+    let tracer = attach(target.pid(), "3s");
+    // Give the tracer time to load and attach before the fixture goes on.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::write(ready.with_extension("go"), b"").expect("signal the fixture");
+    let out = tracer.wait_with_output().expect("leaktrace attach");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+
+    assert_eq!(r["mode"], "attach");
+    assert_eq!(r["targets"][0]["pid"], target.pid());
+    assert_eq!(r["targets"][0]["exit_code"], serde_json::Value::Null);
+    let leaked = with_path(&r, "file", "/etc/passwd");
+    assert_eq!(count(&leaked), 6);
+    assert_eq!(total(&r, "outstanding"), 6, "the 50 open/close pairs are not reported");
+    assert!(r["window"]["seconds"].as_f64().expect("seconds") >= 2.9);
+
+    let before = r["preexisting"].as_array().expect("preexisting");
+    let hostnames = before.iter().filter(|p| p["path"] == "/etc/hostname").collect::<Vec<_>>();
+    assert_eq!(hostnames.len(), 2, "{before:?}");
+    assert!(hostnames.iter().all(|p| p["open_at_end"] == true && p["resource"] == "file"));
+    assert!(before.iter().all(|p| p["path"] != "/etc/passwd"), "acquired after attaching");
+}
+
+#[test]
+fn attach_ends_when_every_target_exited() {
+    let sleeper = Background::spawn(std::path::Path::new("/bin/sleep"), &["1"]);
+    let started = std::time::Instant::now();
+    let out = attach(sleeper.pid(), "60s").wait_with_output().expect("leaktrace attach");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed().as_secs() < 20, "did not notice the exit");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(total(&r, "outstanding"), 0);
+}

@@ -1,0 +1,45 @@
+//! `leaktrace run` on Go and Rust fixtures: exact counts per function.
+
+use leaktrace_tests::*;
+
+#[test]
+fn go_leaks_are_attributed_to_their_functions() {
+    let run = run_json(&[], &go_fixture("leaky"), &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+
+    let config = with_symbol(r, "main.loadConfig");
+    let config: Vec<_> = config.into_iter().filter(|s| s["resource"] == "file").collect();
+    assert_eq!(count(&config), 30);
+    assert_eq!(config[0]["site"], "main.loadConfig");
+    assert_eq!(config[0]["examples"][0]["path"], "/etc/hostname");
+    let frames = config[0]["stack"].as_array().expect("frames");
+    let site = frames.iter().find(|f| f["symbol"] == "main.loadConfig").expect("site frame");
+    assert!(site["file"].as_str().expect("file").ends_with("main.go"), "{site}");
+    assert!(site["line"].as_u64().expect("line") > 0);
+    let below: Vec<&str> = frames.iter().filter_map(|f| f["symbol"].as_str()).collect();
+    let at = below.iter().position(|s| *s == "main.loadConfig").expect("site");
+    assert_eq!(below[at + 1], "main.main", "{below:?}");
+
+    let pipes: Vec<_> = with_symbol(r, "main.leakPipes").into_iter().filter(|s| s["resource"] == "pipe").collect();
+    assert_eq!(count(&pipes), 20, "5 write ends from each of 4 goroutines");
+
+    let sockets: Vec<_> =
+        with_symbol(r, "main.leakListeners").into_iter().filter(|s| s["resource"] == "socket").collect();
+    assert_eq!(count(&sockets), 3);
+
+    // Correct open/close pairs never appear: nothing from readAll's ReadFile.
+    assert!(with_path(r, "file", "/etc/passwd").is_empty());
+}
+
+#[test]
+fn rust_leaks_are_counted() {
+    let run = run_json(&[], &rust_fixture(), &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert_eq!(count(&with_path(r, "file", "/etc/hostname")), 17);
+    let pairs: Vec<_> = stacks(r).iter().filter(|s| s["resource"] == "socket").collect();
+    assert_eq!(count(&pairs), 18);
+    assert!(with_path(r, "file", "/etc/passwd").is_empty());
+    assert_eq!(total(r, "outstanding"), 35);
+}
