@@ -45,9 +45,9 @@ impl Output {
             Format::Text => text::render(report, self.top),
             Format::Json => report.to_json() + "\n",
         };
-        if !report.complete && (self.format != Format::Text || self.file.is_some()) {
+        if report.losses.any() && (self.format != Format::Text || self.file.is_some()) {
             // The warning is in the text itself; other outputs get it on stderr.
-            eprintln!("leaktrace: {}", text::incomplete_warning(report));
+            eprintln!("leaktrace: {}", text::losses_warning(report));
         }
         match self.file {
             Some((_, mut file)) => file.write_all(body.as_bytes()).map_err(OutputError::Write),

@@ -43,3 +43,16 @@ fn rust_leaks_are_counted() {
     assert!(with_path(r, "file", "/etc/passwd").is_empty());
     assert_eq!(total(r, "outstanding"), 35);
 }
+
+#[test]
+fn unused_stacks_are_freed_so_the_stack_map_never_fills() {
+    // 40 distinct stacks come and go; the map holds 32 and is swept every 100ms.
+    let run = run_json(&["--max-stacks", "32", "--interval", "100ms"], &go_fixture("churn"), &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert_eq!(r["losses"]["stacks_dropped"], 0, "{}", r["losses"]);
+    let leaked = with_symbol(r, "main.leakDeep");
+    assert_eq!(count(&leaked), 1);
+    let depth = leaked[0]["stack"].as_array().expect("frames").iter().filter(|f| f["symbol"] == "main.leakDeep").count();
+    assert_eq!(depth, 46, "the whole recursion is in the stack");
+}

@@ -120,6 +120,14 @@ pub struct Example {
     pub age_seconds: f64,
 }
 
+impl Losses {
+    /// Anything at all was lost (the counts may still be exact: a stack can
+    /// be missing while its acquisition is counted).
+    pub fn any(&self) -> bool {
+        *self != Losses::default()
+    }
+}
+
 impl Report {
     pub fn to_json(&self) -> String {
         // Serializing plain data with string keys cannot fail.

@@ -33,14 +33,14 @@ pub fn render(report: &Report, top: usize) -> String {
             open
         );
     }
-    if !report.complete {
-        let _ = writeln!(out, "\n{}", incomplete_warning(report));
+    if report.losses.any() {
+        let _ = writeln!(out, "\n{}", losses_warning(report));
     }
     out
 }
 
 /// Says what was lost and which option avoids it.
-pub fn incomplete_warning(report: &Report) -> String {
+pub fn losses_warning(report: &Report) -> String {
     let l = &report.losses;
     let mut parts = Vec::new();
     if l.map_full > 0 {
@@ -61,7 +61,14 @@ pub fn incomplete_warning(report: &Report) -> String {
     if l.procs_dropped > 0 {
         parts.push(format!("{} child processes were not followed: the process map was full (raise --max-procs)", l.procs_dropped));
     }
-    format!("warning: the report is incomplete: {}", parts.join("; "))
+    if l.stack_errors > 0 {
+        parts.push(format!("{} stacks could not be read", l.stack_errors));
+    }
+    if l.read_errors > 0 {
+        parts.push(format!("{} syscall arguments could not be read", l.read_errors));
+    }
+    let what = if report.complete { "stacks are missing" } else { "the report is incomplete" };
+    format!("warning: {what}: {}", parts.join("; "))
 }
 
 fn header(report: &Report, out: &mut String) {
