@@ -120,16 +120,38 @@ pub enum FdOp {
     /// Nothing the tracker follows (including every failed call).
     Nothing,
     /// A new fd.
-    Acquire { fd: u32, resource: Resource, cloexec: Cloexec },
+    Acquire {
+        fd: u32,
+        resource: Resource,
+        cloexec: Cloexec,
+    },
     /// Two new fds written to the `int[2]` at this user address (pipe, socketpair).
-    AcquirePair { fds_at: u64, resource: Resource, cloexec: Cloexec },
+    AcquirePair {
+        fds_at: u64,
+        resource: Resource,
+        cloexec: Cloexec,
+    },
     /// `new` now refers to what `old` refers to. With `replaces`, `new` may
     /// have been open before and is released first (dup2/dup3).
-    Dup { old: u32, new: u32, cloexec: Cloexec, replaces: bool },
-    Release { fd: u32 },
+    Dup {
+        old: u32,
+        new: u32,
+        cloexec: Cloexec,
+        replaces: bool,
+    },
+    Release {
+        fd: u32,
+    },
     /// close_range: userspace applies it to entries older than the call.
-    CloseRange { first: u32, last: u32, flags: u32 },
-    SetCloexec { fd: u32, cloexec: bool },
+    CloseRange {
+        first: u32,
+        last: u32,
+        flags: u32,
+    },
+    SetCloexec {
+        fd: u32,
+        cloexec: bool,
+    },
     /// A file was mapped executable: the process's code mappings changed.
     CodeMapped,
 }
@@ -142,11 +164,7 @@ pub enum FdOp {
 /// EINTR or EIO (fs/open.c, `file_close_fd` precedes `filp_flush`).
 pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
     if nr == sc::CLOSE {
-        return if ret == -sc::EBADF {
-            FdOp::Nothing
-        } else {
-            FdOp::Release { fd: args[0] as u32 }
-        };
+        return if ret == -sc::EBADF { FdOp::Nothing } else { FdOp::Release { fd: args[0] as u32 } };
     }
     if sc::is_error(ret) {
         return FdOp::Nothing;
@@ -163,32 +181,19 @@ pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
         sc::SOCKET => acquire(R::Socket, flag(args[1], sc::O_CLOEXEC)),
         sc::ACCEPT => acquire(R::Socket, Cloexec::No),
         sc::ACCEPT4 => acquire(R::Socket, flag(args[3], sc::O_CLOEXEC)),
-        sc::SOCKETPAIR => FdOp::AcquirePair {
-            fds_at: args[3],
-            resource: R::Socket,
-            cloexec: flag(args[1], sc::O_CLOEXEC),
-        },
+        sc::SOCKETPAIR => {
+            FdOp::AcquirePair { fds_at: args[3], resource: R::Socket, cloexec: flag(args[1], sc::O_CLOEXEC) }
+        }
         sc::PIPE => FdOp::AcquirePair { fds_at: args[0], resource: R::Pipe, cloexec: Cloexec::No },
-        sc::PIPE2 => FdOp::AcquirePair {
-            fds_at: args[0],
-            resource: R::Pipe,
-            cloexec: flag(args[1], sc::O_CLOEXEC),
-        },
+        sc::PIPE2 => FdOp::AcquirePair { fds_at: args[0], resource: R::Pipe, cloexec: flag(args[1], sc::O_CLOEXEC) },
         sc::DUP => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: false },
         // dup2(fd, fd) returns fd and changes nothing.
         sc::DUP2 if args[0] as u32 == fd => FdOp::Nothing,
         sc::DUP2 => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: true },
-        sc::DUP3 => FdOp::Dup {
-            old: args[0] as u32,
-            new: fd,
-            cloexec: flag(args[2], sc::O_CLOEXEC),
-            replaces: true,
-        },
+        sc::DUP3 => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: flag(args[2], sc::O_CLOEXEC), replaces: true },
         sc::FCNTL => match args[1] {
             sc::F_DUPFD => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: false },
-            sc::F_DUPFD_CLOEXEC => {
-                FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::Yes, replaces: false }
-            }
+            sc::F_DUPFD_CLOEXEC => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::Yes, replaces: false },
             sc::F_SETFD => FdOp::SetCloexec { fd: args[0] as u32, cloexec: args[2] & sc::FD_CLOEXEC != 0 },
             _ => FdOp::Nothing,
         },
@@ -222,11 +227,7 @@ pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
         sc::OPEN_TREE => acquire(R::Mount, flag(args[2], sc::O_CLOEXEC)),
         sc::FSOPEN | sc::FSPICK => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
         sc::FSMOUNT => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
-        sc::CLOSE_RANGE => FdOp::CloseRange {
-            first: args[0] as u32,
-            last: args[1] as u32,
-            flags: args[2] as u32,
-        },
+        sc::CLOSE_RANGE => FdOp::CloseRange { first: args[0] as u32, last: args[1] as u32, flags: args[2] as u32 },
         sc::MMAP if args[2] & sc::PROT_EXEC != 0 && args[4] as i32 >= 0 => FdOp::CodeMapped,
         _ => FdOp::Nothing,
     }
@@ -321,19 +322,10 @@ mod tests {
 
     #[test]
     fn cloexec_changes() {
-        assert_eq!(
-            classify(sc::FCNTL, &args(&[4, sc::F_SETFD, 1]), 0),
-            FdOp::SetCloexec { fd: 4, cloexec: true }
-        );
-        assert_eq!(
-            classify(sc::FCNTL, &args(&[4, sc::F_SETFD, 0]), 0),
-            FdOp::SetCloexec { fd: 4, cloexec: false }
-        );
+        assert_eq!(classify(sc::FCNTL, &args(&[4, sc::F_SETFD, 1]), 0), FdOp::SetCloexec { fd: 4, cloexec: true });
+        assert_eq!(classify(sc::FCNTL, &args(&[4, sc::F_SETFD, 0]), 0), FdOp::SetCloexec { fd: 4, cloexec: false });
         assert_eq!(classify(sc::FCNTL, &args(&[4, 3, 0]), 2), FdOp::Nothing, "F_GETFL");
-        assert_eq!(
-            classify(sc::IOCTL, &args(&[4, sc::FIOCLEX]), 0),
-            FdOp::SetCloexec { fd: 4, cloexec: true }
-        );
+        assert_eq!(classify(sc::IOCTL, &args(&[4, sc::FIOCLEX]), 0), FdOp::SetCloexec { fd: 4, cloexec: true });
         assert_eq!(
             classify(sc::CLOSE_RANGE, &args(&[3, u32::MAX as u64, 4]), 0),
             FdOp::CloseRange { first: 3, last: u32::MAX, flags: 4 }

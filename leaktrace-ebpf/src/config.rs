@@ -10,12 +10,8 @@ static LT_TRACE_ALL: u32 = 0;
 static LT_STOP_ON_CODE_MAP: u32 = 0;
 
 #[no_mangle]
-static LT_OFFSETS: TracepointOffsets = TracepointOffsets {
-    fork_child_pid: 0,
-    exit_group_dead: 0,
-    exec_pid: 0,
-    exec_old_pid: 0,
-};
+static LT_OFFSETS: TracepointOffsets =
+    TracepointOffsets { fork_child_pid: 0, exit_group_dead: 0, exec_pid: 0, exec_old_pid: 0 };
 
 // Volatile reads: without them the compiler folds the defaults above into the
 // code and the loader's values are never read.

@@ -22,13 +22,7 @@ const EEXIST: i64 = 17;
 const SIGSTOP: u32 = 19;
 
 #[inline(always)]
-pub fn apply<C: EbpfContext>(
-    ctx: &C,
-    caller: &Caller,
-    proc: &ProcState,
-    nr: u64,
-    op: FdOp,
-) -> Result<(), i64> {
+pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64, op: FdOp) -> Result<(), i64> {
     let key = |fd: u32| FdKey { tgid: caller.tgid, fd, gen: proc.gen };
     match op {
         FdOp::Nothing => {}
@@ -85,13 +79,7 @@ pub fn apply<C: EbpfContext>(
         FdOp::CloseRange { first, last, flags } => {
             // Walking an unbounded fd range is not possible here; userspace
             // releases the matching entries acquired before this timestamp.
-            let event = CloseRangeEvent {
-                header: header(KIND_CLOSE_RANGE, caller, proc),
-                first,
-                last,
-                flags,
-                _pad: 0,
-            };
+            let event = CloseRangeEvent { header: header(KIND_CLOSE_RANGE, caller, proc), first, last, flags, _pad: 0 };
             events::send(&event);
         }
         FdOp::CodeMapped => {
@@ -133,15 +121,7 @@ fn resolve_cloexec(cloexec: Cloexec) -> bool {
 }
 
 #[inline(always)]
-fn record(
-    caller: &Caller,
-    proc: &ProcState,
-    key: FdKey,
-    nr: u64,
-    resource: Resource,
-    cloexec: bool,
-    stack_id: u64,
-) {
+fn record(caller: &Caller, proc: &ProcState, key: FdKey, nr: u64, resource: Resource, cloexec: bool, stack_id: u64) {
     bump(counters::ACQUIRED);
     let mut flags = if cloexec { FLAG_CLOEXEC } else { 0 };
     if stack_id == NO_STACK {

@@ -144,12 +144,7 @@ pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     if let Some(state) = unsafe { PROCS.get(tgid) } {
         let event = ExitEvent {
-            header: EventHeader {
-                kind: KIND_EXIT,
-                tgid,
-                gen: state.gen,
-                ts_ns: unsafe { bpf_ktime_get_ns() },
-            },
+            header: EventHeader { kind: KIND_EXIT, tgid, gen: state.gen, ts_ns: unsafe { bpf_ktime_get_ns() } },
         };
         events::send(&event);
     }

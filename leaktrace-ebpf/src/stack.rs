@@ -28,14 +28,7 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> u64 {
         return NO_STACK;
     };
     let size = (MAX_FRAMES * 8) as u32;
-    let written = unsafe {
-        bpf_get_stack(
-            ctx.as_ptr(),
-            (*buf).ips.as_mut_ptr().cast(),
-            size,
-            BPF_F_USER_STACK as u64,
-        )
-    };
+    let written = unsafe { bpf_get_stack(ctx.as_ptr(), (*buf).ips.as_mut_ptr().cast(), size, BPF_F_USER_STACK as u64) };
     if written < 0 {
         bump(counters::STACK_ERRORS);
         return NO_STACK;

@@ -5,8 +5,8 @@
 use std::mem::size_of;
 
 use leaktrace_common::event::{
-    CloseRangeEvent, CodeMappedEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, KIND_CLOSE_RANGE,
-    KIND_CODE_MAPPED, KIND_EXEC, KIND_EXIT, KIND_FORK,
+    CloseRangeEvent, CodeMappedEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, KIND_CLOSE_RANGE, KIND_CODE_MAPPED,
+    KIND_EXEC, KIND_EXIT, KIND_FORK,
 };
 use thiserror::Error;
 
@@ -14,12 +14,33 @@ use crate::track::ProcId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Exit { proc: ProcId, at_ns: u64 },
-    Exec { proc: ProcId, at_ns: u64, exec_seq: u32 },
-    CloseRange { proc: ProcId, at_ns: u64, first: u32, last: u32, flags: u32 },
-    CodeMapped { proc: ProcId, at_ns: u64, tid: u32, exec_seq: u32 },
+    Exit {
+        proc: ProcId,
+        at_ns: u64,
+    },
+    Exec {
+        proc: ProcId,
+        at_ns: u64,
+        exec_seq: u32,
+    },
+    CloseRange {
+        proc: ProcId,
+        at_ns: u64,
+        first: u32,
+        last: u32,
+        flags: u32,
+    },
+    CodeMapped {
+        proc: ProcId,
+        at_ns: u64,
+        tid: u32,
+        exec_seq: u32,
+    },
     /// `child` may be a thread's tid rather than a new process.
-    Fork { child: ProcId, parent_tgid: u32 },
+    Fork {
+        child: ProcId,
+        parent_tgid: u32,
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -8,9 +8,7 @@ use nix::time::{clock_gettime, ClockId};
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns()`.
 pub fn monotonic_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64).unwrap_or(0)
 }
 
 /// Converts a CLOCK_MONOTONIC stamp to wall-clock time.

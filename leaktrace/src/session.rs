@@ -70,9 +70,7 @@ pub struct Outcome {
 
 impl Session {
     pub fn new(mut kernel: Kernel, config: &Config, held_by_tracer: bool) -> Result<Session, KernelError> {
-        let events = kernel
-            .take_events()
-            .ok_or(KernelError::Map { name: "EVENTS", detail: "already taken".into() })?;
+        let events = kernel.take_events().ok_or(KernelError::Map { name: "EVENTS", detail: "already taken".into() })?;
         Ok(Session {
             kernel,
             events,
@@ -135,6 +133,15 @@ impl Session {
         }
     }
 
+    /// Takes a snapshot of the live process's current image unless one exists.
+    fn ensure_snapshot(&mut self, tgid: u32) {
+        if let Some(image) = self.image_of(tgid) {
+            if !self.resolver.has_snapshot(image) {
+                let _ = self.resolver.snapshot(image);
+            }
+        }
+    }
+
     /// The tracer holds thread `tid` of `tgid` just before it exits: the fds
     /// and mappings may be there for the last time. The thread's own view is
     /// read, since the leader may already have dropped its fd table.
@@ -142,9 +149,7 @@ impl Session {
         self.drain_events();
         let Some(image) = self.image_of(tgid) else { return };
         self.read_fd_links(image.proc, tid);
-        if !self.resolver.has_snapshot(image) {
-            let _ = self.resolver.snapshot(image);
-        }
+        self.ensure_snapshot(tgid);
     }
 
     /// The tracer holds `tgid` after an exec, before the new image runs.
@@ -239,18 +244,14 @@ impl Session {
         let mut alive: HashMap<ProcId, bool> = HashMap::new();
         for (key, _) in &entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
-            if !alive.contains_key(&proc) {
-                let live = !self.exited.contains(&proc)
-                    && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen);
-                alive.insert(proc, live);
+            if let std::collections::hash_map::Entry::Vacant(slot) = alive.entry(proc) {
+                let live =
+                    !self.exited.contains(&proc) && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen);
+                slot.insert(live);
                 if live && take_live {
                     // The end of the window: paths and mappings as they are now.
                     self.read_fd_links(proc, proc.tgid);
-                    if let Some(image) = self.image_of(proc.tgid) {
-                        if !self.resolver.has_snapshot(image) {
-                            let _ = self.resolver.snapshot(image);
-                        }
-                    }
+                    self.ensure_snapshot(proc.tgid);
                 }
             }
         }
@@ -271,7 +272,8 @@ impl Session {
             self.kernel.remove_outstanding(&taken)?;
         }
         // Processes that ended are fully reported now: drop what was kept for them.
-        let ended: Vec<ProcId> = self.exited.drain().chain(alive.iter().filter(|(_, l)| !**l).map(|(p, _)| *p)).collect();
+        let ended: Vec<ProcId> =
+            self.exited.drain().chain(alive.iter().filter(|(_, l)| !**l).map(|(p, _)| *p)).collect();
         for proc in ended {
             self.resolver.forget(proc);
             self.marks.forget(proc);
@@ -291,11 +293,7 @@ impl Session {
         let live: HashSet<ProcId> = entries.iter().map(|(k, _)| ProcId { tgid: k.tgid, gen: k.gen }).collect();
         for proc in live {
             self.read_fd_links(proc, proc.tgid);
-            if let Some(image) = self.image_of(proc.tgid) {
-                if !self.resolver.has_snapshot(image) {
-                    let _ = self.resolver.snapshot(image);
-                }
-            }
+            self.ensure_snapshot(proc.tgid);
         }
         self.free_stacks(&entries)
     }

@@ -17,9 +17,7 @@ pub fn workspace() -> PathBuf {
 
 /// The binary under test: `LEAKTRACE_BIN`, set by `cargo xtask test`.
 pub fn leaktrace() -> PathBuf {
-    std::env::var_os("LEAKTRACE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/release/leaktrace"))
+    std::env::var_os("LEAKTRACE_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release/leaktrace"))
 }
 
 fn fixtures_out() -> PathBuf {
@@ -123,6 +121,15 @@ pub fn with_path<'a>(report: &'a Value, resource: &str, path: &str) -> Vec<&'a V
         .collect()
 }
 
+/// The example paths of every entry, for scenarios whose leaks share a stack.
+pub fn example_paths(report: &Value) -> Vec<&str> {
+    stacks(report)
+        .iter()
+        .flat_map(|s| s["examples"].as_array().expect("examples"))
+        .filter_map(|e| e["path"].as_str())
+        .collect()
+}
+
 pub fn count(entries: &[&Value]) -> u64 {
     entries.iter().map(|s| s["count"].as_u64().expect("count")).sum()
 }
@@ -136,9 +143,7 @@ pub struct Background(pub Child);
 
 impl Background {
     pub fn spawn(program: &Path, args: &[&str]) -> Background {
-        Background(
-            Command::new(program).args(args).stdin(Stdio::null()).spawn().expect("spawn background program"),
-        )
+        Background(Command::new(program).args(args).stdin(Stdio::null()).spawn().expect("spawn background program"))
     }
 
     pub fn pid(&self) -> u32 {

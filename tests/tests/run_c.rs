@@ -98,11 +98,7 @@ fn exec_releases_cloexec_fds_and_keeps_the_others() {
     // 5 O_CLOEXEC and 1 fcntl(FD_CLOEXEC) go with the exec; 3 plain opens and
     // one whose FD_CLOEXEC was cleared again stay, held by the new image.
     assert_eq!(total(r, "outstanding"), 4);
-    let paths: Vec<&str> = stacks(r)
-        .iter()
-        .flat_map(|s| s["examples"].as_array().expect("examples"))
-        .filter_map(|e| e["path"].as_str())
-        .collect();
+    let paths = example_paths(r);
     assert!(paths.iter().all(|p| *p == "/etc/passwd" || *p == "/etc/group"), "{paths:?}");
     assert_eq!(paths.iter().filter(|p| **p == "/etc/group").count(), 1, "{paths:?}");
 }
@@ -124,11 +120,7 @@ fn close_range_releases_its_range() {
     let run = scenario("close-range");
     let r = &run.report;
     assert_eq!(total(r, "outstanding"), 5);
-    let paths: Vec<&str> = stacks(r)
-        .iter()
-        .flat_map(|s| s["examples"].as_array().expect("examples"))
-        .filter_map(|e| e["path"].as_str())
-        .collect();
+    let paths = example_paths(r);
     assert_eq!(paths.iter().filter(|p| **p == "/etc/hostname").count(), 2, "{paths:?}");
     assert_eq!(paths.iter().filter(|p| **p == "/etc/group").count(), 3, "{paths:?}");
 }

@@ -53,6 +53,7 @@ fn unused_stacks_are_freed_so_the_stack_map_never_fills() {
     assert_eq!(r["losses"]["stacks_dropped"], 0, "{}", r["losses"]);
     let leaked = with_symbol(r, "main.leakDeep");
     assert_eq!(count(&leaked), 1);
-    let depth = leaked[0]["stack"].as_array().expect("frames").iter().filter(|f| f["symbol"] == "main.leakDeep").count();
+    let depth =
+        leaked[0]["stack"].as_array().expect("frames").iter().filter(|f| f["symbol"] == "main.leakDeep").count();
     assert_eq!(depth, 46, "the whole recursion is in the stack");
 }

@@ -26,11 +26,8 @@ pub fn run(root: &Path, leaktrace: &Path) -> Result<()> {
             .env("GO111MODULE", "off"),
     )?;
     eprintln!("xtask: {} run -- {}", leaktrace.display(), program.display());
-    let status = Command::new(leaktrace)
-        .args(["run", "--"])
-        .arg(&program)
-        .status()
-        .context("cannot start leaktrace")?;
+    let status =
+        Command::new(leaktrace).args(["run", "--"]).arg(&program).status().context("cannot start leaktrace")?;
     if !status.success() {
         bail!("leaktrace exited with {status}");
     }

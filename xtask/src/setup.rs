@@ -32,16 +32,12 @@ impl Needs {
     /// The demo's leaky example is a Go program: Go keeps frame pointers, so
     /// its stacks are complete with the frame-pointer walk.
     pub fn demo() -> Self {
-        Self {
-            packages: vec!["golang-go", "gcc", "libc6-dev"],
-        }
+        Self { packages: vec!["golang-go", "gcc", "libc6-dev"] }
     }
 
     /// Fixtures are C (gcc), Go (golang-go) and Rust (the workspace's cargo).
     pub fn test() -> Self {
-        Self {
-            packages: vec!["golang-go", "gcc", "libc6-dev", "util-linux"],
-        }
+        Self { packages: vec!["golang-go", "gcc", "libc6-dev", "util-linux"] }
     }
 }
 
@@ -59,9 +55,7 @@ fn missing_packages(packages: &[String]) -> Vec<String> {
     packages
         .iter()
         .filter(|p| {
-            let status = util::output(
-                Command::new("dpkg-query").args(["-W", "-f=${Status}", p.as_str()]),
-            );
+            let status = util::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p.as_str()]));
             !matches!(status, Some(s) if s.trim() == "install ok installed")
         })
         .cloned()
@@ -74,10 +68,7 @@ fn install_packages(packages: &[String]) -> Result<()> {
         return Ok(());
     }
     if !util::is_root() {
-        bail!(
-            "missing Debian packages: {}; run `sudo cargo xtask setup` once",
-            missing.join(" ")
-        );
+        bail!("missing Debian packages: {}; run `sudo cargo xtask setup` once", missing.join(" "));
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     util::run(
@@ -86,10 +77,7 @@ fn install_packages(packages: &[String]) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     util::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+        Command::new("apt-get").args(["install", "-y", "-q"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     let still = missing_packages(&missing);
     if !still.is_empty() {
@@ -102,10 +90,8 @@ fn install_packages(packages: &[String]) -> Result<()> {
 fn debian_llvm_major() -> Result<u32> {
     let out = util::output(Command::new(DEBIAN_RUSTC).arg("-vV"))
         .with_context(|| format!("{DEBIAN_RUSTC} -vV failed; is rustc-web installed?"))?;
-    let version = out
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .context("rustc -vV printed no LLVM version")?;
+    let version =
+        out.lines().find_map(|l| l.strip_prefix("LLVM version: ")).context("rustc -vV printed no LLVM version")?;
     version
         .split('.')
         .next()
@@ -134,11 +120,7 @@ fn install_bpf_linker(llvm: u32) -> Result<()> {
     let full = util::output(Command::new(&llvm_config).arg("--version"))
         .with_context(|| format!("{llvm_config} --version failed"))?;
     let mut parts = full.trim().split('.');
-    let sys_version = format!(
-        "{}{}",
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default()
-    );
+    let sys_version = format!("{}{}", parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let prefix = format!("/usr/lib/llvm-{llvm}");
     eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm} (about a minute)");
     util::run(
@@ -151,7 +133,6 @@ fn install_bpf_linker(llvm: u32) -> Result<()> {
             .env(format!("LLVM_SYS_{sys_version}_PREFIX"), &prefix)
             .env("LLVM_PREFIX", &prefix),
     )?;
-    std::fs::write(bpf_linker_stamp(), format!("{wanted}\n"))
-        .context("cannot write the bpf-linker stamp")?;
+    std::fs::write(bpf_linker_stamp(), format!("{wanted}\n")).context("cannot write the bpf-linker stamp")?;
     Ok(())
 }

@@ -10,8 +10,7 @@ use crate::util;
 
 pub fn run(root: &Path, leaktrace: &Path, filter: Option<&str>) -> Result<()> {
     let mut unit = Command::new("cargo");
-    unit.current_dir(root)
-        .args(["test", "--workspace", "--exclude", "leaktrace-ebpf", "--exclude", "leaktrace-tests"]);
+    unit.current_dir(root).args(["test", "--workspace", "--exclude", "leaktrace-ebpf", "--exclude", "leaktrace-tests"]);
     if let Some(f) = filter {
         unit.args(["--", f]);
     }

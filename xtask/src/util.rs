@@ -8,17 +8,12 @@ use anyhow::{bail, Context, Result};
 
 pub fn workspace_root() -> Result<PathBuf> {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .context("xtask is not inside the leaktrace workspace")
+    manifest_dir.parent().map(Path::to_path_buf).context("xtask is not inside the leaktrace workspace")
 }
 
 /// Runs `cmd`, failing with the command line when it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -28,9 +23,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs `cmd` and returns its stdout, or `None` when it cannot start or fails.
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn is_root() -> bool {

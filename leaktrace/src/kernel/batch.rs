@@ -51,10 +51,7 @@ fn zeroed<T: Pod>() -> T {
 }
 
 /// Reads every entry of a hash map.
-pub fn lookup_all<K: Pod, V: Pod>(
-    map: BorrowedFd<'_>,
-    capacity: usize,
-) -> io::Result<Vec<(K, V)>> {
+pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, capacity: usize) -> io::Result<Vec<(K, V)>> {
     let mut chunk = 4096usize.min(capacity.max(1));
     let mut keys: Vec<K> = Vec::new();
     let mut values: Vec<V> = Vec::new();

@@ -53,10 +53,7 @@ fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError 
 
 /// The largest pid the kernel hands out, which sizes the pid bitmap.
 fn pid_max() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(4_194_304)
+    std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(4_194_304)
 }
 
 impl Kernel {
@@ -86,11 +83,9 @@ impl Kernel {
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source })?;
 
-        for (name, category) in [
-            ("sched_process_fork", "sched"),
-            ("sched_process_exec", "sched"),
-            ("sched_process_exit", "sched"),
-        ] {
+        for (name, category) in
+            [("sched_process_fork", "sched"), ("sched_process_exec", "sched"), ("sched_process_exit", "sched")]
+        {
             attach_tracepoint(&mut ebpf, name, category)?;
         }
         attach_raw_tracepoint(&mut ebpf, "sys_exit")?;
@@ -175,8 +170,9 @@ impl Kernel {
     }
 
     pub fn stack_ids(&self) -> Result<Vec<u64>, KernelError> {
-        let entries: Vec<(u64, StackTrace)> = batch::lookup_all(hash_fd(&self.stacks), self.options.max_stacks as usize)
-            .map_err(|source| KernelError::MapIo { name: "STACKS", source })?;
+        let entries: Vec<(u64, StackTrace)> =
+            batch::lookup_all(hash_fd(&self.stacks), self.options.max_stacks as usize)
+                .map_err(|source| KernelError::MapIo { name: "STACKS", source })?;
         Ok(entries.into_iter().map(|(id, _)| id).collect())
     }
 
@@ -207,8 +203,9 @@ fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str) -> Res
     let program = ebpf
         .program_mut(name)
         .ok_or(KernelError::Program { program: name, detail: "missing from the eBPF object".into() })?;
-    let tp: &mut TracePoint =
-        program.try_into().map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
+    let tp: &mut TracePoint = program
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
     tp.load().map_err(|e| KernelError::Program { program: name, detail: verifier_detail(&e) })?;
     tp.attach(category, name)
         .map_err(|e| KernelError::Attach { tracepoint: format!("{category}:{name}"), detail: e.to_string() })?;
@@ -219,8 +216,9 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), Kern
     let program = ebpf
         .program_mut(name)
         .ok_or(KernelError::Program { program: name, detail: "missing from the eBPF object".into() })?;
-    let tp: &mut RawTracePoint =
-        program.try_into().map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
+    let tp: &mut RawTracePoint = program
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
     tp.load().map_err(|e| KernelError::Program { program: name, detail: verifier_detail(&e) })?;
     tp.attach(name)
         .map_err(|e| KernelError::Attach { tracepoint: format!("raw_syscalls:{name}"), detail: e.to_string() })?;

@@ -25,8 +25,7 @@ pub enum Need {
 }
 
 pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
-    let effective = caps::read(None, CapSet::Effective)
-        .map_err(|e| PrivilegeError::Unreadable(e.to_string()))?;
+    let effective = caps::read(None, CapSet::Effective).map_err(|e| PrivilegeError::Unreadable(e.to_string()))?;
     let has = |c: Capability| effective.contains(&c);
     for need in needs {
         let (missing, purpose): (Vec<&str>, &'static str) = match need {
@@ -43,10 +42,7 @@ pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
                 "load its eBPF tracing programs",
             ),
             Need::InspectOthers => (
-                (!has(Capability::CAP_SYS_PTRACE))
-                    .then_some("CAP_SYS_PTRACE")
-                    .into_iter()
-                    .collect(),
+                (!has(Capability::CAP_SYS_PTRACE)).then_some("CAP_SYS_PTRACE").into_iter().collect(),
                 "read the fd tables and mappings of processes it attaches to",
             ),
         };

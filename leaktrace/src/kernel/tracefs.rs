@@ -42,7 +42,7 @@ pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
 }
 
 /// Offset of `field` in a tracepoint `format` file, e.g. from
-/// `field:pid_t child_pid;	offset:20;	size:4;	signed:1;`.
+/// `field:pid_t child_pid; offset:20; size:4; signed:1;` (tab-separated).
 pub fn field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
         let decl = line.trim().strip_prefix("field:")?;

@@ -56,14 +56,27 @@ impl LaunchError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hold {
     /// The command's process exists and waits to exec: trace it now.
-    Started { pid: u32 },
-    Forked { child: u32 },
-    Execed { tgid: u32 },
-    CodeMapped { tgid: u32 },
-    Exiting { tgid: u32, tid: u32 },
+    Started {
+        pid: u32,
+    },
+    Forked {
+        child: u32,
+    },
+    Execed {
+        tgid: u32,
+    },
+    CodeMapped {
+        tgid: u32,
+    },
+    Exiting {
+        tgid: u32,
+        tid: u32,
+    },
     /// The command exited with this status (128+signal when killed). After
     /// the answer the tracer lets go of every remaining process.
-    CommandExited { status: i32 },
+    CommandExited {
+        status: i32,
+    },
 }
 
 pub enum TracerMsg {
@@ -89,7 +102,8 @@ pub fn resolve(command: &OsString) -> Result<PathBuf, LaunchError> {
 pub fn start(program: &Path, args: &[OsString]) -> Result<mpsc::UnboundedReceiver<TracerMsg>, LaunchError> {
     let shown = program.display().to_string();
     let cstr = |s: &[u8]| {
-        CString::new(s).map_err(|_| LaunchError::Tracer { path: shown.clone(), detail: "argument contains a NUL byte".into() })
+        CString::new(s)
+            .map_err(|_| LaunchError::Tracer { path: shown.clone(), detail: "argument contains a NUL byte".into() })
     };
     let path = cstr(program.as_os_str().as_bytes())?;
     let argv: Vec<CString> = args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
@@ -212,13 +226,8 @@ impl Tracer {
         };
         if n == 4 {
             // The failed child stops at its exit like any tracee: let it finish.
-            loop {
-                match ptrace::wait(pid) {
-                    Ok((_, Status::Event { .. } | Status::Signal(_))) => {
-                        let _ = ptrace::cont(pid, 0);
-                    }
-                    _ => break,
-                }
+            while let Ok((_, Status::Event { .. } | Status::Signal(_))) = ptrace::wait(pid) {
+                let _ = ptrace::cont(pid, 0);
             }
             self.fail(LaunchError::Exec { path: shown.into(), source: std::io::Error::from_raw_os_error(errno) });
             return Ok(None);
@@ -227,10 +236,7 @@ impl Tracer {
     }
 
     fn tracee(&mut self, tid: u32) -> Tracee {
-        *self
-            .tracees
-            .entry(tid)
-            .or_insert_with(|| Tracee { tgid: procfs::tgid_of(tid).unwrap_or(tid), started: false })
+        *self.tracees.entry(tid).or_insert_with(|| Tracee { tgid: procfs::tgid_of(tid).unwrap_or(tid), started: false })
     }
 
     /// Services stops until the command's process exits; returns its status.
@@ -326,8 +332,7 @@ impl Tracer {
             if ptrace::interrupt(pid).is_err() {
                 continue;
             }
-            loop {
-                let Ok((_, status)) = ptrace::wait(pid) else { break };
+            while let Ok((_, status)) = ptrace::wait(pid) {
                 match status {
                     Status::Exited(_) | Status::Killed(_) => break,
                     Status::Signal(signal) => {

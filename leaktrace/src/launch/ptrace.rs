@@ -23,7 +23,10 @@ pub enum Status {
     Killed(i32),
     /// A ptrace event stop (`event` is PTRACE_EVENT_*), including
     /// PTRACE_EVENT_STOP for group stops and new tracees' first stop.
-    Event { signal: i32, event: i32 },
+    Event {
+        signal: i32,
+        event: i32,
+    },
     /// A signal is about to be delivered; the tracer decides whether it is.
     Signal(i32),
     Other,

@@ -51,10 +51,8 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
     let stacks = merge_same_source(entries);
     let outstanding = stacks.iter().map(|s| s.count).sum();
     let losses = outcome.losses;
-    let complete = losses.map_full == 0
-        && losses.events_lost == 0
-        && losses.procs_dropped == 0
-        && losses.undecodable_events == 0;
+    let complete =
+        losses.map_full == 0 && losses.events_lost == 0 && losses.procs_dropped == 0 && losses.undecodable_events == 0;
     Report {
         schema: SCHEMA,
         mode: ctx.mode,
@@ -64,7 +62,12 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
             end: procfs::rfc3339(procfs::wall_time(ctx.end_ns)),
             seconds: ctx.end_ns.saturating_sub(ctx.start_ns) as f64 / NS,
         },
-        totals: Totals { acquired: outcome.acquired, released: outcome.released, outstanding, dropped: losses.map_full },
+        totals: Totals {
+            acquired: outcome.acquired,
+            released: outcome.released,
+            outstanding,
+            dropped: losses.map_full,
+        },
         preexisting: ctx.preexisting,
         stacks,
         complete,
@@ -86,10 +89,12 @@ fn frame(f: &SymFrame) -> Frame {
 }
 
 /// What makes two symbolized frames the same for people: the function and
-/// the source line, or the exact code offset when there is no line info.
-fn frame_key(f: &Frame) -> (Option<&str>, Option<&str>, Option<&str>, Option<u32>, Option<String>, bool) {
-    let exact = if f.line.is_some() { None } else { Some(format!("{}{:?}", f.address, f.offset)) };
-    (f.module.as_deref(), f.symbol.as_deref(), f.file.as_deref(), f.line, exact, f.inlined)
+/// the source line, or the exact code address when there is no line info.
+type FrameKey = (Option<String>, Option<String>, Option<String>, Option<u32>, Option<String>, bool);
+
+fn frame_key(f: &Frame) -> FrameKey {
+    let exact = if f.line.is_some() { None } else { Some(f.address.clone()) };
+    (f.module.clone(), f.symbol.clone(), f.file.clone(), f.line, exact, f.inlined)
 }
 
 /// Merges entries whose stacks differ only in addresses that map to the same
@@ -97,14 +102,10 @@ fn frame_key(f: &Frame) -> (Option<&str>, Option<&str>, Option<&str>, Option<u32
 /// offsets): one entry per source stack, counts added, oldest kept.
 fn merge_same_source(entries: Vec<StackEntry>) -> Vec<StackEntry> {
     let mut merged: Vec<StackEntry> = Vec::with_capacity(entries.len());
-    let mut index: std::collections::HashMap<(&'static str, &'static str, Vec<String>), usize> =
+    let mut index: std::collections::HashMap<(&'static str, &'static str, Vec<FrameKey>), usize> =
         std::collections::HashMap::new();
     for entry in entries {
-        let key = (
-            entry.kind,
-            entry.resource,
-            entry.stack.iter().map(|f| format!("{:?}", frame_key(f))).collect::<Vec<_>>(),
-        );
+        let key = (entry.kind, entry.resource, entry.stack.iter().map(frame_key).collect::<Vec<_>>());
         match index.get(&key) {
             Some(&i) => {
                 let into = &mut merged[i];

@@ -302,7 +302,9 @@ pub(crate) mod tests {
         r.losses.map_full = 1200;
         r.totals.dropped = 1200;
         let text = text::render(&r, 10);
-        assert!(text.contains("1200 acquisitions were dropped because the outstanding map was full (raise --max-entries)"));
+        assert!(
+            text.contains("1200 acquisitions were dropped because the outstanding map was full (raise --max-entries)")
+        );
     }
 
     #[test]

@@ -6,10 +6,49 @@ use crate::symbolize::SymFrame;
 
 /// First path element of Go standard-library import paths.
 const GO_STD_ROOTS: &[&str] = &[
-    "archive", "bufio", "bytes", "compress", "container", "context", "crypto", "database", "debug", "embed",
-    "encoding", "errors", "expvar", "flag", "fmt", "go", "hash", "html", "image", "index", "internal", "io",
-    "log", "math", "mime", "net", "os", "path", "plugin", "reflect", "regexp", "runtime", "sort", "strconv",
-    "strings", "sync", "syscall", "testing", "text", "time", "unicode", "unsafe", "vendor",
+    "archive",
+    "bufio",
+    "bytes",
+    "compress",
+    "container",
+    "context",
+    "crypto",
+    "database",
+    "debug",
+    "embed",
+    "encoding",
+    "errors",
+    "expvar",
+    "flag",
+    "fmt",
+    "go",
+    "hash",
+    "html",
+    "image",
+    "index",
+    "internal",
+    "io",
+    "log",
+    "math",
+    "mime",
+    "net",
+    "os",
+    "path",
+    "plugin",
+    "reflect",
+    "regexp",
+    "runtime",
+    "sort",
+    "strconv",
+    "strings",
+    "sync",
+    "syscall",
+    "testing",
+    "text",
+    "time",
+    "unicode",
+    "unsafe",
+    "vendor",
 ];
 
 const RUST_STD_PREFIXES: &[&str] = &["std::", "core::", "alloc::", "<std::", "<core::", "<alloc::"];
@@ -34,10 +73,8 @@ fn is_library(frame: &SymFrame) -> bool {
         let name = m.rsplit('/').next().unwrap_or(m);
         name.contains(".so") || name.starts_with('[')
     });
-    let std_symbol = frame
-        .symbol
-        .as_deref()
-        .is_some_and(|s| is_go_std(s) || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p)));
+    let std_symbol =
+        frame.symbol.as_deref().is_some_and(|s| is_go_std(s) || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p)));
     shared_object || std_symbol
 }
 

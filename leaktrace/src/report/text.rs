@@ -50,7 +50,10 @@ pub fn losses_warning(report: &Report) -> String {
         ));
     }
     if l.stacks_dropped > 0 {
-        parts.push(format!("{} acquisitions have no stack: the stack map was full (raise --max-stacks)", l.stacks_dropped));
+        parts.push(format!(
+            "{} acquisitions have no stack: the stack map was full (raise --max-stacks)",
+            l.stacks_dropped
+        ));
     }
     if l.events_lost > 0 {
         parts.push(format!("{} process events were lost: the ring buffer was full", l.events_lost));
@@ -59,7 +62,10 @@ pub fn losses_warning(report: &Report) -> String {
         parts.push(format!("{} kernel events could not be decoded", l.undecodable_events));
     }
     if l.procs_dropped > 0 {
-        parts.push(format!("{} child processes were not followed: the process map was full (raise --max-procs)", l.procs_dropped));
+        parts.push(format!(
+            "{} child processes were not followed: the process map was full (raise --max-procs)",
+            l.procs_dropped
+        ));
     }
     if l.stack_errors > 0 {
         parts.push(format!("{} stacks could not be read", l.stack_errors));
@@ -91,11 +97,8 @@ fn header(report: &Report, out: &mut String) {
             );
         }
         _ => {
-            let pids: Vec<String> = report
-                .targets
-                .iter()
-                .map(|t| format!("{} ({})", t.pid, t.comm.as_deref().unwrap_or("?")))
-                .collect();
+            let pids: Vec<String> =
+                report.targets.iter().map(|t| format!("{} ({})", t.pid, t.comm.as_deref().unwrap_or("?"))).collect();
             let _ = writeln!(out, "leaktrace attach: pid {} for {seconds}", pids.join(", "));
             let _ = writeln!(
                 out,
@@ -128,12 +131,8 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     } else {
         format!("pids {}", entry.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
     };
-    let _ = writeln!(
-        out,
-        "{} {noun}{site}, held by {pids}, oldest {}",
-        entry.count,
-        format_age(entry.oldest_age_seconds)
-    );
+    let _ =
+        writeln!(out, "{} {noun}{site}, held by {pids}, oldest {}", entry.count, format_age(entry.oldest_age_seconds));
     if !entry.examples.is_empty() {
         let shown: Vec<String> = entry
             .examples
@@ -172,11 +171,7 @@ fn frame_line(f: &Frame) -> String {
             let inlined = if f.inlined { " (inlined)" } else { "" };
             format!("{:<18} {symbol}{offset}{inlined}  {place}", f.address)
         }
-        None => format!(
-            "{:<18} [unknown: {}]  {module}",
-            f.address,
-            f.reason.as_deref().unwrap_or("no symbol")
-        ),
+        None => format!("{:<18} [unknown: {}]  {module}", f.address, f.reason.as_deref().unwrap_or("no symbol")),
     }
 }
 

@@ -43,7 +43,10 @@ pub struct MapsSnapshot {
 /// Where an address lies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Location {
-    InModule { module: Module, file_offset: u64 },
+    InModule {
+        module: Module,
+        file_offset: u64,
+    },
     /// Not inside any executable mapping: the frame-pointer walk read a value
     /// that is not a return address.
     Unmapped,
@@ -120,10 +123,7 @@ mod tests {
             ],
         };
         assert_eq!(snap.locate(0x400136), Location::InModule { module: file("/a"), file_offset: 0x136 });
-        assert_eq!(
-            snap.locate(0x7f00_0000_0010),
-            Location::InModule { module: file("/libc"), file_offset: 0x28010 }
-        );
+        assert_eq!(snap.locate(0x7f00_0000_0010), Location::InModule { module: file("/libc"), file_offset: 0x28010 });
         assert_eq!(snap.locate(0x401000), Location::Unmapped);
         assert_eq!(snap.locate(0x10), Location::Unmapped);
         assert_eq!(snap.locate(0x22286e65706f006c), Location::Unmapped);
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn reads_our_own_code_mappings() {
         let snap = MapsSnapshot::read(std::process::id()).expect("own maps");
-        let here = addresses_become_file_offsets as usize as u64;
+        let here = addresses_become_file_offsets as *const () as u64;
         assert!(matches!(snap.locate(here), Location::InModule { module: Module::File(_), .. }));
     }
 }

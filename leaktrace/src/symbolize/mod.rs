@@ -112,11 +112,8 @@ impl Default for Resolver {
 
 impl Resolver {
     pub fn new() -> Self {
-        let symbolizer = Symbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
+        let symbolizer =
+            Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).enable_demangling(true).build();
         Resolver { snapshots: HashMap::new(), normalized: HashMap::new(), symbolizer, symbols: HashMap::new() }
     }
 
@@ -161,11 +158,9 @@ impl Resolver {
                 unresolved: Some(Unresolved::NoStack("stack map full or stack unreadable")),
             },
             Some(trace) => match self.snapshots.get(&image) {
-                None => NormStack {
-                    frames: raw_frames(trace),
-                    truncated: None,
-                    unresolved: Some(Unresolved::NoMappings),
-                },
+                None => {
+                    NormStack { frames: raw_frames(trace), truncated: None, unresolved: Some(Unresolved::NoMappings) }
+                }
                 Some(snap) => normalize_with(snap, trace),
             },
         };

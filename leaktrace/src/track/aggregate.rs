@@ -130,7 +130,15 @@ mod tests {
     }
 
     fn held(pid: u32, fd: u32, resource: Resource, stack: Arc<NormStack>, age: u64) -> Held {
-        Held { proc: ProcId { tgid: pid, gen: 1 }, fd, resource, link: None, acquired_ns: 1000, held_until_ns: 1000 + age, stack }
+        Held {
+            proc: ProcId { tgid: pid, gen: 1 },
+            fd,
+            resource,
+            link: None,
+            acquired_ns: 1000,
+            held_until_ns: 1000 + age,
+            stack,
+        }
     }
 
     #[test]

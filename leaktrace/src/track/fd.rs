@@ -2,7 +2,7 @@
 //! link in /proc says about its object, and the range releases (exec of
 //! FD_CLOEXEC fds, close_range) the kernel side leaves to userspace.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use leaktrace_common::fd::{FdEntry, FdKey, Resource, FLAG_CLOEXEC};
 use leaktrace_common::syscalls::CLOSE_RANGE_CLOEXEC;
@@ -114,10 +114,14 @@ impl CloexecMarks {
 
 /// Applies `ops` in order to `entries` and returns the keys they release.
 pub fn plan_releases(ops: &[RangeOp], entries: &[(FdKey, FdEntry)], marks: &mut CloexecMarks) -> Vec<FdKey> {
+    let mut by_proc: HashMap<ProcId, Vec<&(FdKey, FdEntry)>> = HashMap::new();
+    for e in entries {
+        by_proc.entry(ProcId { tgid: e.0.tgid, gen: e.0.gen }).or_default().push(e);
+    }
     let mut released: HashSet<FdKey> = HashSet::new();
     for op in ops {
-        for (key, entry) in entries {
-            if key.tgid != op.proc.tgid || key.gen != op.proc.gen || entry.acquired_ns >= op.at_ns {
+        for (key, entry) in by_proc.get(&op.proc).into_iter().flatten().copied() {
+            if entry.acquired_ns >= op.at_ns {
                 continue;
             }
             if released.contains(key) {

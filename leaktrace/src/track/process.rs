@@ -50,7 +50,6 @@ impl Processes {
     pub fn remove(&mut self, id: ProcId) -> Option<ProcInfo> {
         self.by_id.remove(&id)
     }
-
 }
 
 #[cfg(test)]
