@@ -14,6 +14,7 @@ pub mod fd;
 pub mod process;
 pub mod stack;
 pub mod syscalls;
+pub mod unwind;
 
 /// Implements `aya::Pod` for ABI structs on the userspace side only.
 macro_rules! user_pod {

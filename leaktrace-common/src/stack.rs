@@ -10,6 +10,17 @@
 /// marked truncated.
 pub const MAX_FRAMES: usize = 64;
 
+/// The CFI walk reached the outermost frame (`_start`, a thread start) or
+/// a frame-pointer chain ended with rbp 0.
+pub const COMPLETE: u32 = 1;
+/// More frames than [`MAX_FRAMES`].
+pub const TRUNCATED_DEPTH: u32 = 2;
+/// The walk stopped early: no CFI for an address, an unreadable stack slot.
+pub const TRUNCATED_UNWIND: u32 = 4;
+/// Taken by the kernel's frame-pointer walk (`bpf_get_stack`), which does not
+/// say whether it reached the outermost frame.
+pub const FRAME_POINTERS: u32 = 8;
+
 /// Stack id meaning "no stack was stored".
 pub const NO_STACK: u64 = 0;
 
@@ -18,7 +29,9 @@ pub const NO_STACK: u64 = 0;
 pub struct StackTrace {
     /// Number of valid entries in `ips`.
     pub len: u32,
-    pub _pad: u32,
+    /// How the walk ended: [`COMPLETE`], [`TRUNCATED_DEPTH`],
+    /// [`TRUNCATED_UNWIND`], or [`FRAME_POINTERS`] alone.
+    pub flags: u32,
     /// Return addresses, innermost first; `ips[0]` is the syscall site.
     pub ips: [u64; MAX_FRAMES],
 }

@@ -28,7 +28,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
         FdOp::Nothing => {}
         FdOp::Acquire { fd, resource, cloexec } => {
             let cloexec = resolve_cloexec(cloexec);
-            let stack_id = stack::capture(ctx);
+            let stack_id = stack::capture(ctx, caller, proc);
             record(caller, proc, key(fd), nr, resource, cloexec, stack_id);
         }
         FdOp::AcquirePair { fds_at, resource, cloexec } => {
@@ -43,7 +43,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
                 }
             };
             let cloexec = resolve_cloexec(cloexec);
-            let stack_id = stack::capture(ctx);
+            let stack_id = stack::capture(ctx, caller, proc);
             record(caller, proc, key(fds[0] as u32), nr, resource, cloexec, stack_id);
             record(caller, proc, key(fds[1] as u32), nr, resource, cloexec, stack_id);
         }
@@ -57,7 +57,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
                 None => Resource::Unknown,
             };
             let cloexec = resolve_cloexec(cloexec);
-            let stack_id = stack::capture(ctx);
+            let stack_id = stack::capture(ctx, caller, proc);
             record(caller, proc, key(new), nr, resource, cloexec, stack_id);
         }
         FdOp::Release { fd } => {

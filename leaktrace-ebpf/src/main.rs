@@ -18,6 +18,7 @@ mod maps;
 mod process;
 mod stack;
 mod syscall;
+mod unwind;
 
 use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},

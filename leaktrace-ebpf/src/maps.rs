@@ -2,7 +2,7 @@
 //! real ones (`--max-entries` and friends) before loading.
 
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
@@ -11,6 +11,7 @@ use leaktrace_common::{
     fd::{FdEntry, FdKey},
     process::ProcState,
     stack::StackTrace,
+    unwind::{ProcMappings, UnwindRow},
 };
 
 /// One bit per pid (tgid or tid): set for traced processes and for threads
@@ -44,3 +45,13 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::
 /// Process lifecycle and close_range events for userspace.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// CFI rows of every loaded module, back to back (see
+/// `leaktrace_common::unwind`). Userspace writes them through a memory map.
+#[map]
+pub static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1 << 20, BPF_F_MMAPABLE);
+
+/// Executable mappings of traced processes that have CFI tables, by tgid.
+/// Not preallocated: entries are 2 KiB and most pids never need one.
+#[map]
+pub static PROC_UNWIND: HashMap<u32, ProcMappings> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);

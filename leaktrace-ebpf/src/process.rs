@@ -19,7 +19,7 @@ use crate::{
     config,
     counters::bump,
     events,
-    maps::{PROCS, TRACED_PIDS},
+    maps::{PROCS, PROC_UNWIND, TRACED_PIDS},
 };
 
 #[inline(always)]
@@ -81,6 +81,17 @@ pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     set_traced(child);
+    // Until it execs, a child runs its parent's mappings: it inherits the
+    // parent's unwinding tables if they describe the parent's current image.
+    if let (Some(parent), Some(maps)) = (unsafe { PROCS.get(tgid) }, PROC_UNWIND.get_ptr(tgid)) {
+        if unsafe { (*maps).exec_seq } == parent.exec_seq
+            && PROC_UNWIND.insert(child, unsafe { &*maps }, BPF_ANY as u64).is_ok()
+        {
+            if let Some(copy) = PROC_UNWIND.get_ptr_mut(child) {
+                unsafe { (*copy).exec_seq = 0 };
+            }
+        }
+    }
     let event = ForkEvent {
         header: EventHeader { kind: KIND_FORK, tgid: child, gen: now, ts_ns: now },
         parent_tgid: tgid,
@@ -102,8 +113,11 @@ pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // without an exit event (fs/exec.c, de_thread).
     if old_pid != tgid {
         let _ = PROCS.remove(old_pid);
+        let _ = PROC_UNWIND.remove(old_pid);
         clear_traced(old_pid);
     }
+    // The old image's tables are useless now; userspace loads the new ones.
+    let _ = PROC_UNWIND.remove(tgid);
     let Some(state) = PROCS.get_ptr_mut(tgid) else {
         return Ok(());
     };
@@ -137,6 +151,7 @@ pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     if tid != tgid {
         let _ = PROCS.remove(tid);
+        let _ = PROC_UNWIND.remove(tid);
         clear_traced(tid);
     }
     if !group_dead {
@@ -149,6 +164,7 @@ pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         events::send(&event);
     }
     let _ = PROCS.remove(tgid);
+    let _ = PROC_UNWIND.remove(tgid);
     clear_traced(tgid);
     Ok(())
 }

@@ -36,18 +36,21 @@ struct PtRegs {
     ss: u64,
 }
 
-/// The calling thread, as the programs identify it.
+/// The calling thread and its user registers at the syscall.
 pub struct Caller {
     pub tgid: u32,
     pub tid: u32,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
 }
 
 #[inline(always)]
 pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let caller = Caller { tgid: (pid_tgid >> 32) as u32, tid: pid_tgid as u32 };
+    let tgid = (pid_tgid >> 32) as u32;
     // Filter before anything else: this runs for every syscall on the host.
-    if !process::is_traced(caller.tgid) {
+    if !process::is_traced(tgid) {
         return Ok(());
     }
     // TP_PROTO(struct pt_regs *regs, long ret) (include/trace/events/syscalls.h).
@@ -71,8 +74,9 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     }
     // A traced pid without process state: the process map was full when it
     // was created (counted then).
-    let Some(proc) = (unsafe { PROCS.get(caller.tgid) }) else {
+    let Some(proc) = (unsafe { PROCS.get(tgid) }) else {
         return Ok(());
     };
+    let caller = Caller { tgid, tid: pid_tgid as u32, ip: regs.ip, sp: regs.sp, bp: regs.bp };
     fd::apply(ctx, &caller, proc, regs.orig_ax, op)
 }

@@ -32,6 +32,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         max_entries: config.max_entries,
         max_stacks: config.max_stacks,
         max_procs: config.max_procs,
+        max_unwind_rows: config.max_unwind_rows,
         trace_all: false,
         stop_on_code_map: false,
     })?;
@@ -106,7 +107,8 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
             Target { pid: t.tgid, comm: info.comm, exe: info.exe, exit_code: None }
         })
         .collect();
-    let context = build::Context { mode: "attach", targets, start_ns, end_ns, preexisting };
+    let context =
+        build::Context { mode: "attach", targets, start_ns, end_ns, preexisting, max_examples: config.examples };
     let report: report::Report = build::build(context, outcome, session.resolver_mut());
     output.write(&report)?;
     Ok(0)

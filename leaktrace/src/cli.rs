@@ -47,6 +47,18 @@ pub enum Format {
     Json,
 }
 
+/// How user stacks are walked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unwind {
+    /// With each module's CFI (.eh_frame): complete stacks for code built
+    /// without frame pointers; frame pointers where a module has no CFI.
+    Cfi,
+    /// Frame pointers only: cheaper, but stacks through code without them
+    /// (glibc, -O2 builds) end early.
+    FramePointers,
+}
+
 /// Resource kinds leaktrace can follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -74,6 +86,13 @@ pub struct Common {
     /// Capacity of the kernel's process map (traced processes and threads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 22)))]
     pub max_procs: Option<u32>,
+    /// Capacity of the kernel's unwinding table (CFI rows of all modules;
+    /// modules beyond it are unwound with frame pointers).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1024..=(1 << 26)))]
+    pub max_unwind_rows: Option<u32>,
+    /// How user stacks are walked.
+    #[arg(long, value_enum)]
+    pub unwind: Option<Unwind>,
     /// Stacks shown in the text report.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
@@ -90,7 +109,9 @@ impl Common {
             max_entries: self.max_entries.unwrap_or(defaults.max_entries),
             max_stacks: self.max_stacks.unwrap_or(defaults.max_stacks),
             max_procs: self.max_procs.unwrap_or(defaults.max_procs),
+            max_unwind_rows: self.max_unwind_rows.unwrap_or(defaults.max_unwind_rows),
             top: self.top.unwrap_or(defaults.top),
+            unwind: self.unwind.unwrap_or(defaults.unwind),
             interval: self.interval.unwrap_or(defaults.interval),
             ..defaults
         }

@@ -15,6 +15,11 @@ pub struct Config {
     pub max_stacks: u32,
     /// Traced processes and threads the kernel keeps.
     pub max_procs: u32,
+    /// CFI rows of all loaded modules the kernel keeps (16 bytes each; glibc
+    /// needs 28,000).
+    pub max_unwind_rows: u32,
+    /// How user stacks are walked.
+    pub unwind: crate::cli::Unwind,
     /// Stacks shown in the text report.
     pub top: usize,
     /// Example fds kept per stack.
@@ -31,6 +36,8 @@ impl Default for Config {
             max_entries: 65_536,
             max_stacks: 16_384,
             max_procs: 32_768,
+            max_unwind_rows: 1 << 20,
+            unwind: crate::cli::Unwind::Cfi,
             top: 10,
             examples: 5,
             interval: Duration::from_secs(5),

@@ -5,6 +5,7 @@ mod attach;
 mod cli;
 mod config;
 mod decode;
+mod elf;
 mod failure;
 mod kernel;
 mod launch;
@@ -15,6 +16,7 @@ mod run;
 mod session;
 mod symbolize;
 mod track;
+mod unwind;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,7 @@ use failure::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&Failure::Runtime(e)),
@@ -44,4 +47,18 @@ fn main() -> ExitCode {
 fn fail(e: &Failure) -> ExitCode {
     eprintln!("leaktrace: {e}");
     ExitCode::from(e.exit_code())
+}
+
+/// leaktrace holds one descriptor per code module it has seen (to read it
+/// after the process is gone), besides its maps; the default soft limit of
+/// 1024 is raised to the hard limit, which needs no privilege.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

@@ -55,6 +55,11 @@ pub fn tgid_of(tid: u32) -> Option<u32> {
     status_field(tid, "Tgid:").and_then(|v| v.parse().ok())
 }
 
+/// The process's pid in its own pid namespace (the last `NSpid` field).
+pub fn namespace_pid(tgid: u32) -> Option<u32> {
+    status_field(tgid, "NSpid:")?.split_whitespace().last()?.parse().ok()
+}
+
 /// Pending-signal mask of one thread (`SigPnd`).
 pub fn pending_signals(tid: u32) -> Option<u64> {
     status_field(tid, "SigPnd:").and_then(|v| u64::from_str_radix(&v, 16).ok())

@@ -27,6 +27,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         max_entries: config.max_entries,
         max_stacks: config.max_stacks,
         max_procs: config.max_procs,
+        max_unwind_rows: config.max_unwind_rows,
         trace_all: false,
         stop_on_code_map: true,
     })?;
@@ -89,7 +90,14 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         exe: info.exe.or_else(|| Some(program.display().to_string())),
         exit_code: Some(status),
     };
-    let context = build::Context { mode: "run", targets: vec![target], start_ns, end_ns, preexisting: vec![] };
+    let context = build::Context {
+        mode: "run",
+        targets: vec![target],
+        start_ns,
+        end_ns,
+        preexisting: vec![],
+        max_examples: config.examples,
+    };
     let report: report::Report = build::build(context, outcome, session.resolver_mut());
     output.write(&report)?;
     Ok(status.clamp(0, 255) as u8)

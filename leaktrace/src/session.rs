@@ -20,14 +20,17 @@ use leaktrace_common::{
 
 use crate::config::Config;
 use crate::decode::{self, Event};
+use crate::kernel::RowsArray;
 use crate::kernel::{Kernel, KernelError};
 use crate::procfs;
 use crate::report::Losses;
+use crate::symbolize::maps::{Mapping, MapsSnapshot};
 use crate::symbolize::{NormStack, Resolver};
 use crate::track::aggregate::{Aggregator, Group, Held};
 use crate::track::fd::{plan_releases, CloexecMarks, RangeKind, RangeOp};
 use crate::track::process::{FdLinks, Processes};
 use crate::track::{ImageId, ProcId};
+use crate::unwind::Unwinder;
 
 /// Readiness of the session's event ring buffer for the event loop (a
 /// duplicate descriptor: the session keeps reading through its own).
@@ -42,6 +45,9 @@ pub struct Session {
     kernel: Kernel,
     events: RingBuf<MapData>,
     resolver: Resolver,
+    /// None when stacks are walked with frame pointers only.
+    unwinder: Option<Unwinder>,
+    rows: RowsArray,
     procs: Processes,
     marks: CloexecMarks,
     /// Range releases from events, applied at the next sweep, in order.
@@ -71,10 +77,20 @@ pub struct Outcome {
 impl Session {
     pub fn new(mut kernel: Kernel, config: &Config, held_by_tracer: bool) -> Result<Session, KernelError> {
         let events = kernel.take_events().ok_or(KernelError::Map { name: "EVENTS", detail: "already taken".into() })?;
+        let rows =
+            kernel.take_rows().ok_or(KernelError::Map { name: "UNWIND_ROWS", detail: "already taken".into() })?;
+        // With frame pointers only, no tables are loaded: the kernel then
+        // walks every stack with bpf_get_stack.
+        let unwinder = match config.unwind {
+            crate::cli::Unwind::Cfi => Some(Unwinder::new(kernel.options().max_unwind_rows)),
+            crate::cli::Unwind::FramePointers => None,
+        };
         Ok(Session {
             kernel,
             events,
             resolver: Resolver::new(),
+            unwinder,
+            rows,
             procs: Processes::default(),
             marks: CloexecMarks::default(),
             pending_ops: Vec::new(),
@@ -116,8 +132,36 @@ impl Session {
         if let Some(exe) = procfs::exe(tgid) {
             info.exe = Some(exe);
         }
-        let _ = self.resolver.snapshot(image);
+        self.capture_image(tgid);
         Some(image.proc)
+    }
+
+    /// Reads the live process's current image through thread `tid`: its
+    /// code mappings, kept for symbolization, and their unwinding tables,
+    /// published to the kernel.
+    fn capture_image_as(&mut self, tgid: u32, tid: u32) -> Option<ImageId> {
+        let image = self.image_of(tgid)?;
+        let snapshot = MapsSnapshot::read(tgid, tid).ok()?;
+        // An exec between the two reads would file the new image's mappings
+        // under the old one; the next hold or event reads them again. A
+        // thread whose mm is already gone shows nothing: keep what we had.
+        if self.image_of(tgid) != Some(image) || snapshot.mappings.is_empty() {
+            return None;
+        }
+        let snapshot = Arc::new(snapshot);
+        self.resolver.insert(image, snapshot.clone());
+        if let Some(unwinder) = &mut self.unwinder {
+            let resolver = &mut self.resolver;
+            let mut read = |m: &Mapping| {
+                let open = resolver.open_module(tgid, m)?;
+                // SAFETY: a read-only private view; a module rewritten on disk
+                // while mapped yields a wrong table at worst.
+                unsafe { memmap2::Mmap::map(&*open) }.ok()
+            };
+            let mappings = unwinder.mappings(&snapshot, image.exec_seq, &mut read, &mut self.rows);
+            let _ = self.kernel.set_proc_mappings(tgid, mappings.as_ref());
+        }
+        Some(image)
     }
 
     pub fn proc_info(&self, proc: ProcId) -> Option<&crate::track::process::ProcInfo> {
@@ -133,11 +177,15 @@ impl Session {
         }
     }
 
-    /// Takes a snapshot of the live process's current image unless one exists.
+    fn capture_image(&mut self, tgid: u32) -> Option<ImageId> {
+        self.capture_image_as(tgid, tgid)
+    }
+
+    /// Captures the live process's current image unless it was.
     fn ensure_snapshot(&mut self, tgid: u32) {
         if let Some(image) = self.image_of(tgid) {
             if !self.resolver.has_snapshot(image) {
-                let _ = self.resolver.snapshot(image);
+                self.capture_image(tgid);
             }
         }
     }
@@ -147,9 +195,15 @@ impl Session {
     /// read, since the leader may already have dropped its fd table.
     pub fn before_exit(&mut self, tgid: u32, tid: u32) {
         self.drain_events();
-        let Some(image) = self.image_of(tgid) else { return };
-        self.read_fd_links(image.proc, tid);
-        self.ensure_snapshot(tgid);
+        if self.image_of(tgid).is_none() {
+            return;
+        }
+        // Read the mappings again: code mapped without a hold (anonymous,
+        // JIT) must be in the last snapshot.
+        self.capture_image_as(tgid, tid);
+        if let Some(image) = self.image_of(tgid) {
+            self.read_fd_links(image.proc, tid);
+        }
     }
 
     /// The tracer holds `tgid` after an exec, before the new image runs.
@@ -160,17 +214,13 @@ impl Session {
 
     /// The tracer holds `tgid` after it mapped new code.
     pub fn code_mapped(&mut self, tgid: u32) {
-        if let Some(image) = self.image_of(tgid) {
-            let _ = self.resolver.snapshot(image);
-        }
+        self.capture_image(tgid);
     }
 
     /// The tracer holds a parent whose new child has not run yet.
     pub fn forked(&mut self, child: u32) {
         self.drain_events();
-        if let Some(image) = self.image_of(child) {
-            let _ = self.resolver.snapshot(image);
-        }
+        self.capture_image(child);
     }
 
     /// Reads every event the kernel has queued, without waiting.
@@ -193,19 +243,19 @@ impl Session {
                 self.procs.entry(proc).exited_ns = Some(at_ns);
                 self.exited.insert(proc);
             }
-            Event::Exec { proc, at_ns, exec_seq } => {
+            Event::Exec { proc, at_ns, .. } => {
                 self.pending_ops.push(RangeOp { proc, at_ns, kind: RangeKind::Exec });
                 if !self.held_by_tracer {
                     // Best effort: the image may be gone again already.
-                    let _ = self.resolver.snapshot(ImageId { proc, exec_seq });
+                    self.capture_image(proc.tgid);
                 }
             }
             Event::CloseRange { proc, at_ns, first, last, flags } => {
                 self.pending_ops.push(RangeOp::close_range(proc, at_ns, first, last, flags));
             }
-            Event::CodeMapped { proc, exec_seq, .. } => {
+            Event::CodeMapped { proc, .. } => {
                 if !self.held_by_tracer {
-                    let _ = self.resolver.snapshot(ImageId { proc, exec_seq });
+                    self.capture_image(proc.tgid);
                 }
             }
             Event::Fork { child, parent_tgid } => {
@@ -371,6 +421,8 @@ impl Session {
             procs_dropped: c[counters::PROCS_DROPPED as usize],
             read_errors: c[counters::READ_ERRORS as usize],
             undecodable_events: self.bad_events,
+            unwind_modules_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().modules_dropped),
+            unwind_mappings_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().mappings_dropped),
         };
         let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
         Ok(Outcome {

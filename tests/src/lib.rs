@@ -31,18 +31,65 @@ fn must(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// `tests/fixtures/c/NAME.c` built with gcc (frame pointers kept, debug info).
-pub fn c_fixture(name: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
-    let built = BUILT.get_or_init(Default::default);
-    let out = fixtures_out().join(format!("c-{name}"));
-    let mut done = built.lock().expect("lock");
-    if !done.iter().any(|n| n == name) {
-        let src = workspace().join(format!("tests/fixtures/c/{name}.c"));
-        must(Command::new("gcc").args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"]).arg(&out).arg(&src));
-        done.push(name.to_string());
+/// Builds each output once per test process.
+fn once(out: &Path, build: impl FnOnce(&Path)) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<Vec<PathBuf>>> = OnceLock::new();
+    let mut done = BUILT.get_or_init(Default::default).lock().expect("lock");
+    if !done.iter().any(|p| p == out) {
+        build(out);
+        done.push(out.to_path_buf());
     }
-    out
+    out.to_path_buf()
+}
+
+/// `tests/fixtures/c/NAME.c` built as distributions build C: `gcc -O2`,
+/// without frame pointers, with debug info.
+pub fn c_fixture(name: &str) -> PathBuf {
+    once(&fixtures_out().join(format!("c-{name}")), |out| {
+        let src = workspace().join(format!("tests/fixtures/c/{name}.c"));
+        must(Command::new("gcc").args(["-O2", "-g", "-pthread", "-o"]).arg(out).arg(&src).arg("-ldl"));
+    })
+}
+
+/// `tests/fixtures/c/NAME.c` built as a shared library.
+pub fn c_library(name: &str) -> PathBuf {
+    once(&fixtures_out().join(format!("lib{name}.so")), |out| {
+        let src = workspace().join(format!("tests/fixtures/c/{name}.c"));
+        must(Command::new("gcc").args(["-O2", "-g", "-shared", "-fPIC", "-o"]).arg(out).arg(&src));
+    })
+}
+
+/// `tests/fixtures/cpp/NAME.cpp` built with `g++ -O2`.
+pub fn cpp_fixture(name: &str) -> PathBuf {
+    once(&fixtures_out().join(format!("cpp-{name}")), |out| {
+        let src = workspace().join(format!("tests/fixtures/cpp/{name}.cpp"));
+        must(Command::new("g++").args(["-O2", "-g", "-o"]).arg(out).arg(&src));
+    })
+}
+
+/// A copy of `binary` in `dir`, stripped of all symbols, with its debug
+/// information in `dir/NAME.debug` and, with `link`, a .gnu_debuglink to it.
+/// Returns the stripped binary and its debug file.
+pub fn stripped_copy(binary: &Path, dir: &Path, link: bool) -> (PathBuf, PathBuf) {
+    let name = binary.file_name().expect("file name").to_string_lossy().into_owned();
+    let stripped = dir.join(&name);
+    let debug = dir.join(format!("{name}.debug"));
+    std::fs::copy(binary, &stripped).expect("copy");
+    must(Command::new("objcopy").arg("--only-keep-debug").arg(&stripped).arg(&debug));
+    must(Command::new("strip").arg("--strip-all").arg(&stripped));
+    if link {
+        must(Command::new("objcopy").current_dir(dir).arg(format!("--add-gnu-debuglink={name}.debug")).arg(&stripped));
+    }
+    (stripped, debug)
+}
+
+/// The GNU build id of an ELF file, as hex.
+pub fn build_id(binary: &Path) -> String {
+    let out = Command::new("readelf").arg("-n").arg(binary).output().expect("readelf");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+        .expect("the fixture has a build id")
 }
 
 /// `tests/fixtures/go/NAME` built with Debian's Go.
@@ -128,6 +175,16 @@ pub fn example_paths(report: &Value) -> Vec<&str> {
         .flat_map(|s| s["examples"].as_array().expect("examples"))
         .filter_map(|e| e["path"].as_str())
         .collect()
+}
+
+/// Entries whose leak site (innermost frame of the program's own code) is `function`.
+pub fn with_site<'a>(report: &'a Value, function: &str) -> Vec<&'a Value> {
+    stacks(report).iter().filter(|s| s["site"] == function).collect()
+}
+
+/// The symbols of an entry's frames, innermost first.
+pub fn symbols(entry: &Value) -> Vec<&str> {
+    entry["stack"].as_array().expect("frames").iter().filter_map(|f| f["symbol"].as_str()).collect()
 }
 
 pub fn count(entries: &[&Value]) -> u64 {

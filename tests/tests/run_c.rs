@@ -1,8 +1,5 @@
-//! `leaktrace run` on C fixtures: exact counts per scenario.
-//!
-//! Until stacks are unwound through glibc (which has no frame pointers), a C
-//! stack ends at the libc frame, so these tests identify leaks by resource
-//! and path; the Go tests check attribution to functions.
+//! `leaktrace run` on C fixtures built with `gcc -O2` (no frame pointers):
+//! exact counts per scenario, each from its function.
 
 use leaktrace_tests::*;
 
@@ -24,6 +21,7 @@ fn a_loop_leaking_on_its_error_path() {
     let run = scenario("error-path");
     let r = &run.report;
     assert_eq!(count(&with_path(r, "file", "/etc/hostname")), 100);
+    assert_eq!(count(&with_site(r, "load_config_error_path")), 100);
     assert_eq!(total(r, "outstanding"), 100);
     let entry = &stacks(r)[0];
     assert_eq!(entry["kind"], "fd");
@@ -37,6 +35,7 @@ fn a_loop_leaking_on_its_error_path() {
 fn fopen_without_fclose() {
     let run = scenario("fopen");
     assert_eq!(count(&with_path(&run.report, "file", "/etc/passwd")), 25);
+    assert_eq!(count(&with_site(&run.report, "fopen_without_fclose")), 25);
     assert_eq!(total(&run.report, "outstanding"), 25);
 }
 
@@ -45,6 +44,7 @@ fn pipes_leak_both_ends() {
     let run = scenario("pipe");
     let pipes = stacks(&run.report).iter().filter(|s| s["resource"] == "pipe").collect::<Vec<_>>();
     assert_eq!(count(&pipes), 16);
+    assert_eq!(count(&with_site(&run.report, "leak_pipes")), 16);
     assert_eq!(total(&run.report, "outstanding"), 16);
     let path = pipes[0]["examples"][0]["path"].as_str().expect("path");
     assert!(path.starts_with("pipe:["), "{path}");
@@ -55,6 +55,7 @@ fn sockets() {
     let run = scenario("socket");
     let sockets = stacks(&run.report).iter().filter(|s| s["resource"] == "socket").collect::<Vec<_>>();
     assert_eq!(count(&sockets), 12);
+    assert_eq!(count(&with_site(&run.report, "leak_sockets")), 12);
     assert_eq!(total(&run.report, "outstanding"), 12);
 }
 
@@ -65,6 +66,7 @@ fn dup_leaking_the_copy() {
     assert_eq!(count(&copies), 6);
     let leaf = copies[0]["stack"][0]["symbol"].as_str().expect("symbol");
     assert!(leaf.ends_with("dup"), "acquired by dup(), not by the open of the original: {leaf}");
+    assert_eq!(count(&with_site(&run.report, "leak_dup_copy")), 6);
     assert_eq!(total(&run.report, "outstanding"), 6);
 }
 
@@ -75,6 +77,7 @@ fn threads_share_one_fd_table() {
     let leaked = with_path(r, "file", "/etc/services");
     assert_eq!(count(&leaked), 40);
     assert_eq!(leaked[0]["pids"], serde_json::json!([r["targets"][0]["pid"]]), "threads are one process");
+    assert_eq!(count(&with_site(r, "thread_body")), 40);
     assert_eq!(total(r, "outstanding"), 40);
 }
 
@@ -88,6 +91,7 @@ fn a_forked_child_owns_its_leaks_not_its_inherited_fds() {
     let pids = leaked[0]["pids"].as_array().expect("pids");
     assert_eq!(pids.len(), 1);
     assert_ne!(pids[0].as_u64(), Some(parent), "the child leaked them");
+    assert_eq!(count(&with_site(r, "child_leaks")), 7);
     assert_eq!(total(r, "outstanding"), 7, "the inherited fd closed by the child is not a leak of either");
 }
 
@@ -101,6 +105,8 @@ fn exec_releases_cloexec_fds_and_keeps_the_others() {
     let paths = example_paths(r);
     assert!(paths.iter().all(|p| *p == "/etc/passwd" || *p == "/etc/group"), "{paths:?}");
     assert_eq!(paths.iter().filter(|p| **p == "/etc/group").count(), 1, "{paths:?}");
+    // Their stacks were taken in the image the exec replaced.
+    assert_eq!(count(&with_site(r, "open_before_exec")), 4);
 }
 
 #[test]
@@ -111,6 +117,7 @@ fn dup2_over_an_open_fd_releases_it() {
     assert_eq!(count(&copies), 4);
     let leaf = copies[0]["stack"][0]["symbol"].as_str().expect("symbol");
     assert!(leaf.ends_with("dup2"), "acquired by dup2(): {leaf}");
+    assert_eq!(count(&with_site(r, "dup2_over_open")), 4);
     assert!(with_path(r, "file", "/etc/hostname").is_empty(), "the fds dup2 replaced were released");
     assert_eq!(total(r, "outstanding"), 4);
 }
@@ -165,6 +172,7 @@ fn the_text_report_names_counts_and_paths() {
     assert!(text.contains("fds: "), "{text}");
     assert!(text.contains("/etc/hostname"), "{text}");
     assert!(text.contains("__libc_open64"), "{text}");
+    assert!(text.contains("100 files from load_config_error_path <- main"), "{text}");
 }
 
 #[test]

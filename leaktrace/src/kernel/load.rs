@@ -14,9 +14,14 @@ use leaktrace_common::{
     fd::{FdEntry, FdKey},
     process::ProcState,
     stack::StackTrace,
+    unwind::ProcMappings,
 };
 
-use super::{batch, pidmap::PidBitmap, tracefs, KernelError};
+use super::{
+    batch,
+    mmap::{PidBitmap, RowsArray},
+    tracefs, KernelError,
+};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leaktrace-ebpf.o"));
 
@@ -33,6 +38,8 @@ pub struct LoadOptions {
     pub trace_all: bool,
     /// Make threads that map new code stop for the ptrace tracer (`run`).
     pub stop_on_code_map: bool,
+    /// Capacity of the unwinding rows array (all modules' CFI rows).
+    pub max_unwind_rows: u32,
 }
 
 pub struct Kernel {
@@ -42,8 +49,13 @@ pub struct Kernel {
     stacks: Map,
     procs: Map,
     counters: Map,
+    proc_unwind: Map,
     events: Option<RingBuf<MapData>>,
     pids: PidBitmap,
+    rows: Option<RowsArray>,
+    /// The array maps behind `pids` and `rows` (their mappings also keep
+    /// them alive; holding them says so).
+    _mapped: [Map; 2],
     options: LoadOptions,
 }
 
@@ -80,6 +92,7 @@ impl Kernel {
             .map_max_entries("STACKS", options.max_stacks)
             .map_max_entries("PROCS", options.max_procs)
             .map_max_entries("TRACED_PIDS", pid_words)
+            .map_max_entries("UNWIND_ROWS", options.max_unwind_rows)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source })?;
 
@@ -105,14 +118,25 @@ impl Kernel {
         };
         let pids = PidBitmap::map(pid_fd, pid_words as usize)
             .map_err(|source| KernelError::MapIo { name: "TRACED_PIDS", source })?;
+        let rows_map = take("UNWIND_ROWS")?;
+        let rows_fd = match &rows_map {
+            Map::Array(data) => data.fd().as_fd(),
+            _ => return Err(KernelError::Map { name: "UNWIND_ROWS", detail: "not an array".into() }),
+        };
+        let rows = RowsArray::map(rows_fd, options.max_unwind_rows as usize)
+            .map_err(|source| KernelError::MapIo { name: "UNWIND_ROWS", source })?;
+        let proc_unwind = take("PROC_UNWIND")?;
         Ok(Kernel {
             _ebpf: ebpf,
             outstanding,
             stacks,
             procs,
             counters,
+            proc_unwind,
             events: Some(events),
             pids,
+            rows: Some(rows),
+            _mapped: [pid_map, rows_map],
             options: options.clone(),
         })
     }
@@ -124,6 +148,26 @@ impl Kernel {
     /// The event ring buffer, for the session's reader; taken once.
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
+    }
+
+    /// The unwinding rows array, for the unwinder that fills it; taken once.
+    pub fn take_rows(&mut self) -> Option<RowsArray> {
+        self.rows.take()
+    }
+
+    /// Publishes a process image's code mappings to the unwinder, or
+    /// withdraws them (`None`: the kernel's frame-pointer walk is used).
+    pub fn set_proc_mappings(&mut self, tgid: u32, mappings: Option<&ProcMappings>) -> Result<(), KernelError> {
+        let mut map: HashMap<&mut MapData, u32, ProcMappings> =
+            HashMap::try_from(&mut self.proc_unwind).map_err(map_error("PROC_UNWIND"))?;
+        match mappings {
+            Some(m) => map.insert(tgid, m, 0).map_err(map_error("PROC_UNWIND")),
+            // Absent already is fine.
+            None => {
+                let _ = map.remove(&tgid);
+                Ok(())
+            }
+        }
     }
 
     /// Starts tracing a process the user named (or launched).

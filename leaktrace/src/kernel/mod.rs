@@ -4,11 +4,12 @@
 
 mod batch;
 mod load;
-mod pidmap;
+mod mmap;
 pub mod privileges;
 pub mod tracefs;
 
 pub use load::{Kernel, LoadOptions};
+pub use mmap::RowsArray;
 
 use thiserror::Error;
 

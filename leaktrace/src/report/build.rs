@@ -14,6 +14,8 @@ pub struct Context {
     pub start_ns: u64,
     pub end_ns: u64,
     pub preexisting: Vec<Preexisting>,
+    /// Examples kept per stack.
+    pub max_examples: usize,
 }
 
 const NS: f64 = 1e9;
@@ -48,7 +50,7 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
             }
         })
         .collect();
-    let stacks = merge_same_source(entries);
+    let stacks = merge_same_source(entries, ctx.max_examples);
     let outstanding = stacks.iter().map(|s| s.count).sum();
     let losses = outcome.losses;
     let complete =
@@ -100,7 +102,7 @@ fn frame_key(f: &Frame) -> FrameKey {
 /// Merges entries whose stacks differ only in addresses that map to the same
 /// source lines (an unrolled loop, or one call site reached at several
 /// offsets): one entry per source stack, counts added, oldest kept.
-fn merge_same_source(entries: Vec<StackEntry>) -> Vec<StackEntry> {
+fn merge_same_source(entries: Vec<StackEntry>, max_examples: usize) -> Vec<StackEntry> {
     let mut merged: Vec<StackEntry> = Vec::with_capacity(entries.len());
     let mut index: std::collections::HashMap<(&'static str, &'static str, Vec<FrameKey>), usize> =
         std::collections::HashMap::new();
@@ -115,10 +117,9 @@ fn merge_same_source(entries: Vec<StackEntry>) -> Vec<StackEntry> {
                 into.pids.extend(entry.pids);
                 into.pids.sort_unstable();
                 into.pids.dedup();
-                let keep = into.examples.len().max(entry.examples.len());
                 into.examples.extend(entry.examples);
                 into.examples.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
-                into.examples.truncate(keep);
+                into.examples.truncate(max_examples);
             }
             None => {
                 index.insert(key, merged.len());

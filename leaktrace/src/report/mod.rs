@@ -65,6 +65,11 @@ pub struct Losses {
     pub read_errors: u64,
     /// Events from the kernel that could not be decoded.
     pub undecodable_events: u64,
+    /// Modules whose unwinding table did not fit (`--max-unwind-rows`); their
+    /// frames were unwound with frame pointers.
+    pub unwind_modules_dropped: u64,
+    /// Code mappings beyond the per-process limit of the unwinder.
+    pub unwind_mappings_dropped: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -277,7 +282,9 @@ pub(crate) mod tests {
     "events_lost": 0,
     "procs_dropped": 0,
     "read_errors": 0,
-    "undecodable_events": 0
+    "undecodable_events": 0,
+    "unwind_modules_dropped": 0,
+    "unwind_mappings_dropped": 0
   }
 }"#;
         assert_eq!(sample().to_json(), expected);

@@ -68,14 +68,18 @@ pub fn is_go_std(symbol: &str) -> bool {
     GO_STD_ROOTS.contains(&root)
 }
 
+/// Where distributions install shared libraries: code there is the
+/// system's (libc, the dynamic loader, libstdc++), not the program's.
+const SYSTEM_LIBRARY_DIRS: &[&str] = &["/lib/", "/lib64/", "/lib32/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/"];
+
 fn is_library(frame: &SymFrame) -> bool {
-    let shared_object = frame.module.as_deref().is_some_and(|m| {
-        let name = m.rsplit('/').next().unwrap_or(m);
-        name.contains(".so") || name.starts_with('[')
-    });
+    let system = frame
+        .module
+        .as_deref()
+        .is_some_and(|m| m.starts_with('[') || SYSTEM_LIBRARY_DIRS.iter().any(|dir| m.starts_with(dir)));
     let std_symbol =
         frame.symbol.as_deref().is_some_and(|s| is_go_std(s) || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p)));
-    shared_object || std_symbol
+    system || std_symbol
 }
 
 /// Index of the leak site in `frames` (innermost first), if any frame is the
@@ -137,5 +141,11 @@ mod tests {
         ];
         assert_eq!(leak_site(&rust), Some(2));
         assert_eq!(leak_site(&[frame("__libc_open64", "/lib/libc.so.6")]), None);
+        let plugin = [
+            frame("__libc_open64", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame("plugin_leak", "/opt/app/plugins/cache.so"),
+            frame("main", "/opt/app/bin/app"),
+        ];
+        assert_eq!(leak_site(&plugin), Some(1), "the program's own libraries are its code");
     }
 }

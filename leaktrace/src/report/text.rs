@@ -67,6 +67,18 @@ pub fn losses_warning(report: &Report) -> String {
             l.procs_dropped
         ));
     }
+    if l.unwind_modules_dropped > 0 {
+        parts.push(format!(
+            "{} modules got no unwinding table (raise --max-unwind-rows); their stacks may be cut short",
+            l.unwind_modules_dropped
+        ));
+    }
+    if l.unwind_mappings_dropped > 0 {
+        parts.push(format!(
+            "{} code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
+            l.unwind_mappings_dropped
+        ));
+    }
     if l.stack_errors > 0 {
         parts.push(format!("{} stacks could not be read", l.stack_errors));
     }
@@ -175,14 +187,36 @@ fn frame_line(f: &Frame) -> String {
     }
 }
 
-/// Long demangled names are shortened to their last path elements.
+/// A name for the one-line summary: C++ parameter lists are dropped, and
+/// what is still long keeps its last 60 characters.
 fn short(symbol: &str) -> &str {
-    if symbol.len() <= 60 {
-        return symbol;
+    // The parameter list is the parenthesized group that ends the name (Go
+    // methods have parentheses inside, `main.(*T).m`, but never at the end).
+    let mut name = symbol;
+    if symbol.ends_with(')') {
+        let mut depth = 0i32;
+        for (i, c) in symbol.char_indices().rev() {
+            match c {
+                ')' => depth += 1,
+                '(' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        if i > 0 {
+                            name = &symbol[..i];
+                        }
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
-    let cut = symbol.len() - 60;
-    let start = symbol.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0);
-    &symbol[start..]
+    if name.len() <= 60 {
+        return name;
+    }
+    let cut = name.len() - 60;
+    let start = name.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0);
+    &name[start..]
 }
 
 fn noun(resource: &str, count: u64) -> String {
@@ -226,6 +260,18 @@ mod tests {
         assert_eq!(format_age(41.3), "41s");
         assert_eq!(format_age(125.0), "2m05s");
         assert_eq!(format_age(7300.0), "2h01m");
+    }
+
+    #[test]
+    fn summary_names_drop_parameter_lists() {
+        assert_eq!(
+            short("cache::Store<int>::open_entries(std::__cxx11::basic_string<char> const&, int)"),
+            "cache::Store<int>::open_entries"
+        );
+        assert_eq!(short("main.(*service).reloadConfig"), "main.(*service).reloadConfig");
+        assert_eq!(short("load_config"), "load_config");
+        assert_eq!(short("Widget::operator()(int) const"), "Widget::operator()(int) const");
+        assert_eq!(short("Widget::operator()(int)"), "Widget::operator()");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! files and lines are looked up from the modules on disk when a report is
 //! written, once per distinct frame.
 
+pub mod debuginfo;
 pub mod maps;
+pub mod modules;
+pub mod perfmap;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,10 +19,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blazesym::symbolize::{self, source::Elf, source::Source, Input, Symbolized, Symbolizer};
-use leaktrace_common::stack::{StackTrace, MAX_FRAMES};
+use leaktrace_common::stack::{StackTrace, FRAME_POINTERS, MAX_FRAMES, TRUNCATED_DEPTH, TRUNCATED_UNWIND};
 
 use crate::track::{ImageId, ProcId};
-use maps::{Location, MapsSnapshot, Module};
+use debuginfo::{symbol_source, SymbolSource};
+use maps::{Location, Mapping, MapsSnapshot, Module};
+use modules::ModuleFiles;
+use perfmap::PerfMap;
 
 /// Why a stack or frame could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -74,7 +80,7 @@ impl Hash for NormStack {
 impl NormFrame {
     fn identity(&self) -> (&Location, u64) {
         match self.location {
-            Location::InModule { .. } => (&self.location, 0),
+            Location::InModule { .. } | Location::Jit { .. } => (&self.location, 0),
             Location::Unmapped => (&self.location, self.addr),
         }
     }
@@ -100,6 +106,9 @@ pub struct SymFrame {
 pub struct Resolver {
     snapshots: HashMap<ImageId, Arc<MapsSnapshot>>,
     normalized: HashMap<(ImageId, u64), Arc<NormStack>>,
+    files: ModuleFiles,
+    sources: HashMap<Module, SymbolSource>,
+    perf_maps: HashMap<ProcId, Option<Arc<PerfMap>>>,
     symbolizer: Symbolizer,
     symbols: HashMap<(Module, u64, bool), Arc<Vec<SymFrame>>>,
 }
@@ -114,18 +123,30 @@ impl Resolver {
     pub fn new() -> Self {
         let symbolizer =
             Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).enable_demangling(true).build();
-        Resolver { snapshots: HashMap::new(), normalized: HashMap::new(), symbolizer, symbols: HashMap::new() }
+        Resolver {
+            snapshots: HashMap::new(),
+            normalized: HashMap::new(),
+            files: ModuleFiles::default(),
+            sources: HashMap::new(),
+            perf_maps: HashMap::new(),
+            symbolizer,
+            symbols: HashMap::new(),
+        }
+    }
+
+    /// Opens (once) the file behind a code mapping of a live process, so it
+    /// can be read after the process is gone.
+    pub fn open_module(&mut self, tgid: u32, mapping: &Mapping) -> Option<Arc<std::fs::File>> {
+        self.files.open(tgid, mapping)
     }
 
     pub fn has_snapshot(&self, image: ImageId) -> bool {
         self.snapshots.contains_key(&image)
     }
 
-    /// Reads the live process's mappings as those of `image`.
-    pub fn snapshot(&mut self, image: ImageId) -> std::io::Result<()> {
-        let snap = MapsSnapshot::read(image.proc.tgid)?;
-        self.snapshots.insert(image, Arc::new(snap));
-        Ok(())
+    /// Keeps `snapshot` as the mappings of `image`.
+    pub fn insert(&mut self, image: ImageId, snapshot: Arc<MapsSnapshot>) {
+        self.snapshots.insert(image, snapshot);
     }
 
     /// A forked child starts with its parent's mappings.
@@ -139,6 +160,7 @@ impl Resolver {
     pub fn forget(&mut self, proc: ProcId) {
         self.snapshots.retain(|image, _| image.proc != proc);
         self.normalized.retain(|(image, _), _| image.proc != proc);
+        self.perf_maps.remove(&proc);
     }
 
     pub fn cached_stack(&self, image: ImageId, stack_id: u64) -> Option<Arc<NormStack>> {
@@ -161,7 +183,11 @@ impl Resolver {
                 None => {
                     NormStack { frames: raw_frames(trace), truncated: None, unresolved: Some(Unresolved::NoMappings) }
                 }
-                Some(snap) => normalize_with(snap, trace),
+                Some(snap) => {
+                    let mut stack = normalize_with(snap, trace);
+                    self.name_jit_frames(image.proc, &mut stack);
+                    stack
+                }
             },
         };
         let stack = Arc::new(stack);
@@ -170,6 +196,30 @@ impl Resolver {
             self.normalized.insert((image, stack_id), stack.clone());
         }
         stack
+    }
+
+    /// Frames in anonymous code are named from the process's perf map, if it
+    /// writes one (read once per process, when first needed).
+    fn name_jit_frames(&mut self, proc: ProcId, stack: &mut NormStack) {
+        let anonymous =
+            |l: &Location| matches!(l, Location::InModule { module: Module::Special(s), .. } if &**s == "[anon]");
+        if !stack.frames.iter().any(|f| anonymous(&f.location)) {
+            return;
+        }
+        let map = self
+            .perf_maps
+            .entry(proc)
+            .or_insert_with(|| {
+                let nspid = crate::procfs::namespace_pid(proc.tgid).unwrap_or(proc.tgid);
+                PerfMap::read(proc.tgid, nspid).map(Arc::new)
+            })
+            .clone();
+        let Some(map) = map else { return };
+        for frame in stack.frames.iter_mut().filter(|f| anonymous(&f.location)) {
+            if let Some((symbol, offset)) = map.lookup(frame.addr) {
+                frame.location = Location::Jit { map: map.name.clone(), symbol, offset };
+            }
+        }
     }
 
     /// Names, files and lines of a stack's frames, innermost first; inlined
@@ -184,6 +234,17 @@ impl Resolver {
                     let frames = self.lookup(module, *file_offset, is_return);
                     out.extend(frames.iter().map(|f| SymFrame { addr: frame.addr, ..f.clone() }));
                 }
+                Location::Jit { map, symbol, offset } => out.push(SymFrame {
+                    addr: frame.addr,
+                    symbol: Some(symbol.to_string()),
+                    symbol_offset: Some(*offset),
+                    module: Some(map.to_string()),
+                    file_offset: None,
+                    file: None,
+                    line: None,
+                    inlined: false,
+                    reason: None,
+                }),
                 Location::Unmapped => out.push(SymFrame {
                     addr: frame.addr,
                     symbol: None,
@@ -210,7 +271,21 @@ impl Resolver {
         if let Some(hit) = self.symbols.get(&key) {
             return hit.clone();
         }
-        let frames = Arc::new(lookup_uncached(&self.symbolizer, module, file_offset, is_return));
+        let source = match module {
+            Module::File { path, id } => {
+                let files = &self.files;
+                let source = self.sources.entry(module.clone()).or_insert_with(|| {
+                    let path = match id {
+                        Some(id) => files.source_path(*id, path),
+                        None => path.to_path_buf(),
+                    };
+                    symbol_source(&path)
+                });
+                Some(source.clone())
+            }
+            Module::Special(_) => None,
+        };
+        let frames = Arc::new(lookup_uncached(&self.symbolizer, source.as_ref(), module, file_offset, is_return));
         self.symbols.insert(key, frames.clone());
         frames
     }
@@ -221,13 +296,29 @@ fn raw_frames(trace: &StackTrace) -> Vec<NormFrame> {
     trace.ips[..len].iter().map(|&addr| NormFrame { addr, location: Location::Unmapped }).collect()
 }
 
+/// Why a stack the kernel walked ends where it does, if not at the outermost frame.
+fn walk_truncation(trace: &StackTrace) -> Option<&'static str> {
+    if trace.flags & TRUNCATED_DEPTH != 0 {
+        Some("deeper than the frames kept per stack")
+    } else if trace.flags & TRUNCATED_UNWIND != 0 {
+        Some("no unwinding information for a frame, or its stack slot was unreadable")
+    } else {
+        None
+    }
+}
+
 fn normalize_with(snap: &MapsSnapshot, trace: &StackTrace) -> NormStack {
     let len = (trace.len as usize).min(MAX_FRAMES);
     let mut frames = Vec::with_capacity(len);
-    let mut truncated = (len == MAX_FRAMES).then_some("deeper than the frames kept per stack");
+    let frame_pointers = trace.flags & FRAME_POINTERS != 0;
+    let mut truncated = if frame_pointers {
+        (len == MAX_FRAMES).then_some("deeper than the frames kept per stack")
+    } else {
+        walk_truncation(trace)
+    };
     for &addr in &trace.ips[..len] {
         let location = snap.locate(addr);
-        if location == Location::Unmapped {
+        if frame_pointers && location == Location::Unmapped {
             // Every frame past this one comes from the same bad frame pointer:
             // keeping them would split one call site into many stacks.
             truncated = Some("a caller without frame pointers ended the walk");
@@ -238,7 +329,13 @@ fn normalize_with(snap: &MapsSnapshot, trace: &StackTrace) -> NormStack {
     NormStack { frames, truncated, unresolved: None }
 }
 
-fn lookup_uncached(symbolizer: &Symbolizer, module: &Module, file_offset: u64, is_return: bool) -> Vec<SymFrame> {
+fn lookup_uncached(
+    symbolizer: &Symbolizer,
+    source: Option<&SymbolSource>,
+    module: &Module,
+    file_offset: u64,
+    is_return: bool,
+) -> Vec<SymFrame> {
     let blank = |reason: String| SymFrame {
         addr: 0,
         symbol: None,
@@ -250,15 +347,22 @@ fn lookup_uncached(symbolizer: &Symbolizer, module: &Module, file_offset: u64, i
         inlined: false,
         reason: Some(reason),
     };
-    let Module::File(path) = module else {
+    let (Module::File { path, .. }, Some(source)) = (module, source) else {
         return vec![blank(format!("no symbols for {}", module.display()))];
     };
-    if !path.exists() {
+    let lookup_at = if is_return { file_offset.saturating_sub(1) } else { file_offset };
+    let (source_path, input) = match source {
+        SymbolSource::Module(p) => (p.clone(), Input::FileOffset(lookup_at)),
+        SymbolSource::DebugFile { path, layout } => match layout.vaddr_of(lookup_at) {
+            Some(vaddr) => (path.clone(), Input::VirtOffset(vaddr)),
+            None => return vec![blank(format!("offset {lookup_at:#x} is outside {}'s segments", path.display()))],
+        },
+    };
+    if !source_path.exists() {
         return vec![blank(format!("{} no longer exists", path.display()))];
     }
-    let lookup_at = if is_return { file_offset.saturating_sub(1) } else { file_offset };
-    let source = Source::Elf(Elf::new(path.to_path_buf()));
-    let result = symbolizer.symbolize_single(&source, Input::FileOffset(lookup_at));
+    let source = Source::Elf(Elf::new(source_path));
+    let result = symbolizer.symbolize_single(&source, input);
     let sym = match result {
         Ok(Symbolized::Sym(sym)) => sym,
         Ok(Symbolized::Unknown(reason)) => return vec![blank(format!("{reason} in {}", path.display()))],

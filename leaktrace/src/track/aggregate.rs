@@ -115,7 +115,7 @@ mod tests {
     use std::path::Path;
 
     fn stack(offsets: &[u64], base: u64) -> Arc<NormStack> {
-        let module = Module::File(Arc::from(Path::new("/bin/app")));
+        let module = Module::File { path: Arc::from(Path::new("/bin/app")), id: None };
         Arc::new(NormStack {
             frames: offsets
                 .iter()
