@@ -47,8 +47,12 @@ pub struct ModuleMapping {
     pub rows_start: u32,
     /// 0 when the module has no CFI (Go, JIT code): frame pointers are used.
     pub rows_len: u32,
+    /// Index of the module's first bucket in the buckets array.
+    pub buckets_start: u32,
+    /// Buckets of the module, the last one a sentinel (see [`buckets`]).
+    pub buckets_len: u32,
 }
-const _: () = assert!(core::mem::size_of::<ModuleMapping>() == 32);
+const _: () = assert!(core::mem::size_of::<ModuleMapping>() == 40);
 
 /// Executable mappings kept per process; more are not unwound with CFI.
 pub const MAX_MAPPINGS: usize = 64;
@@ -63,7 +67,7 @@ pub struct ProcMappings {
     /// Sorted by `start`, not overlapping.
     pub mappings: [ModuleMapping; MAX_MAPPINGS],
 }
-const _: () = assert!(core::mem::size_of::<ProcMappings>() == 8 + 32 * MAX_MAPPINGS);
+const _: () = assert!(core::mem::size_of::<ProcMappings>() == 8 + 40 * MAX_MAPPINGS);
 
 impl Default for ProcMappings {
     fn default() -> Self {
@@ -73,8 +77,54 @@ impl Default for ProcMappings {
 
 crate::user_pod!(UnwindRow, ModuleMapping, ProcMappings);
 
+/// Code bytes per bucket: a bucket narrows the search for a pc to the rows
+/// that start within its 256 bytes (at most 256, usually a few).
+pub const BUCKET_SHIFT: u32 = 8;
+
+/// The bucket index of a module: for bucket `b`, the row covering the
+/// bucket's first byte (or 0); one more entry past the last bucket. The rows
+/// covering any pc of bucket `b` lie in `buckets[b]..=buckets[b + 1]`.
+pub fn buckets(rows: &[UnwindRow]) -> alloc_free::Buckets<'_> {
+    alloc_free::Buckets { rows, next: 0 }
+}
+
+/// Buckets as an iterator, so the no_std crate needs no allocation.
+pub mod alloc_free {
+    use super::{find_row, UnwindRow, BUCKET_SHIFT};
+
+    pub struct Buckets<'a> {
+        pub(super) rows: &'a [UnwindRow],
+        pub(super) next: u64,
+    }
+
+    impl Iterator for Buckets<'_> {
+        type Item = u32;
+
+        fn next(&mut self) -> Option<u32> {
+            let last = self.rows.last()?;
+            let count = (u64::from(last.pc) >> BUCKET_SHIFT) + 2;
+            if self.next >= count {
+                return None;
+            }
+            let start = (self.next << BUCKET_SHIFT).min(u64::from(u32::MAX)) as u32;
+            self.next += 1;
+            Some(find_row(self.rows, start).unwrap_or(0) as u32)
+        }
+    }
+}
+
+/// [`find_row`] narrowed by the module's buckets, as the programs search.
+pub fn find_row_bucketed(rows: &[UnwindRow], buckets: &[u32], pc: u32) -> Option<usize> {
+    let b = (pc >> BUCKET_SHIFT) as usize;
+    let last = buckets.len().checked_sub(1)?;
+    let lo = buckets[b.min(last)] as usize;
+    let hi = (buckets[(b + 1).min(last)] as usize + 1).min(rows.len());
+    let within = find_row(rows.get(lo..hi)?, pc)?;
+    Some(lo + within)
+}
+
 /// Index of the row covering `pc` among `rows` (sorted by pc): the last row
-/// whose pc is not above it. The programs run the same search over the map.
+/// whose pc is not above it.
 pub fn find_row(rows: &[UnwindRow], pc: u32) -> Option<usize> {
     let (mut lo, mut hi) = (0usize, rows.len());
     while lo < hi {
@@ -94,6 +144,20 @@ mod tests {
 
     fn row(pc: u32) -> UnwindRow {
         UnwindRow { pc, ..Default::default() }
+    }
+
+    #[test]
+    fn buckets_narrow_the_search_to_the_same_row() {
+        extern crate std;
+        use std::vec::Vec;
+        // Rows at irregular pcs over a few buckets, including empty buckets.
+        let pcs = [0x10u32, 0x20, 0x130, 0x1ff, 0x200, 0x2f0, 0x700, 0x701, 0x800];
+        let rows: Vec<UnwindRow> = pcs.iter().map(|&pc| row(pc)).collect();
+        let buckets: Vec<u32> = buckets(&rows).collect();
+        assert_eq!(buckets.len(), (0x800 >> BUCKET_SHIFT) + 2);
+        for pc in 0..0x900u32 {
+            assert_eq!(find_row_bucketed(&rows, &buckets, pc), find_row(&rows, pc), "pc {pc:#x}");
+        }
     }
 
     #[test]

@@ -51,6 +51,18 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
 pub static UNWIND_ROWS: Array<UnwindRow> = Array::with_max_entries(1 << 20, BPF_F_MMAPABLE);
 
+/// Bucket index of every loaded module (see `leaktrace_common::unwind::buckets`).
+#[map]
+/// 8-byte values: array maps store values at an 8-byte stride whatever
+/// their size, and userspace writes them through a memory map.
+pub static UNWIND_BUCKETS: Array<u64> = Array::with_max_entries(1 << 20, BPF_F_MMAPABLE);
+
+/// A window of the user stack being unwound, read in one copy and served
+/// from here until the walk leaves it: one user copy instead of one or two
+/// per frame.
+#[map]
+pub static STACK_WINDOW: PerCpuArray<[u64; crate::unwind::WINDOW_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Executable mappings of traced processes that have CFI tables, by tgid.
 /// Not preallocated: entries are 2 KiB and most pids never need one.
 #[map]

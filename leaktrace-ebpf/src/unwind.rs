@@ -7,13 +7,20 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{bpf_probe_read_user, generated::bpf_loop};
+use aya_ebpf::helpers::{
+    bpf_probe_read_user,
+    generated::{bpf_loop, bpf_probe_read_user as probe_read_user_raw},
+};
 use leaktrace_common::{
     stack::{COMPLETE, MAX_FRAMES, TRUNCATED_DEPTH, TRUNCATED_UNWIND},
-    unwind::{CFA_RBP, END, MAX_MAPPINGS, NO_INFO, RBP_SAVED},
+    unwind::{BUCKET_SHIFT, CFA_RBP, END, MAX_MAPPINGS, NO_INFO, RBP_SAVED},
 };
 
-use crate::maps::{PROC_UNWIND, STACK_SCRATCH, UNWIND_ROWS};
+use crate::maps::{PROC_UNWIND, STACK_SCRATCH, STACK_WINDOW, UNWIND_BUCKETS, UNWIND_ROWS};
+
+/// Words of user stack read at once: 1 KiB holds the frames of a typical
+/// -O2 call chain a few levels deep; deeper walks read the next window.
+pub const WINDOW_WORDS: usize = 128;
 
 /// The walk's state, on the program's stack and handed to every iteration.
 /// Plain integers only: copying structs makes LLVM emit a byte-wise memcpy
@@ -34,6 +41,12 @@ struct Walk {
     module_bias: u64,
     rows_start: u32,
     rows_len: u32,
+    buckets_start: u32,
+    buckets_len: u32,
+    /// User address of `STACK_WINDOW[0]`, when `window_valid`.
+    window_base: u64,
+    window_valid: u32,
+    _pad: u32,
 }
 
 /// Walks from the syscall's saved registers into the scratch stack buffer.
@@ -53,22 +66,33 @@ pub extern "C" fn leaktrace_unwind(tgid: u32, exec_seq: u32, ip: u64, sp: u64, b
         Some(maps) if maps.exec_seq == exec_seq && maps.count > 0 => {}
         _ => return 0,
     }
-    let mut walk = Walk {
-        ip,
-        sp,
-        bp,
-        tgid,
-        len: 0,
-        flags: 0,
-        cached: 0,
-        module_start: 0,
-        module_end: 0,
-        module_bias: 0,
-        rows_start: 0,
-        rows_len: 0,
-    };
+    let mut walk = core::mem::MaybeUninit::<Walk>::uninit();
+    let w = walk.as_mut_ptr();
+    // Field by field, with volatile stores: LLVM turns a zeroing struct
+    // literal into a byte-wise memset loop that the verifier walks byte by byte.
     unsafe {
-        bpf_loop(MAX_FRAMES as u32, step as *mut c_void, (&mut walk as *mut Walk).cast(), 0);
+        core::ptr::write_volatile(&raw mut (*w).ip, ip);
+        core::ptr::write_volatile(&raw mut (*w).sp, sp);
+        core::ptr::write_volatile(&raw mut (*w).bp, bp);
+        core::ptr::write_volatile(&raw mut (*w).tgid, tgid);
+        core::ptr::write_volatile(&raw mut (*w).len, 0);
+        core::ptr::write_volatile(&raw mut (*w).flags, 0);
+        core::ptr::write_volatile(&raw mut (*w).cached, 0);
+        core::ptr::write_volatile(&raw mut (*w).module_start, 0);
+        core::ptr::write_volatile(&raw mut (*w).module_end, 0);
+        core::ptr::write_volatile(&raw mut (*w).module_bias, 0);
+        core::ptr::write_volatile(&raw mut (*w).rows_start, 0);
+        core::ptr::write_volatile(&raw mut (*w).rows_len, 0);
+        core::ptr::write_volatile(&raw mut (*w).buckets_start, 0);
+        core::ptr::write_volatile(&raw mut (*w).buckets_len, 0);
+        core::ptr::write_volatile(&raw mut (*w).window_base, 0);
+        core::ptr::write_volatile(&raw mut (*w).window_valid, 0);
+        core::ptr::write_volatile(&raw mut (*w)._pad, 0);
+    }
+    // Used in place: copying it out would bring the memset back.
+    let walk = unsafe { &mut *w };
+    unsafe {
+        bpf_loop(MAX_FRAMES as u32, step as *mut c_void, (walk as *mut Walk).cast(), 0);
     }
     let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
         return 0;
@@ -117,12 +141,40 @@ extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
     }
 }
 
-/// Finds the mapping containing `walk.ip` by binary search over the
-/// process's sorted mappings and caches it in `walk`.
+/// Finds the mapping containing `walk.ip` and caches it in `walk`.
 #[inline(always)]
 fn find_mapping(walk: &mut Walk) -> bool {
+    let index = leaktrace_find_mapping(walk.tgid, walk.ip);
+    // A comparison, not a mask: LLVM folds masks into the address arithmetic
+    // and the verifier then sees an unbounded offset.
+    if !(0..MAX_MAPPINGS as i64).contains(&index) {
+        return false;
+    }
     let Some(maps) = (unsafe { PROC_UNWIND.get(walk.tgid) }) else {
         return false;
+    };
+    let Some(m) = maps.mappings.get(index as usize) else {
+        return false;
+    };
+    walk.module_start = m.start;
+    walk.module_end = m.end;
+    walk.module_bias = m.bias;
+    walk.rows_start = m.rows_start;
+    walk.rows_len = m.rows_len;
+    walk.buckets_start = m.buckets_start;
+    walk.buckets_len = m.buckets_len;
+    true
+}
+
+/// Index of the mapping of process `tgid` that contains `ip`, or -1: a
+/// binary search over its sorted mappings. A global function, verified once
+/// on its own: inside the loop callback the verifier would explore the
+/// search once per combination of known bounds.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn leaktrace_find_mapping(tgid: u32, ip: u64) -> i64 {
+    let Some(maps) = (unsafe { PROC_UNWIND.get(tgid) }) else {
+        return -1;
     };
     let count = (maps.count as usize).min(MAX_MAPPINGS);
     let (mut lo, mut hi) = (0usize, count);
@@ -133,26 +185,21 @@ fn find_mapping(walk: &mut Walk) -> bool {
         }
         let mid = (lo + hi) / 2;
         let Some(m) = maps.mappings.get(mid) else {
-            return false;
+            return -1;
         };
-        if m.start <= walk.ip {
+        if m.start <= ip {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    let Some(m) = lo.checked_sub(1).and_then(|i| maps.mappings.get(i)) else {
-        return false;
+    let Some(index) = lo.checked_sub(1) else {
+        return -1;
     };
-    if walk.ip >= m.end {
-        return false;
+    match maps.mappings.get(index) {
+        Some(m) if ip < m.end => index as i64,
+        _ => -1,
     }
-    walk.module_start = m.start;
-    walk.module_end = m.end;
-    walk.module_bias = m.bias;
-    walk.rows_start = m.rows_start;
-    walk.rows_len = m.rows_len;
-    true
 }
 
 /// Ok(true): stepped to the caller; Ok(false): the outermost frame; Err: stop.
@@ -162,8 +209,11 @@ fn cfi_step(walk: &mut Walk, lookup: u64) -> Result<bool, ()> {
     if pc > u32::MAX as u64 {
         return Err(());
     }
-    let index = find_row(walk.rows_start, walk.rows_len, pc as u32).ok_or(())?;
-    let row = UNWIND_ROWS.get(index).ok_or(())?;
+    let index = find_row(walk, pc as u32);
+    if index < 0 {
+        return Err(());
+    }
+    let row = UNWIND_ROWS.get(index as u32).ok_or(())?;
     let (kind, cfa_offset, rbp_offset) = (row.kind, row.cfa_offset, row.rbp_offset);
     if kind & NO_INFO != 0 {
         return Err(());
@@ -183,25 +233,55 @@ fn cfi_step(walk: &mut Walk, lookup: u64) -> Result<bool, ()> {
     Ok(ra != 0)
 }
 
-/// Index in the rows array of the row covering `pc` among the module's rows
-/// (the search of `leaktrace_common::unwind::find_row`, over the map).
+/// Index in the rows array of the row covering `pc`, or -1: the module's
+/// buckets give the few rows that can cover it, a short binary search picks
+/// one (`leaktrace_common::unwind::find_row_bucketed`, over the maps).
 #[inline(always)]
-fn find_row(start: u32, len: u32, pc: u32) -> Option<u32> {
-    let (mut lo, mut hi) = (0u32, len);
-    // 2^24 rows at most per module: 25 halvings.
-    for _ in 0..25 {
-        if lo >= hi {
+fn find_row(walk: &Walk, pc: u32) -> i64 {
+    if walk.buckets_len == 0 {
+        return -1;
+    }
+    let last = walk.buckets_len - 1;
+    let b = (pc >> BUCKET_SHIFT).min(last);
+    let Some(&lo) = UNWIND_BUCKETS.get(walk.buckets_start.wrapping_add(b)) else {
+        return -1;
+    };
+    let Some(&next) = UNWIND_BUCKETS.get(walk.buckets_start.wrapping_add((b + 1).min(last))) else {
+        return -1;
+    };
+    let (lo, next) = (lo as u32, next as u32);
+    let hi = next.saturating_add(1).min(walk.rows_len);
+    leaktrace_find_row(walk.rows_start, lo, hi, pc)
+}
+
+/// The last row in `start + lo .. start + hi` whose pc is not above `pc`, or
+/// -1. A global function: inside the loop callback the verifier would
+/// explore the search once per combination of known bounds.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn leaktrace_find_row(start: u32, lo: u32, hi: u32, pc: u32) -> i64 {
+    let (mut lo_, mut hi_) = (lo, hi);
+    // A bucket holds the rows of 256 bytes of code: 9 halvings.
+    for _ in 0..10 {
+        if lo_ >= hi_ {
             break;
         }
-        let mid = lo + (hi - lo) / 2;
-        let row_pc = UNWIND_ROWS.get(start.wrapping_add(mid))?.pc;
-        if row_pc <= pc {
-            lo = mid + 1;
+        let mid = lo_ + (hi_ - lo_) / 2;
+        let Some(row) = UNWIND_ROWS.get(start.wrapping_add(mid)) else {
+            return -1;
+        };
+        if row.pc <= pc {
+            lo_ = mid + 1;
         } else {
-            hi = mid;
+            hi_ = mid;
         }
     }
-    Some(start.wrapping_add(lo.checked_sub(1)?))
+    // Ending at `lo` means even the bucket's first row starts above pc, which
+    // happens only below the module's first row.
+    if lo_ == lo {
+        return -1;
+    }
+    i64::from(start.wrapping_add(lo_ - 1))
 }
 
 /// A frame-pointer step: the caller's rbp and return address sit at rbp.
@@ -210,9 +290,34 @@ fn frame_pointer_step(walk: &mut Walk) -> Result<bool, ()> {
     if walk.bp == 0 {
         return Ok(false);
     }
-    let frame: [u64; 2] = unsafe { bpf_probe_read_user(walk.bp as *const [u64; 2]) }.map_err(|_| ())?;
-    walk.sp = walk.bp + 16;
-    walk.bp = frame[0];
-    walk.ip = frame[1];
-    Ok(frame[1] != 0)
+    let bp = walk.bp;
+    let saved_bp = read_stack(walk, bp)?;
+    let ra = read_stack(walk, bp.wrapping_add(8))?;
+    walk.sp = bp.wrapping_add(16);
+    walk.bp = saved_bp;
+    walk.ip = ra;
+    Ok(ra != 0)
+}
+
+/// One word of the user stack, from the window when it holds `addr`.
+#[inline(always)]
+fn read_stack(walk: &mut Walk, addr: u64) -> Result<u64, ()> {
+    let window = STACK_WINDOW.get_ptr_mut(0).ok_or(())?;
+    let span = (WINDOW_WORDS * 8) as u64;
+    if addr & 7 == 0 {
+        if walk.window_valid == 0 || addr < walk.window_base || addr >= walk.window_base + span {
+            // The walk moves up the stack: the new window starts here.
+            let copied = unsafe { probe_read_user_raw(window.cast(), span as u32, addr as *const c_void) };
+            walk.window_valid = u32::from(copied == 0);
+            walk.window_base = addr;
+        }
+        if walk.window_valid != 0 {
+            let index = ((addr - walk.window_base) / 8) as usize;
+            if index < WINDOW_WORDS {
+                return Ok(unsafe { (*window)[index] });
+            }
+        }
+    }
+    // Unaligned, or too close to the end of the stack mapping for a window.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.map_err(|_| ())
 }

@@ -36,6 +36,7 @@ fn attach_reports_what_was_acquired_while_tracing_and_lists_what_was_there_befor
     assert_eq!(r["targets"][0]["exit_code"], serde_json::Value::Null);
     let leaked = with_path(&r, "file", "/etc/passwd");
     assert_eq!(count(&leaked), 6);
+    assert_eq!(count(&with_site(&r, "leak_slowly")), 6, "tables are loaded at attach time");
     assert_eq!(total(&r, "outstanding"), 6, "the 50 open/close pairs are not reported");
     assert!(r["window"]["seconds"].as_f64().expect("seconds") >= 2.9);
 

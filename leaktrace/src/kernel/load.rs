@@ -55,7 +55,7 @@ pub struct Kernel {
     rows: Option<RowsArray>,
     /// The array maps behind `pids` and `rows` (their mappings also keep
     /// them alive; holding them says so).
-    _mapped: [Map; 2],
+    _mapped: [Map; 3],
     options: LoadOptions,
 }
 
@@ -93,6 +93,7 @@ impl Kernel {
             .map_max_entries("PROCS", options.max_procs)
             .map_max_entries("TRACED_PIDS", pid_words)
             .map_max_entries("UNWIND_ROWS", options.max_unwind_rows)
+            .map_max_entries("UNWIND_BUCKETS", options.max_unwind_rows)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source })?;
 
@@ -119,12 +120,13 @@ impl Kernel {
         let pids = PidBitmap::map(pid_fd, pid_words as usize)
             .map_err(|source| KernelError::MapIo { name: "TRACED_PIDS", source })?;
         let rows_map = take("UNWIND_ROWS")?;
-        let rows_fd = match &rows_map {
-            Map::Array(data) => data.fd().as_fd(),
-            _ => return Err(KernelError::Map { name: "UNWIND_ROWS", detail: "not an array".into() }),
-        };
-        let rows = RowsArray::map(rows_fd, options.max_unwind_rows as usize)
-            .map_err(|source| KernelError::MapIo { name: "UNWIND_ROWS", source })?;
+        let buckets_map = take("UNWIND_BUCKETS")?;
+        let rows = RowsArray::map(
+            array_fd(&rows_map, "UNWIND_ROWS")?,
+            array_fd(&buckets_map, "UNWIND_BUCKETS")?,
+            options.max_unwind_rows as usize,
+        )
+        .map_err(|source| KernelError::MapIo { name: "UNWIND_ROWS", source })?;
         let proc_unwind = take("PROC_UNWIND")?;
         Ok(Kernel {
             _ebpf: ebpf,
@@ -136,7 +138,7 @@ impl Kernel {
             events: Some(events),
             pids,
             rows: Some(rows),
-            _mapped: [pid_map, rows_map],
+            _mapped: [pid_map, rows_map, buckets_map],
             options: options.clone(),
         })
     }
@@ -233,6 +235,13 @@ impl Kernel {
             *sum = values.iter().sum();
         }
         Ok(sums)
+    }
+}
+
+fn array_fd<'a>(map: &'a Map, name: &'static str) -> Result<std::os::fd::BorrowedFd<'a>, KernelError> {
+    match map {
+        Map::Array(data) => Ok(data.fd().as_fd()),
+        _ => Err(KernelError::Map { name, detail: "not an array".into() }),
     }
 }
 

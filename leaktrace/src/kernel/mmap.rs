@@ -84,37 +84,62 @@ impl PidBitmap {
     }
 }
 
-// Values of a memory-mapped array are 8-byte aligned: the row size must be
-// the stride the kernel uses, or rows land between the kernel's slots.
-const _: () = assert!(std::mem::size_of::<UnwindRow>().is_multiple_of(8));
-
-/// The programs' `UNWIND_ROWS`. Userspace only appends rows to parts no
-/// process refers to yet, and publishes them afterwards through the
-/// per-process mappings map, so the programs never read a half-written row.
-pub struct RowsArray {
+/// An array map of `T` written by userspace in bulk.
+struct Table<T> {
     map: Mapped,
     len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Pod> Table<T> {
+    /// Array maps store values at an 8-byte stride whatever their size
+    /// (kernel/bpf/arraymap.c, `round_up(value_size, 8)`): a smaller `T`
+    /// written back to back would land between the kernel's slots.
+    const STRIDE_OK: () = assert!(std::mem::size_of::<T>().is_multiple_of(8));
+
+    fn map(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<Self> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::STRIDE_OK;
+        Ok(Table { map: Mapped::new(fd, len, std::mem::size_of::<T>())?, len, _t: std::marker::PhantomData })
+    }
+
+    fn write(&mut self, start: u32, items: &[T]) -> std::io::Result<()> {
+        let start = start as usize;
+        if start + items.len() > self.len {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        // SAFETY: in bounds (checked); T is Pod and its size a multiple of the
+        // kernel's 8-byte value stride (STRIDE_OK), so every index is aligned
+        // in the page-aligned mapping and matches the kernel's slot.
+        unsafe {
+            let dst = self.map.ptr.as_ptr().cast::<T>().add(start);
+            std::ptr::copy_nonoverlapping(items.as_ptr(), dst, items.len());
+        }
+        Ok(())
+    }
+}
+
+/// The programs' `UNWIND_ROWS` and `UNWIND_BUCKETS`. Userspace only appends
+/// to parts no process refers to yet, and publishes them afterwards through
+/// the per-process mappings map, so the programs never read a half-written row.
+pub struct RowsArray {
+    rows: Table<UnwindRow>,
+    buckets: Table<u64>,
 }
 
 impl RowsArray {
-    pub fn map(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<Self> {
-        Ok(RowsArray { map: Mapped::new(fd, len, std::mem::size_of::<UnwindRow>())?, len })
+    pub fn map(rows: BorrowedFd<'_>, buckets: BorrowedFd<'_>, len: usize) -> std::io::Result<Self> {
+        Ok(RowsArray { rows: Table::map(rows, len)?, buckets: Table::map(buckets, len)? })
     }
 }
 
 impl RowSink for RowsArray {
     fn write(&mut self, start: u32, rows: &[UnwindRow]) -> std::io::Result<()> {
-        let start = start as usize;
-        if start + rows.len() > self.len {
-            return Err(std::io::ErrorKind::InvalidInput.into());
-        }
-        // SAFETY: in bounds (checked); UnwindRow is Pod with 4-byte alignment,
-        // which the page-aligned mapping satisfies at every index.
-        unsafe {
-            let dst = self.map.ptr.as_ptr().cast::<UnwindRow>().add(start);
-            std::ptr::copy_nonoverlapping(rows.as_ptr(), dst, rows.len());
-        }
-        Ok(())
+        self.rows.write(start, rows)
+    }
+
+    fn write_buckets(&mut self, start: u32, buckets: &[u64]) -> std::io::Result<()> {
+        self.buckets.write(start, buckets)
     }
 }
 

@@ -8,14 +8,15 @@ pub mod table;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use leaktrace_common::unwind::{ModuleMapping, ProcMappings, UnwindRow, MAX_MAPPINGS};
+use leaktrace_common::unwind::{buckets, ModuleMapping, ProcMappings, UnwindRow, MAX_MAPPINGS};
 
 use crate::symbolize::maps::{FileId, MapsSnapshot, Module};
 use table::ModuleTable;
 
-/// Where rows go: the kernel's rows array (or a buffer in tests).
+/// Where tables go: the kernel's rows and buckets arrays (or buffers in tests).
 pub trait RowSink {
     fn write(&mut self, start: u32, rows: &[UnwindRow]) -> std::io::Result<()>;
+    fn write_buckets(&mut self, start: u32, buckets: &[u64]) -> std::io::Result<()>;
 }
 
 /// A module whose rows are loaded.
@@ -24,6 +25,8 @@ pub struct Loaded {
     pub table: ModuleTable,
     pub rows_start: u32,
     pub rows_len: u32,
+    pub buckets_start: u32,
+    pub buckets_len: u32,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +42,15 @@ pub struct UnwindStats {
 pub struct Unwinder {
     modules: HashMap<FileId, Arc<Loaded>>,
     next_row: u32,
+    next_bucket: u32,
+    /// Capacity of the rows array, and of the buckets array.
     capacity: u32,
     stats: UnwindStats,
 }
 
 impl Unwinder {
     pub fn new(capacity: u32) -> Self {
-        Unwinder { modules: HashMap::new(), next_row: 0, capacity, stats: UnwindStats::default() }
+        Unwinder { modules: HashMap::new(), next_row: 0, next_bucket: 0, capacity, stats: UnwindStats::default() }
     }
 
     pub fn stats(&self) -> UnwindStats {
@@ -58,18 +63,31 @@ impl Unwinder {
         }
         // A module that cannot be parsed is unwound with frame pointers.
         let table = table::build(data).unwrap_or_default();
+        let index: Vec<u64> = buckets(&table.rows).map(u64::from).collect();
         let len = table.rows.len() as u32;
-        let fits = self.next_row.checked_add(len).is_some_and(|end| end <= self.capacity);
-        let loaded = if len > 0 && fits && sink.write(self.next_row, &table.rows).is_ok() {
-            let start = self.next_row;
+        let fits = |next: u32, n: usize| next.checked_add(n as u32).is_some_and(|end| end <= self.capacity);
+        let stored = len > 0
+            && fits(self.next_row, table.rows.len())
+            && fits(self.next_bucket, index.len())
+            && sink.write(self.next_row, &table.rows).is_ok()
+            && sink.write_buckets(self.next_bucket, &index).is_ok();
+        let loaded = if stored {
+            let loaded = Loaded {
+                table,
+                rows_start: self.next_row,
+                rows_len: len,
+                buckets_start: self.next_bucket,
+                buckets_len: index.len() as u32,
+            };
             self.next_row += len;
+            self.next_bucket += index.len() as u32;
             self.stats.rows += u64::from(len);
-            Loaded { table, rows_start: start, rows_len: len }
+            loaded
         } else {
             if len > 0 {
                 self.stats.modules_dropped += 1;
             }
-            Loaded { table, rows_start: 0, rows_len: 0 }
+            Loaded { table, rows_start: 0, rows_len: 0, buckets_start: 0, buckets_len: 0 }
         };
         self.stats.modules += 1;
         let loaded = Arc::new(loaded);
@@ -114,6 +132,8 @@ impl Unwinder {
                 bias,
                 rows_start: loaded.rows_start,
                 rows_len: loaded.rows_len,
+                buckets_start: loaded.buckets_start,
+                buckets_len: loaded.buckets_len,
             };
             out.count += 1;
         }
@@ -124,17 +144,30 @@ impl Unwinder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leaktrace_common::unwind::{find_row, CFA_RBP, END, NO_INFO, RBP_SAVED};
+    use leaktrace_common::unwind::{find_row, find_row_bucketed, CFA_RBP, END, NO_INFO, RBP_SAVED};
 
-    struct Buffer(Vec<UnwindRow>);
+    #[derive(Default)]
+    struct Buffer {
+        rows: Vec<UnwindRow>,
+        buckets: Vec<u64>,
+    }
+
+    fn put<T: Copy + Default>(into: &mut Vec<T>, start: u32, items: &[T]) {
+        let start = start as usize;
+        if into.len() < start + items.len() {
+            into.resize(start + items.len(), T::default());
+        }
+        into[start..start + items.len()].copy_from_slice(items);
+    }
 
     impl RowSink for Buffer {
         fn write(&mut self, start: u32, rows: &[UnwindRow]) -> std::io::Result<()> {
-            let start = start as usize;
-            if self.0.len() < start + rows.len() {
-                self.0.resize(start + rows.len(), UnwindRow::default());
-            }
-            self.0[start..start + rows.len()].copy_from_slice(rows);
+            put(&mut self.rows, start, rows);
+            Ok(())
+        }
+
+        fn write_buckets(&mut self, start: u32, buckets: &[u64]) -> std::io::Result<()> {
+            put(&mut self.buckets, start, buckets);
             Ok(())
         }
     }
@@ -152,7 +185,7 @@ mod tests {
 
     /// The eBPF unwinder's algorithm, over this process's own memory: the
     /// reference the kernel implementation follows.
-    fn walk_own_stack(maps: &ProcMappings, rows: &[UnwindRow]) -> (Vec<u64>, bool) {
+    fn walk_own_stack(maps: &ProcMappings, sink: &Buffer) -> (Vec<u64>, bool) {
         let (mut ip, mut sp, mut bp) = registers();
         let mut frames = Vec::new();
         let read = |addr: u64| -> u64 { unsafe { std::ptr::read(addr as *const u64) } };
@@ -161,8 +194,15 @@ mod tests {
             let lookup = if n == 0 { ip } else { ip - 1 };
             let m = maps.mappings[..maps.count as usize].iter().find(|m| m.start <= ip && ip < m.end);
             let Some(m) = m.filter(|m| m.rows_len > 0) else { return (frames, false) };
-            let module_rows = &rows[m.rows_start as usize..(m.rows_start + m.rows_len) as usize];
-            let Some(i) = find_row(module_rows, (lookup - m.bias) as u32) else { return (frames, false) };
+            let module_rows = &sink.rows[m.rows_start as usize..(m.rows_start + m.rows_len) as usize];
+            let module_buckets: Vec<u32> = sink.buckets
+                [m.buckets_start as usize..(m.buckets_start + m.buckets_len) as usize]
+                .iter()
+                .map(|&b| b as u32)
+                .collect();
+            let pc = (lookup - m.bias) as u32;
+            let Some(i) = find_row_bucketed(module_rows, &module_buckets, pc) else { return (frames, false) };
+            assert_eq!(Some(i), find_row(module_rows, pc), "buckets and the plain search agree");
             let row = module_rows[i];
             if row.kind & NO_INFO != 0 {
                 return (frames, false);
@@ -185,11 +225,11 @@ mod tests {
     }
 
     #[inline(never)]
-    fn deep(n: u32, maps: &ProcMappings, rows: &[UnwindRow]) -> (Vec<u64>, bool) {
+    fn deep(n: u32, maps: &ProcMappings, sink: &Buffer) -> (Vec<u64>, bool) {
         if n == 0 {
-            return walk_own_stack(maps, rows);
+            return walk_own_stack(maps, sink);
         }
-        let r = deep(n - 1, maps, rows);
+        let r = deep(n - 1, maps, sink);
         std::hint::black_box(r)
     }
 
@@ -198,7 +238,7 @@ mod tests {
         let me = std::process::id();
         let snap = MapsSnapshot::read(me, me).expect("own maps");
         let mut unwinder = Unwinder::new(1 << 20);
-        let mut sink = Buffer(Vec::new());
+        let mut sink = Buffer::default();
         let mut read = |m: &crate::symbolize::maps::Mapping| match &m.module {
             Module::File { path, .. } => {
                 std::fs::File::open(path).ok().and_then(|f| unsafe { memmap2::Mmap::map(&f) }.ok())
@@ -206,7 +246,7 @@ mod tests {
             Module::Special(_) => None,
         };
         let maps = unwinder.mappings(&snap, 0, &mut read, &mut sink).expect("modules with CFI");
-        let (frames, complete) = deep(5, &maps, &sink.0);
+        let (frames, complete) = deep(5, &maps, &sink);
         assert!(complete, "walk ended early after {} frames", frames.len());
         // Every frame is in our code or a library: a real chain, up to the
         // thread start in libc.
