@@ -42,49 +42,25 @@ pub fn render(report: &Report, top: usize) -> String {
 /// Says what was lost and which option avoids it.
 pub fn losses_warning(report: &Report) -> String {
     let l = &report.losses;
-    let mut parts = Vec::new();
-    if l.map_full > 0 {
-        parts.push(format!(
-            "{} acquisitions were dropped because the outstanding map was full (raise --max-entries)",
-            l.map_full
-        ));
-    }
-    if l.stacks_dropped > 0 {
-        parts.push(format!(
-            "{} acquisitions have no stack: the stack map was full (raise --max-stacks)",
-            l.stacks_dropped
-        ));
-    }
-    if l.events_lost > 0 {
-        parts.push(format!("{} process events were lost: the ring buffer was full", l.events_lost));
-    }
-    if l.undecodable_events > 0 {
-        parts.push(format!("{} kernel events could not be decoded", l.undecodable_events));
-    }
-    if l.procs_dropped > 0 {
-        parts.push(format!(
-            "{} child processes were not followed: the process map was full (raise --max-procs)",
-            l.procs_dropped
-        ));
-    }
-    if l.unwind_modules_dropped > 0 {
-        parts.push(format!(
-            "{} modules got no unwinding table (raise --max-unwind-rows); their stacks may be cut short",
-            l.unwind_modules_dropped
-        ));
-    }
-    if l.unwind_mappings_dropped > 0 {
-        parts.push(format!(
-            "{} code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
-            l.unwind_mappings_dropped
-        ));
-    }
-    if l.stack_errors > 0 {
-        parts.push(format!("{} stacks could not be read", l.stack_errors));
-    }
-    if l.read_errors > 0 {
-        parts.push(format!("{} syscall arguments could not be read", l.read_errors));
-    }
+    let causes: [(u64, &str); 9] = [
+        (l.map_full, "acquisitions were dropped because the outstanding map was full (raise --max-entries)"),
+        (l.stacks_dropped, "acquisitions have no stack: the stack map was full (raise --max-stacks)"),
+        (l.events_lost, "process events were lost: the ring buffer was full"),
+        (l.undecodable_events, "kernel events could not be decoded"),
+        (l.procs_dropped, "child processes were not followed: the process map was full (raise --max-procs)"),
+        (
+            l.unwind_modules_dropped,
+            "modules got no unwinding table (raise --max-unwind-rows); their stacks may be cut short",
+        ),
+        (
+            l.unwind_mappings_dropped,
+            "code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
+        ),
+        (l.stack_errors, "stacks could not be read"),
+        (l.read_errors, "syscall arguments could not be read"),
+    ];
+    let parts: Vec<String> =
+        causes.iter().filter(|(count, _)| *count > 0).map(|(count, what)| format!("{count} {what}")).collect();
     let what = if report.complete { "stacks are missing" } else { "the report is incomplete" };
     format!("warning: {what}: {}", parts.join("; "))
 }
