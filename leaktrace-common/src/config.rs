@@ -23,7 +23,31 @@ pub const ABSENT: u32 = u32::MAX;
 
 const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 16);
 
-crate::user_pod!(TracepointOffsets);
+/// Byte offsets of the kernel struct members the TCP tracker reads to get
+/// from an fd to its `struct sock`, from the running kernel's BTF: they
+/// change between kernel versions and configurations.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    pub skc_family: u32,
+    pub skc_state: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    /// `struct inet_sock` (which begins with the `struct sock`).
+    pub inet_sport: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56);
+
+crate::user_pod!(TracepointOffsets, KernelOffsets);
 
 /// Global names, shared so the loader and the programs cannot drift apart.
 pub mod globals {
@@ -35,4 +59,8 @@ pub mod globals {
     pub const STOP_ON_CODE_MAP: &str = "LT_STOP_ON_CODE_MAP";
     /// [`super::TracepointOffsets`].
     pub const OFFSETS: &str = "LT_OFFSETS";
+    /// `u32`: non-zero links TCP sockets to their fds and follows their states.
+    pub const TCP: &str = "LT_TCP";
+    /// [`super::KernelOffsets`].
+    pub const KERNEL_OFFSETS: &str = "LT_KERNEL_OFFSETS";
 }

@@ -37,9 +37,14 @@ pub struct FdEntry {
     pub resource: u8,
     /// [`FLAG_CLOEXEC`] and [`FLAG_STACK_LOST`].
     pub flags: u8,
-    pub _pad: u32,
+    /// For sockets: the family and type (`crate::socket`), 0 when unknown.
+    pub sock_family: u16,
+    pub sock_type: u16,
+    /// For TCP sockets followed as connections: the `struct sock`, the key
+    /// of their entry in the TCP map (removed with this entry); else 0.
+    pub sk: u64,
 }
-const _: () = assert!(core::mem::size_of::<FdEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<FdEntry>() == 40);
 
 /// The fd is closed by a successful exec.
 pub const FLAG_CLOEXEC: u8 = 1;
@@ -156,16 +161,31 @@ pub enum FdOp {
     CodeMapped,
 }
 
-/// What syscall `nr` with arguments `args`, having returned `ret`, did to the
-/// fd table.
+/// What close(2) or close_range(2) with these arguments will do, decided
+/// when the call starts.
 ///
-/// Failed calls are not acquisitions. close() releases the fd whatever it
-/// returns except EBADF: Linux frees the descriptor before it can fail with
-/// EINTR or EIO (fs/open.c, `file_close_fd` precedes `filp_flush`).
-pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
-    if nr == sc::CLOSE {
-        return if ret == -sc::EBADF { FdOp::Nothing } else { FdOp::Release { fd: args[0] as u32 } };
+/// Releases are applied at syscall entry, not exit: once a close has freed
+/// fd M, another thread can be handed M and finish its syscall first, and a
+/// release applied at the close's exit would then take the new holder's
+/// entry. At entry the entry is certainly the old one. close() frees the
+/// descriptor whatever it returns, except EBADF for an fd that was not open
+/// and so has no entry (fs/open.c: `file_close_fd` precedes `filp_flush`).
+pub fn classify_entry(nr: u64, args: &[u64; 6]) -> FdOp {
+    let known_flags = u64::from(sc::CLOSE_RANGE_UNSHARE | sc::CLOSE_RANGE_CLOEXEC);
+    match nr {
+        sc::CLOSE => FdOp::Release { fd: args[0] as u32 },
+        // Unknown flags make the call fail (EINVAL) without closing anything.
+        sc::CLOSE_RANGE if args[2] & !known_flags == 0 => {
+            FdOp::CloseRange { first: args[0] as u32, last: args[1] as u32, flags: args[2] as u32 }
+        }
+        _ => FdOp::Nothing,
     }
+}
+
+/// What syscall `nr` with arguments `args`, having returned `ret`, did to the
+/// fd table. Failed calls are not acquisitions. Releases by close and
+/// close_range are decided at entry ([`classify_entry`]).
+pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
     if sc::is_error(ret) {
         return FdOp::Nothing;
     }
@@ -227,7 +247,6 @@ pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
         sc::OPEN_TREE => acquire(R::Mount, flag(args[2], sc::O_CLOEXEC)),
         sc::FSOPEN | sc::FSPICK => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
         sc::FSMOUNT => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
-        sc::CLOSE_RANGE => FdOp::CloseRange { first: args[0] as u32, last: args[1] as u32, flags: args[2] as u32 },
         sc::MMAP if args[2] & sc::PROT_EXEC != 0 && args[4] as i32 >= 0 => FdOp::CodeMapped,
         _ => FdOp::Nothing,
     }
@@ -252,10 +271,10 @@ mod tests {
     }
 
     #[test]
-    fn close_releases_unless_ebadf() {
-        assert_eq!(classify(sc::CLOSE, &args(&[7]), 0), FdOp::Release { fd: 7 });
-        assert_eq!(classify(sc::CLOSE, &args(&[7]), -4), FdOp::Release { fd: 7 });
-        assert_eq!(classify(sc::CLOSE, &args(&[7]), -9), FdOp::Nothing);
+    fn close_releases_at_entry_not_at_exit() {
+        assert_eq!(classify_entry(sc::CLOSE, &args(&[7])), FdOp::Release { fd: 7 });
+        assert_eq!(classify(sc::CLOSE, &args(&[7]), 0), FdOp::Nothing);
+        assert_eq!(classify_entry(sc::OPENAT, &args(&[0, 0, 0])), FdOp::Nothing);
     }
 
     #[test]
@@ -327,9 +346,11 @@ mod tests {
         assert_eq!(classify(sc::FCNTL, &args(&[4, 3, 0]), 2), FdOp::Nothing, "F_GETFL");
         assert_eq!(classify(sc::IOCTL, &args(&[4, sc::FIOCLEX]), 0), FdOp::SetCloexec { fd: 4, cloexec: true });
         assert_eq!(
-            classify(sc::CLOSE_RANGE, &args(&[3, u32::MAX as u64, 4]), 0),
+            classify_entry(sc::CLOSE_RANGE, &args(&[3, u32::MAX as u64, 4])),
             FdOp::CloseRange { first: 3, last: u32::MAX, flags: 4 }
         );
+        assert_eq!(classify_entry(sc::CLOSE_RANGE, &args(&[3, 9, 0x80])), FdOp::Nothing, "EINVAL: unknown flag");
+        assert_eq!(classify(sc::CLOSE_RANGE, &args(&[3, 9, 0]), 0), FdOp::Nothing);
     }
 
     #[test]

@@ -12,8 +12,10 @@ pub mod counters;
 pub mod event;
 pub mod fd;
 pub mod process;
+pub mod socket;
 pub mod stack;
 pub mod syscalls;
+pub mod tcp;
 pub mod unwind;
 
 /// Implements `aya::Pod` for ABI structs on the userspace side only.

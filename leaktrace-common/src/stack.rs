@@ -17,8 +17,9 @@ pub const COMPLETE: u32 = 1;
 pub const TRUNCATED_DEPTH: u32 = 2;
 /// The walk stopped early: no CFI for an address, an unreadable stack slot.
 pub const TRUNCATED_UNWIND: u32 = 4;
-/// Taken by the kernel's frame-pointer walk (`bpf_get_stack`), which does not
-/// say whether it reached the outermost frame.
+/// Taken by the kernel's frame-pointer walk (`bpf_get_stack`), or ended by a
+/// frame-pointer step in code with no known mapping: either way, whether it
+/// reached the outermost frame is not known.
 pub const FRAME_POINTERS: u32 = 8;
 
 /// Stack id meaning "no stack was stored".

@@ -1,6 +1,6 @@
-//! Applies what a finished syscall did to the caller's fd table to the
-//! outstanding-fd map. What the syscall did is decided by the pure
-//! `leaktrace_common::fd::classify`.
+//! Applies what a syscall does to the caller's fd table to the
+//! outstanding-fd map. What it does is decided by the pure
+//! `leaktrace_common::fd::classify` (at exit) and `classify_entry`.
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
@@ -16,7 +16,7 @@ use leaktrace_common::{
     syscalls as sc,
 };
 
-use crate::{config, counters::bump, events, maps::OUTSTANDING, stack, syscall::Caller};
+use crate::{config, counters::bump, events, maps::OUTSTANDING, socket, stack, syscall::Caller, tcp};
 
 const EEXIST: i64 = 17;
 const SIGSTOP: u32 = 19;
@@ -29,7 +29,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
         FdOp::Acquire { fd, resource, cloexec } => {
             let cloexec = resolve_cloexec(cloexec);
             let stack_id = stack::capture(ctx, caller, proc);
-            record(caller, proc, key(fd), nr, resource, cloexec, stack_id);
+            record(caller, proc, key(fd), nr, resource, cloexec, stack_id, (0, 0));
         }
         FdOp::AcquirePair { fds_at, resource, cloexec } => {
             // The kernel has already written the pair to user memory.
@@ -44,24 +44,24 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
             };
             let cloexec = resolve_cloexec(cloexec);
             let stack_id = stack::capture(ctx, caller, proc);
-            record(caller, proc, key(fds[0] as u32), nr, resource, cloexec, stack_id);
-            record(caller, proc, key(fds[1] as u32), nr, resource, cloexec, stack_id);
+            record(caller, proc, key(fds[0] as u32), nr, resource, cloexec, stack_id, (0, 0));
+            record(caller, proc, key(fds[1] as u32), nr, resource, cloexec, stack_id, (0, 0));
         }
         FdOp::Dup { old, new, cloexec, replaces } => {
-            if replaces && OUTSTANDING.remove(key(new)).is_ok() {
+            if replaces && release(key(new)) {
                 bump(counters::RELEASED);
             }
             // The copy refers to the same object as the original.
-            let resource = match unsafe { OUTSTANDING.get(key(old)) } {
-                Some(entry) => Resource::from_u8(entry.resource),
-                None => Resource::Unknown,
+            let (resource, sock) = match unsafe { OUTSTANDING.get(key(old)) } {
+                Some(entry) => (Resource::from_u8(entry.resource), (entry.sock_family, entry.sock_type)),
+                None => (Resource::Unknown, (0, 0)),
             };
             let cloexec = resolve_cloexec(cloexec);
             let stack_id = stack::capture(ctx, caller, proc);
-            record(caller, proc, key(new), nr, resource, cloexec, stack_id);
+            record(caller, proc, key(new), nr, resource, cloexec, stack_id, sock);
         }
         FdOp::Release { fd } => {
-            if OUTSTANDING.remove(key(fd)).is_ok() {
+            if release(key(fd)) {
                 bump(counters::RELEASED);
             }
         }
@@ -78,7 +78,8 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
         }
         FdOp::CloseRange { first, last, flags } => {
             // Walking an unbounded fd range is not possible here; userspace
-            // releases the matching entries acquired before this timestamp.
+            // releases the matching entries acquired before this timestamp,
+            // taken at entry, before any number in the range can be reused.
             let event = CloseRangeEvent { header: header(KIND_CLOSE_RANGE, caller, proc), first, last, flags, _pad: 0 };
             events::send(&event);
         }
@@ -120,9 +121,37 @@ fn resolve_cloexec(cloexec: Cloexec) -> bool {
     }
 }
 
+/// `sock` is the socket family and type a dup inherits from its original.
 #[inline(always)]
-fn record(caller: &Caller, proc: &ProcState, key: FdKey, nr: u64, resource: Resource, cloexec: bool, stack_id: u64) {
+#[allow(clippy::too_many_arguments)]
+fn record(
+    caller: &Caller,
+    proc: &ProcState,
+    key: FdKey,
+    nr: u64,
+    resource: Resource,
+    cloexec: bool,
+    stack_id: u64,
+    sock: (u16, u16),
+) {
     bump(counters::ACQUIRED);
+    // A socket created or accepted (not a dup of one): what it is.
+    let socket = if matches!(nr, sc::SOCKET | sc::SOCKETPAIR | sc::ACCEPT | sc::ACCEPT4) {
+        socket::of_fd(key.fd).unwrap_or_else(|()| {
+            bump(counters::READ_ERRORS);
+            None
+        })
+    } else {
+        None
+    };
+    let (sock_family, sock_type) = match &socket {
+        Some(s) => (s.family, s.kind),
+        None => sock,
+    };
+    let sk = match &socket {
+        Some(s) if tcp::followed(s) => s.sk,
+        _ => 0,
+    };
     let mut flags = if cloexec { FLAG_CLOEXEC } else { 0 };
     if stack_id == NO_STACK {
         flags |= FLAG_STACK_LOST;
@@ -135,19 +164,44 @@ fn record(caller: &Caller, proc: &ProcState, key: FdKey, nr: u64, resource: Reso
         syscall: nr as u16,
         resource: resource as u8,
         flags,
-        _pad: 0,
+        sock_family,
+        sock_type,
+        sk,
     };
-    match OUTSTANDING.insert(key, entry, BPF_NOEXIST as u64) {
-        Ok(()) => {}
+    let stored = match OUTSTANDING.insert(key, entry, BPF_NOEXIST as u64) {
+        Ok(()) => true,
         // The number was handed out again, so its old holder was released in a
         // way userspace has not applied yet (close_range, exec).
         Err(e) if e as i64 == -EEXIST => {
             bump(counters::REPLACED);
             bump(counters::RELEASED);
-            if OUTSTANDING.insert(key, entry, BPF_ANY as u64).is_err() {
+            release(key);
+            let ok = OUTSTANDING.insert(key, entry, BPF_ANY as u64).is_ok();
+            if !ok {
                 bump(counters::DROPPED_MAP_FULL);
             }
+            ok
         }
-        Err(_) => bump(counters::DROPPED_MAP_FULL),
+        Err(_) => {
+            bump(counters::DROPPED_MAP_FULL);
+            false
+        }
+    };
+    if stored && sk != 0 && tcp::link(&key, entry.acquired_ns, sk, sock_family).is_err() {
+        bump(counters::READ_ERRORS);
     }
+}
+
+/// Removes an fd's entry, and its connection's: once the fd is closed, the
+/// socket's remaining states (FIN_WAIT, TIME_WAIT) are the kernel's, not the
+/// process's. True when there was an entry.
+#[inline(always)]
+fn release(key: FdKey) -> bool {
+    let Some(entry) = (unsafe { OUTSTANDING.get(key) }) else {
+        return false;
+    };
+    if entry.sk != 0 {
+        tcp::forget(entry.sk);
+    }
+    OUTSTANDING.remove(key).is_ok()
 }

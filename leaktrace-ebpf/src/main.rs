@@ -16,8 +16,10 @@ mod events;
 mod fd;
 mod maps;
 mod process;
+mod socket;
 mod stack;
 mod syscall;
+mod tcp;
 mod unwind;
 
 use aya_ebpf::{
@@ -49,6 +51,26 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let _ = process::try_exit(&ctx);
+    0
+}
+
+/// Every syscall entry on the host; only close and close_range of traced
+/// processes go further.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    let _ = syscall::try_sys_enter(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let _ = tcp::try_set_state(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_destroy_sock")]
+pub fn tcp_destroy_sock(ctx: RawTracePointContext) -> i32 {
+    tcp::destroy(&ctx);
     0
 }
 

@@ -4,13 +4,14 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use leaktrace_common::{
     counters,
     fd::{FdEntry, FdKey},
     process::ProcState,
     stack::StackTrace,
+    tcp::TcpSock,
     unwind::{ProcMappings, UnwindRow},
 };
 
@@ -67,3 +68,8 @@ pub static STACK_WINDOW: PerCpuArray<[u64; crate::unwind::WINDOW_WORDS]> = PerCp
 /// Not preallocated: entries are 2 KiB and most pids never need one.
 #[map]
 pub static PROC_UNWIND: HashMap<u32, ProcMappings> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+/// TCP sockets acquired by traced processes, by `struct sock` address. LRU:
+/// an entry whose destroy event was missed cannot pin memory forever.
+#[map]
+pub static TCP_SOCKS: LruHashMap<u64, TcpSock> = LruHashMap::with_max_entries(65536, 0);

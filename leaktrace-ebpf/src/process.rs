@@ -69,7 +69,7 @@ pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     if !is_traced(tgid) {
         return Ok(());
     }
-    let child: u32 = unsafe { ctx.read_at(config::offsets().fork_child_pid as usize)? };
+    let child: u32 = config::field(ctx, config::offsets().fork_child_pid)?;
     // The child may be a thread (its tid) or a process (its tgid): the record
     // does not say. Both get state; a thread's is unused and dropped when it
     // exits. Overwriting a stale entry of a dead process with this pid is
@@ -108,9 +108,9 @@ pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let offsets = config::offsets();
-    let old_pid: u32 = unsafe { ctx.read_at(offsets.exec_old_pid as usize)? };
+    let old_pid: u32 = config::field(ctx, offsets.exec_old_pid)?;
     // A non-leader thread that execs takes over the tgid; its old tid vanishes
-    // without an exit event (fs/exec.c, de_thread).
+    // without an exit event (fs/exec.c, de_thread)?.
     if old_pid != tgid {
         let _ = PROCS.remove(old_pid);
         let _ = PROC_UNWIND.remove(old_pid);
@@ -147,10 +147,10 @@ pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let group_dead = if offsets.exit_group_dead == ABSENT {
         tid == tgid
     } else {
-        unsafe { ctx.read_at::<u8>(offsets.exit_group_dead as usize)? != 0 }
+        config::field::<u8>(ctx, offsets.exit_group_dead)? != 0
     };
     if tid != tgid {
-        let _ = PROCS.remove(tid);
+        let _ = PROCS.remove(tid)?;
         let _ = PROC_UNWIND.remove(tid);
         clear_traced(tid);
     }

@@ -1,11 +1,16 @@
-//! The `raw_syscalls:sys_exit` program: decodes the finished syscall from the
-//! saved user registers and hands fd-table changes to [`crate::fd`].
+//! The `raw_syscalls` programs: decode a syscall from the saved user
+//! registers and hand fd-table changes to [`crate::fd`]; acquisitions when
+//! the call returns, releases by close and close_range when it starts.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     programs::RawTracePointContext,
 };
-use leaktrace_common::{counters, fd::classify, syscalls as sc};
+use leaktrace_common::{
+    counters,
+    fd::{classify, classify_entry, FdOp},
+    syscalls as sc,
+};
 
 use crate::{counters::bump, fd, maps::PROCS, process};
 
@@ -69,7 +74,7 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     }
     let args = [regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9];
     let op = classify(regs.orig_ax, &args, ret);
-    if let leaktrace_common::fd::FdOp::Nothing = op {
+    if let FdOp::Nothing = op {
         return Ok(());
     }
     // A traced pid without process state: the process map was full when it
@@ -79,4 +84,41 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     };
     let caller = Caller { tgid, tid: pid_tgid as u32, ip: regs.ip, sp: regs.sp, bp: regs.bp };
     fd::apply(ctx, &caller, proc, regs.orig_ax, op)
+}
+
+/// Releases are applied when close and close_range start (see
+/// `leaktrace_common::fd::classify_entry`). A raw tracepoint on every
+/// syscall entry costs other processes less here than the `syscalls:
+/// sys_enter_close` event, which on this kernel adds about 0.3 µs to every
+/// close on the host.
+#[inline(always)]
+pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
+    // TP_PROTO(struct pt_regs *regs, long id): the number alone filters most.
+    let id: u64 = ctx.arg(1);
+    if id != sc::CLOSE && id != sc::CLOSE_RANGE {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !process::is_traced(tgid) {
+        return Ok(());
+    }
+    let regs_ptr: *const PtRegs = ctx.arg(0);
+    let regs = match unsafe { bpf_probe_read_kernel(regs_ptr) } {
+        Ok(regs) => regs,
+        Err(e) => {
+            bump(counters::READ_ERRORS);
+            return Err(e as i64);
+        }
+    };
+    if regs.cs != sc::USER_CS_64 || regs.orig_ax & sc::X32_SYSCALL_BIT != 0 {
+        return Ok(());
+    }
+    let op = classify_entry(id, &[regs.di, regs.si, regs.dx, 0, 0, 0]);
+    let Some(proc) = (unsafe { PROCS.get(tgid) }) else {
+        return Ok(());
+    };
+    // Releases need no registers: no stack is taken for them.
+    let caller = Caller { tgid, tid: pid_tgid as u32, ip: 0, sp: 0, bp: 0 };
+    fd::apply(ctx, &caller, proc, id, op)
 }

@@ -12,7 +12,7 @@ use aya_ebpf::helpers::{
     generated::{bpf_loop, bpf_probe_read_user as probe_read_user_raw},
 };
 use leaktrace_common::{
-    stack::{COMPLETE, MAX_FRAMES, TRUNCATED_DEPTH, TRUNCATED_UNWIND},
+    stack::{COMPLETE, FRAME_POINTERS, MAX_FRAMES, TRUNCATED_DEPTH, TRUNCATED_UNWIND},
     unwind::{BUCKET_SHIFT, CFA_RBP, END, MAX_MAPPINGS, NO_INFO, RBP_SAVED},
 };
 
@@ -131,7 +131,10 @@ extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
     match stepped {
         Ok(true) => CONTINUE,
         Ok(false) => {
-            walk.flags = COMPLETE;
+            // A frame-pointer chain ending in code with no known mapping
+            // (mapped an instant ago, before its tables were pushed) may end
+            // anywhere: userspace judges it by its last frame's symbol.
+            walk.flags = if walk.cached == 0 { FRAME_POINTERS } else { COMPLETE };
             STOP
         }
         Err(()) => {

@@ -33,6 +33,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         max_stacks: config.max_stacks,
         max_procs: config.max_procs,
         max_unwind_rows: config.max_unwind_rows,
+        tcp: common.tcp(),
         trace_all: false,
         stop_on_code_map: false,
     })?;
@@ -107,8 +108,15 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
             Target { pid: t.tgid, comm: info.comm, exe: info.exe, exit_code: None }
         })
         .collect();
-    let context =
-        build::Context { mode: "attach", targets, start_ns, end_ns, preexisting, max_examples: config.examples };
+    let context = build::Context {
+        mode: "attach",
+        targets,
+        start_ns,
+        end_ns,
+        preexisting,
+        max_examples: config.examples,
+        kinds: common.kind_names(),
+    };
     let report: report::Report = build::build(context, outcome, session.resolver_mut());
     output.write(&report)?;
     Ok(0)

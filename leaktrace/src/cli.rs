@@ -63,6 +63,18 @@ pub enum Unwind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Fd,
+    /// TCP sockets as connections, with their states and peers.
+    Tcp,
+}
+
+impl Kind {
+    /// The name used on the command line and as `"kind"` in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Fd => "fd",
+            Kind::Tcp => "tcp",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -73,8 +85,9 @@ pub struct Common {
     /// Write the report here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Resource kinds to trace, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "fd", value_parser = parse_kind)]
+    /// Resource kinds to report, comma-separated: fd, tcp. Without tcp, TCP
+    /// sockets are reported as fds; with tcp alone, only TCP connections.
+    #[arg(long, value_delimiter = ',', default_value = "fd,tcp", value_parser = parse_kind)]
     pub kinds: Vec<Kind>,
     /// Capacity of the kernel's outstanding-fd map; acquisitions beyond it
     /// are counted as dropped.
@@ -102,6 +115,16 @@ pub struct Common {
 }
 
 impl Common {
+    /// The kinds reported, by name, each once, in a fixed order.
+    pub fn kind_names(&self) -> Vec<&'static str> {
+        [Kind::Fd, Kind::Tcp].into_iter().filter(|k| self.kinds.contains(k)).map(Kind::name).collect()
+    }
+
+    /// Whether TCP sockets are followed as connections.
+    pub fn tcp(&self) -> bool {
+        self.kinds.contains(&Kind::Tcp)
+    }
+
     /// Command-line values over defaults.
     pub fn config(&self) -> Config {
         let defaults = Config::default();
@@ -129,7 +152,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn parse_kind(text: &str) -> Result<Kind, String> {
     match text {
         "fd" => Ok(Kind::Fd),
-        "tcp" | "mmap" => Err(format!("kind '{text}' is not supported yet: this version traces fd")),
+        "tcp" => Ok(Kind::Tcp),
+        "mmap" => Err("kind 'mmap' is not supported yet: this version traces fd and tcp".to_string()),
         other => Err(format!("unknown kind '{other}' (expected fd, tcp or mmap)")),
     }
 }
@@ -174,8 +198,15 @@ mod tests {
     fn kinds_are_checked() {
         let err = parse(&["run", "--kinds", "fd,bogus", "--", "true"]).expect_err("bad kind");
         assert!(err.to_string().contains("unknown kind 'bogus'"), "{err}");
-        let err = parse(&["run", "--kinds", "tcp", "--", "true"]).expect_err("not yet");
+        let err = parse(&["run", "--kinds", "mmap", "--", "true"]).expect_err("not yet");
         assert!(err.to_string().contains("not supported yet"), "{err}");
+        let Command::Run { common, .. } = parse(&["run", "--kinds", "fd", "--", "true"]).expect("fd only").command
+        else {
+            panic!()
+        };
+        assert!(!common.tcp());
+        let Command::Run { common, .. } = parse(&["run", "--", "true"]).expect("default").command else { panic!() };
+        assert!(common.tcp(), "tcp is on by default");
         assert!(parse(&["run", "--max-entries", "0", "--", "true"]).is_err());
     }
 

@@ -28,6 +28,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         max_stacks: config.max_stacks,
         max_procs: config.max_procs,
         max_unwind_rows: config.max_unwind_rows,
+        tcp: common.tcp(),
         trace_all: false,
         stop_on_code_map: true,
     })?;
@@ -97,6 +98,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         end_ns,
         preexisting: vec![],
         max_examples: config.examples,
+        kinds: common.kind_names(),
     };
     let report: report::Report = build::build(context, outcome, session.resolver_mut());
     output.write(&report)?;

@@ -23,12 +23,13 @@ use crate::decode::{self, Event};
 use crate::kernel::RowsArray;
 use crate::kernel::{Kernel, KernelError};
 use crate::procfs;
-use crate::report::Losses;
+use crate::report::{KernelMaps, Losses, MapUse};
 use crate::symbolize::maps::{Mapping, MapsSnapshot};
 use crate::symbolize::{NormStack, Resolver};
 use crate::track::aggregate::{Aggregator, Group, Held};
 use crate::track::fd::{plan_releases, CloexecMarks, RangeKind, RangeOp};
 use crate::track::process::{FdLinks, Processes};
+use crate::track::tcp;
 use crate::track::{ImageId, ProcId};
 use crate::unwind::Unwinder;
 
@@ -64,6 +65,8 @@ pub struct Session {
     /// Ptrace holds processes at exec and exit (run mode): snapshots are
     /// taken then, not guessed from events.
     held_by_tracer: bool,
+    /// Map use seen by the last sweep that took every entry.
+    kernel_maps: KernelMaps,
 }
 
 /// The end state of a session, ready to become a report.
@@ -72,6 +75,7 @@ pub struct Outcome {
     pub acquired: u64,
     pub released: u64,
     pub losses: Losses,
+    pub kernel_maps: KernelMaps,
 }
 
 impl Session {
@@ -100,6 +104,7 @@ impl Session {
             bad_events: 0,
             unreferenced_stacks: HashSet::new(),
             held_by_tracer,
+            kernel_maps: KernelMaps::default(),
         })
     }
 
@@ -287,6 +292,9 @@ impl Session {
             if !released.is_empty() {
                 self.released_here += self.kernel.remove_outstanding(&released)? as u64;
                 let released: HashSet<FdKey> = released.into_iter().collect();
+                let connections: Vec<u64> =
+                    entries.iter().filter(|(k, e)| e.sk != 0 && released.contains(k)).map(|(_, e)| e.sk).collect();
+                self.kernel.remove_tcp_socks(&connections)?;
                 entries.retain(|(k, _)| !released.contains(k));
             }
         }
@@ -306,7 +314,18 @@ impl Session {
             }
         }
 
+        // The kernel's TCP sockets, joined to the entries they were acquired as.
+        let socks = self.kernel.tcp_socks()?;
+        let tcp = tcp::index(&socks);
+        if take_live {
+            let options = self.kernel.options();
+            self.kernel_maps.outstanding = MapUse { used: entries.len() as u64, capacity: options.max_entries.into() };
+            self.kernel_maps.tcp =
+                MapUse { used: socks.len() as u64, capacity: if options.tcp { options.max_entries.into() } else { 0 } };
+        }
+
         let mut taken = Vec::new();
+        let mut taken_socks = Vec::new();
         for (key, entry) in &entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
             let live = alive[&proc];
@@ -314,13 +333,30 @@ impl Session {
                 continue;
             }
             let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
-            let held = self.held(key, entry, until);
+            let mut held = self.held(key, entry, until);
+            held.tcp = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
             self.agg.add(held);
             taken.push(*key);
+            if entry.sk != 0 {
+                taken_socks.push(entry.sk);
+            }
         }
-        if !taken.is_empty() {
-            self.kernel.remove_outstanding(&taken)?;
-        }
+        self.kernel.remove_outstanding(&taken)?;
+        // Their TCP sockets too: those of exited processes stay frozen in the
+        // kernel until taken here. So do the sockets of exited processes that
+        // no entry names (its acquisition was dropped, or released in a way
+        // the programs do not see): drop them, or they would stay for good.
+        let owners: HashSet<ProcId> = entries.iter().map(|(k, _)| ProcId { tgid: k.tgid, gen: k.gen }).collect();
+        taken_socks.extend(
+            socks
+                .iter()
+                .filter(|(_, s)| {
+                    let owner = ProcId { tgid: s.tgid, gen: s.gen };
+                    !owners.contains(&owner) && self.kernel.proc_state(s.tgid).is_none_or(|p| p.gen != s.gen)
+                })
+                .map(|(sk, _)| *sk),
+        );
+        self.kernel.remove_tcp_socks(&taken_socks)?;
         // Processes that ended are fully reported now: drop what was kept for them.
         let ended: Vec<ProcId> =
             self.exited.drain().chain(alive.iter().filter(|(_, l)| !**l).map(|(p, _)| *p)).collect();
@@ -393,6 +429,8 @@ impl Session {
             acquired_ns: entry.acquired_ns,
             held_until_ns: until,
             stack,
+            socket: (entry.sock_family, entry.sock_type),
+            tcp: None,
         }
     }
 
@@ -411,6 +449,8 @@ impl Session {
 
     /// Takes everything still outstanding and returns the final state.
     pub fn finish(&mut self) -> Result<Outcome, KernelError> {
+        let stacks = self.kernel.stack_ids()?.len() as u64;
+        self.kernel_maps.stacks = MapUse { used: stacks, capacity: self.kernel.options().max_stacks.into() };
         self.sweep(true)?;
         let c = self.kernel.counters()?;
         let losses = Losses {
@@ -430,6 +470,7 @@ impl Session {
             acquired: c[counters::ACQUIRED as usize],
             released: c[counters::RELEASED as usize] + self.released_here,
             losses,
+            kernel_maps: self.kernel_maps,
         })
     }
 }

@@ -1,11 +1,15 @@
 // leaky-service: the bundled example `cargo xtask demo` traces.
 //
 // It behaves like a small service for about a second: it reloads its
-// configuration, serves requests that read a file, and rotates its log.
-// Three bugs leak file descriptors, each from its own function:
+// configuration, serves requests that read a file, asks a fraud-check
+// backend about each order, and rotates its log. Four bugs leak file
+// descriptors, each from its own function:
 //   - reloadConfig forgets to close the file when the config is invalid;
+//   - checkFraud returns early when the backend answers 503 and never closes
+//     the connection, which the backend has closed: it sits in CLOSE_WAIT;
 //   - rotateLog opens the new log but never closes the old one;
 //   - notifyWorkers creates a wake-up pipe per batch and keeps it.
+//
 // handleRequest opens and closes correctly and must not show up.
 package main
 
@@ -13,18 +17,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
 )
 
 type service struct {
-	log     *os.File
-	logDir  string
-	wakeups []*os.File
+	log       *os.File
+	logDir    string
+	wakeups   []*os.File
+	fraudAddr string
 }
 
-var errInvalid = errors.New("invalid config")
+var (
+	errInvalid     = errors.New("invalid config")
+	errUnavailable = errors.New("fraud check unavailable")
+)
 
 //go:noinline
 func (s *service) reloadConfig(generation int) error {
@@ -40,6 +49,40 @@ func (s *service) reloadConfig(generation int) error {
 		return errInvalid // the file stays open
 	}
 	return f.Close()
+}
+
+//go:noinline
+func (s *service) checkFraud() error {
+	conn, err := net.Dial("tcp", s.fraudAddr)
+	if err != nil {
+		return err
+	}
+	status := make([]byte, 4)
+	if _, err := io.ReadFull(conn, status); err != nil {
+		conn.Close()
+		return err
+	}
+	if string(status[:3]) != "200" {
+		return errUnavailable // the connection stays open
+	}
+	return conn.Close()
+}
+
+// fraudBackend answers every connection with a status and closes it: 503
+// for one in four.
+func fraudBackend(ln net.Listener) {
+	for n := 1; ; n++ {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		status := "200\n"
+		if n%4 == 0 {
+			status = "503\n"
+		}
+		conn.Write([]byte(status))
+		conn.Close()
+	}
 }
 
 //go:noinline
@@ -79,7 +122,13 @@ func main() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	s := &service{logDir: dir}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	go fraudBackend(ln)
+	s := &service{logDir: dir, fraudAddr: ln.Addr().String()}
 	for tick := 1; tick <= 100; tick++ {
 		for i := 0; i < 20; i++ {
 			if err := handleRequest(); err != nil {
@@ -87,6 +136,9 @@ func main() {
 			}
 		}
 		if err := s.reloadConfig(tick); err != nil && !errors.Is(err, errInvalid) {
+			panic(err)
+		}
+		if err := s.checkFraud(); err != nil && !errors.Is(err, errUnavailable) {
 			panic(err)
 		}
 		if tick%10 == 0 {
@@ -101,5 +153,5 @@ func main() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	fmt.Fprintln(os.Stderr, "leaky-service: served 2000 requests")
+	fmt.Fprintln(os.Stderr, "leaky-service: served 2000 requests, checked 100 orders")
 }

@@ -14,6 +14,7 @@ use leaktrace_common::{
     fd::{FdEntry, FdKey},
     process::ProcState,
     stack::StackTrace,
+    tcp::TcpSock,
     unwind::ProcMappings,
 };
 
@@ -40,6 +41,8 @@ pub struct LoadOptions {
     pub stop_on_code_map: bool,
     /// Capacity of the unwinding rows array (all modules' CFI rows).
     pub max_unwind_rows: u32,
+    /// Link TCP sockets to their fds and follow their states.
+    pub tcp: bool,
 }
 
 pub struct Kernel {
@@ -50,6 +53,7 @@ pub struct Kernel {
     procs: Map,
     counters: Map,
     proc_unwind: Map,
+    tcp_socks: Map,
     events: Option<RingBuf<MapData>>,
     pids: PidBitmap,
     rows: Option<RowsArray>,
@@ -74,7 +78,17 @@ impl Kernel {
             return Err(KernelError::NoEbpfObject);
         }
         let tracefs = tracefs::ensure_mounted()?;
-        let offsets = tracefs::read_offsets(&tracefs)?;
+        let offsets = tracefs::read_offsets(&tracefs, options.tcp)?;
+        // TCP tracking needs the kernel's layout; without it, fd sockets are
+        // reported without their family and type (offsets of zero say so).
+        let kernel_offsets = match super::btf::kernel_offsets() {
+            Ok(offsets) => offsets,
+            Err(e) if options.tcp => return Err(e.into()),
+            Err(e) => {
+                eprintln!("leaktrace: note: socket families and types will not be shown: {e}");
+                Default::default()
+            }
+        };
         // Kernels since 5.11 charge BPF memory to the cgroup; raising the
         // memlock limit only matters before that, and may be refused.
         let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -84,16 +98,21 @@ impl Kernel {
         let pid_words = pid_max().div_ceil(64);
         let trace_all = u32::from(options.trace_all);
         let stop = u32::from(options.stop_on_code_map);
+        let tcp = u32::from(options.tcp);
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::TRACE_ALL, &trace_all, true)
             .override_global(globals::STOP_ON_CODE_MAP, &stop, true)
             .override_global(globals::OFFSETS, &offsets, true)
+            .override_global(globals::TCP, &tcp, true)
+            .override_global(globals::KERNEL_OFFSETS, &kernel_offsets, true)
             .map_max_entries("OUTSTANDING", options.max_entries)
             .map_max_entries("STACKS", options.max_stacks)
             .map_max_entries("PROCS", options.max_procs)
             .map_max_entries("TRACED_PIDS", pid_words)
             .map_max_entries("UNWIND_ROWS", options.max_unwind_rows)
             .map_max_entries("UNWIND_BUCKETS", options.max_unwind_rows)
+            // Every traced TCP socket is also an outstanding fd.
+            .map_max_entries("TCP_SOCKS", options.max_entries)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source })?;
 
@@ -102,7 +121,15 @@ impl Kernel {
         {
             attach_tracepoint(&mut ebpf, name, category)?;
         }
-        attach_raw_tracepoint(&mut ebpf, "sys_exit")?;
+        if options.tcp {
+            // Raw: they fire for every TCP socket on the host, and a raw
+            // tracepoint does not build a record the program mostly ignores.
+            attach_raw_tracepoint(&mut ebpf, "inet_sock_set_state", "sock")?;
+            attach_raw_tracepoint(&mut ebpf, "tcp_destroy_sock", "tcp")?;
+        }
+        // Releases by close and close_range are applied at entry.
+        attach_raw_tracepoint(&mut ebpf, "sys_enter", "raw_syscalls")?;
+        attach_raw_tracepoint(&mut ebpf, "sys_exit", "raw_syscalls")?;
 
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or(KernelError::Map { name, detail: "missing from the eBPF object".into() })
@@ -128,6 +155,7 @@ impl Kernel {
         )
         .map_err(|source| KernelError::MapIo { name: "UNWIND_ROWS", source })?;
         let proc_unwind = take("PROC_UNWIND")?;
+        let tcp_socks = take("TCP_SOCKS")?;
         Ok(Kernel {
             _ebpf: ebpf,
             outstanding,
@@ -135,6 +163,7 @@ impl Kernel {
             procs,
             counters,
             proc_unwind,
+            tcp_socks,
             events: Some(events),
             pids,
             rows: Some(rows),
@@ -210,6 +239,27 @@ impl Kernel {
             .map_err(|source| KernelError::MapIo { name: "OUTSTANDING", source })
     }
 
+    /// Every traced TCP socket, by `struct sock` address.
+    pub fn tcp_socks(&self) -> Result<Vec<(u64, TcpSock)>, KernelError> {
+        if !self.options.tcp {
+            return Ok(Vec::new());
+        }
+        let fd = match &self.tcp_socks {
+            Map::LruHashMap(data) => data.fd().as_fd(),
+            _ => return Err(KernelError::Map { name: "TCP_SOCKS", detail: "not an LRU hash".into() }),
+        };
+        batch::lookup_all(fd, self.options.max_entries as usize)
+            .map_err(|source| KernelError::MapIo { name: "TCP_SOCKS", source })
+    }
+
+    /// Removes TCP sockets userspace has taken over.
+    pub fn remove_tcp_socks(&self, socks: &[u64]) -> Result<usize, KernelError> {
+        let Map::LruHashMap(data) = &self.tcp_socks else {
+            return Err(KernelError::Map { name: "TCP_SOCKS", detail: "not an LRU hash".into() });
+        };
+        batch::delete(data.fd().as_fd(), socks).map_err(|source| KernelError::MapIo { name: "TCP_SOCKS", source })
+    }
+
     pub fn stack(&self, id: u64) -> Option<StackTrace> {
         let stacks: HashMap<&MapData, u64, StackTrace> = HashMap::try_from(&self.stacks).ok()?;
         stacks.get(&id, 0).ok()
@@ -265,7 +315,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str) -> Res
     Ok(())
 }
 
-fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), KernelError> {
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str) -> Result<(), KernelError> {
     let program = ebpf
         .program_mut(name)
         .ok_or(KernelError::Program { program: name, detail: "missing from the eBPF object".into() })?;
@@ -274,7 +324,7 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str) -> Result<(), Kern
         .map_err(|e: aya::programs::ProgramError| KernelError::Program { program: name, detail: e.to_string() })?;
     tp.load().map_err(|e| KernelError::Program { program: name, detail: verifier_detail(&e) })?;
     tp.attach(name)
-        .map_err(|e| KernelError::Attach { tracepoint: format!("raw_syscalls:{name}"), detail: e.to_string() })?;
+        .map_err(|e| KernelError::Attach { tracepoint: format!("{category}:{name}"), detail: e.to_string() })?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! what the map contents mean lives in `track`, which is pure.
 
 mod batch;
+pub mod btf;
 mod load;
 mod mmap;
 pub mod privileges;
@@ -21,6 +22,8 @@ pub enum KernelError {
     Privileges(#[from] privileges::PrivilegeError),
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
+    #[error(transparent)]
+    Btf(#[from] btf::BtfError),
     #[error("cannot load the eBPF programs: {source}")]
     Load {
         #[source]

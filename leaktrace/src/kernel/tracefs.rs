@@ -15,9 +15,9 @@ pub enum TracefsError {
     NotMounted { detail: String },
     #[error(
         "tracepoint {name} is missing on this kernel (needs CONFIG_FTRACE_SYSCALLS \
-         and CONFIG_TRACEPOINTS); leaktrace cannot follow fds without it"
+         and CONFIG_TRACEPOINTS){hint}"
     )]
-    MissingTracepoint { name: String },
+    MissingTracepoint { name: String, hint: &'static str },
     #[error("tracepoint {tracepoint} has no field {field} in {path}")]
     MissingField { tracepoint: String, field: &'static str, path: PathBuf },
 }
@@ -60,13 +60,20 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
 
 fn read_format(root: &Path, category: &str, name: &str) -> Result<(String, PathBuf), TracefsError> {
     let path = root.join("events").join(category).join(name).join("format");
-    std::fs::read_to_string(&path)
-        .map(|s| (s, path))
-        .map_err(|_| TracefsError::MissingTracepoint { name: format!("{category}:{name}") })
+    std::fs::read_to_string(&path).map(|s| (s, path)).map_err(|_| TracefsError::MissingTracepoint {
+        name: format!("{category}:{name}"),
+        hint: if matches!(category, "sock" | "tcp") {
+            "; use --kinds fd to trace without TCP states"
+        } else {
+            "; leaktrace cannot follow fds without it"
+        },
+    })
 }
 
-/// Reads the offsets the programs need and checks every tracepoint they attach to.
-pub fn read_offsets(root: &Path) -> Result<TracepointOffsets, TracefsError> {
+/// Reads the offsets the programs need and checks every tracepoint they
+/// attach to; the TCP ones only when TCP is traced.
+pub fn read_offsets(root: &Path, tcp: bool) -> Result<TracepointOffsets, TracefsError> {
+    read_format(root, "raw_syscalls", "sys_enter")?;
     read_format(root, "raw_syscalls", "sys_exit")?;
     let field = |category: &str, name: &str, field: &'static str, required: bool| {
         let (format, path) = read_format(root, category, name)?;
@@ -76,13 +83,19 @@ pub fn read_offsets(root: &Path) -> Result<TracepointOffsets, TracefsError> {
             None => Err(TracefsError::MissingField { tracepoint: format!("{category}:{name}"), field, path }),
         }
     };
-    Ok(TracepointOffsets {
+    let offsets = TracepointOffsets {
         fork_child_pid: field("sched", "sched_process_fork", "child_pid", true)?,
         // Added in Linux 6.16; older kernels fall back to the leader's exit.
         exit_group_dead: field("sched", "sched_process_exit", "group_dead", false)?,
         exec_pid: field("sched", "sched_process_exec", "pid", true)?,
         exec_old_pid: field("sched", "sched_process_exec", "old_pid", true)?,
-    })
+    };
+    if tcp {
+        // Raw tracepoints: their arguments are the kernel's, not a record.
+        read_format(root, "sock", "inet_sock_set_state")?;
+        read_format(root, "tcp", "tcp_destroy_sock")?;
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]

@@ -5,7 +5,13 @@ use crate::procfs;
 use crate::session::Outcome;
 use crate::symbolize::{Resolver, SymFrame};
 
-use super::{site::leak_site, Example, Frame, Preexisting, Report, StackEntry, Target, Totals, Window, SCHEMA};
+use std::collections::BTreeMap;
+
+use leaktrace_common::socket;
+
+use super::{
+    outermost, site::leak_site, Example, Frame, Preexisting, Report, StackEntry, Target, Totals, Window, SCHEMA,
+};
 
 pub struct Context {
     pub mode: &'static str,
@@ -16,6 +22,9 @@ pub struct Context {
     pub preexisting: Vec<Preexisting>,
     /// Examples kept per stack.
     pub max_examples: usize,
+    /// The kinds reported (`--kinds`). Without fd the kernel still follows
+    /// fds, as TCP connections are found through them, but they are not shown.
+    pub kinds: Vec<&'static str>,
 }
 
 const NS: f64 = 1e9;
@@ -24,12 +33,16 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
     let entries: Vec<StackEntry> = outcome
         .groups
         .iter()
+        .filter(|g| ctx.kinds.contains(&g.kind))
         .map(|g| {
             let frames = resolver.symbolize(&g.stack);
             let site = leak_site(&frames).and_then(|i| frames[i].symbol.clone());
             let truncated = match (&g.stack.truncated, &g.stack.unresolved) {
                 (Some(why), _) => Some((*why).to_string()),
                 (None, Some(crate::symbolize::Unresolved::NoStack(why))) => Some(format!("no stack: {why}")),
+                (None, _) if g.stack.frame_pointers => {
+                    outermost::fp_truncation(frames.last().and_then(|f| f.symbol.as_deref()))
+                }
                 _ => None,
             };
             StackEntry {
@@ -40,24 +53,25 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
                 pids: g.pids.iter().copied().collect(),
                 oldest_age_seconds: g.oldest_age_ns as f64 / NS,
                 stack: frames.iter().map(frame).collect(),
-                examples: g
-                    .examples
-                    .iter()
-                    .map(|e| Example { pid: e.pid, fd: e.fd, path: e.path.clone(), age_seconds: e.age_ns as f64 / NS })
-                    .collect(),
+                examples: g.examples.iter().map(example).collect(),
                 site,
                 truncated,
+                states: (g.kind == "tcp").then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n)).collect()),
+                locals: (g.kind == "tcp").then(|| peers(&g.locals, g.other_locals)),
+                remotes: (g.kind == "tcp").then(|| peers(&g.remotes, g.other_remotes)),
             }
         })
         .collect();
     let stacks = merge_same_source(entries, ctx.max_examples);
-    let outstanding = stacks.iter().map(|s| s.count).sum();
+    // Every fd still held, shown or not (TCP connections are fds too).
+    let outstanding = outcome.groups.iter().map(|g| g.count).sum();
     let losses = outcome.losses;
     let complete =
         losses.map_full == 0 && losses.events_lost == 0 && losses.procs_dropped == 0 && losses.undecodable_events == 0;
     Report {
         schema: SCHEMA,
         mode: ctx.mode,
+        kinds: ctx.kinds,
         targets: ctx.targets,
         window: Window {
             start: procfs::rfc3339(procfs::wall_time(ctx.start_ns)),
@@ -74,6 +88,39 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
         stacks,
         complete,
         losses,
+        kernel_maps: outcome.kernel_maps,
+    }
+}
+
+fn example(e: &crate::track::aggregate::Example) -> Example {
+    Example {
+        pid: e.pid,
+        fd: e.fd,
+        path: e.path.clone(),
+        age_seconds: e.age_ns as f64 / NS,
+        family: socket::family_name(e.socket.0),
+        sock_type: socket::type_name(e.socket.1),
+        local: e.tcp.map(|(t, _)| t.local.to_string()),
+        remote: e.tcp.map(|(t, _)| t.remote.to_string()),
+        state: e.tcp.map(|(t, _)| t.state_name()),
+        state_age_seconds: e.tcp.map(|(_, age)| age as f64 / NS),
+    }
+}
+
+fn peers(counts: &std::collections::BTreeMap<std::net::SocketAddr, u64>, others: u64) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = counts.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+    if others > 0 {
+        out.insert("other".into(), others);
+    }
+    out
+}
+
+/// Adds `from`'s counts into `into`.
+fn add_counts(into: &mut Option<BTreeMap<String, u64>>, from: Option<BTreeMap<String, u64>>) {
+    if let (Some(into), Some(from)) = (into.as_mut(), from) {
+        for (k, n) in from {
+            *into.entry(k).or_default() += n;
+        }
     }
 }
 
@@ -117,6 +164,9 @@ fn merge_same_source(entries: Vec<StackEntry>, max_examples: usize) -> Vec<Stack
                 into.pids.extend(entry.pids);
                 into.pids.sort_unstable();
                 into.pids.dedup();
+                add_counts(&mut into.states, entry.states);
+                add_counts(&mut into.locals, entry.locals);
+                add_counts(&mut into.remotes, entry.remotes);
                 into.examples.extend(entry.examples);
                 into.examples.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
                 into.examples.truncate(max_examples);

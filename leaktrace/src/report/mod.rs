@@ -2,8 +2,11 @@
 //! it: keys may be added, never renamed) and its text rendering for people.
 
 pub mod build;
+pub mod outermost;
 pub mod site;
 pub mod text;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -13,6 +16,8 @@ pub const SCHEMA: &str = "leaktrace.report/1";
 pub struct Report {
     pub schema: &'static str,
     pub mode: &'static str,
+    /// The resource kinds this report covers (`--kinds`).
+    pub kinds: Vec<&'static str>,
     pub targets: Vec<Target>,
     pub window: Window,
     pub totals: Totals,
@@ -23,6 +28,7 @@ pub struct Report {
     pub complete: bool,
     /// What the kernel side could not store or deliver, by cause.
     pub losses: Losses,
+    pub kernel_maps: KernelMaps,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -45,8 +51,26 @@ pub struct Window {
 pub struct Totals {
     pub acquired: u64,
     pub released: u64,
+    /// fds acquired in the window and still held, of every kind (shown or
+    /// not: `--kinds tcp` shows only the TCP ones).
     pub outstanding: u64,
     pub dropped: u64,
+}
+
+/// How full the kernel's maps were at the end of the window, before its
+/// entries were taken into the report: a tracer in steady state keeps these
+/// bounded.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct KernelMaps {
+    pub outstanding: MapUse,
+    pub tcp: MapUse,
+    pub stacks: MapUse,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct MapUse {
+    pub used: u64,
+    pub capacity: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -99,6 +123,15 @@ pub struct StackEntry {
     /// Why the stack ends early, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
+    /// TCP entries: connections per current state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub states: Option<BTreeMap<String, u64>>,
+    /// TCP entries: connections per local and per remote address (the first
+    /// 32 distinct of each; `other` counts the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locals: Option<BTreeMap<String, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remotes: Option<BTreeMap<String, u64>>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -123,6 +156,20 @@ pub struct Example {
     pub fd: u32,
     pub path: Option<String>,
     pub age_seconds: f64,
+    /// Sockets: `AF_UNIX`, `AF_INET`, … and `SOCK_STREAM`, `SOCK_DGRAM`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<&'static str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub sock_type: Option<&'static str>,
+    /// TCP connections: their addresses, state and time in that state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_age_seconds: Option<f64>,
 }
 
 impl Losses {
@@ -149,6 +196,7 @@ pub(crate) mod tests {
         Report {
             schema: SCHEMA,
             mode: "run",
+            kinds: vec!["fd", "tcp"],
             targets: vec![Target { pid: 123, comm: Some("x".into()), exe: Some("/path/x".into()), exit_code: Some(0) }],
             window: Window { start: "2026-11-23T10:00:00Z".into(), end: "2026-11-23T10:00:01.5Z".into(), seconds: 1.5 },
             totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0 },
@@ -192,12 +240,31 @@ pub(crate) mod tests {
                         reason: Some("address outside every code mapping".into()),
                     },
                 ],
-                examples: vec![Example { pid: 123, fd: 7, path: Some("/etc/hostname".into()), age_seconds: 1.0 }],
+                examples: vec![Example {
+                    pid: 123,
+                    fd: 7,
+                    path: Some("/etc/hostname".into()),
+                    age_seconds: 1.0,
+                    family: None,
+                    sock_type: None,
+                    local: None,
+                    remote: None,
+                    state: None,
+                    state_age_seconds: None,
+                }],
                 site: Some("load_config".into()),
                 truncated: None,
+                states: None,
+                locals: None,
+                remotes: None,
             }],
             complete: true,
             losses: Losses::default(),
+            kernel_maps: KernelMaps {
+                outstanding: MapUse { used: 100, capacity: 65536 },
+                tcp: MapUse { used: 0, capacity: 65536 },
+                stacks: MapUse { used: 1, capacity: 16384 },
+            },
         }
     }
 
@@ -207,6 +274,10 @@ pub(crate) mod tests {
         let expected = r#"{
   "schema": "leaktrace.report/1",
   "mode": "run",
+  "kinds": [
+    "fd",
+    "tcp"
+  ],
   "targets": [
     {
       "pid": 123,
@@ -285,6 +356,20 @@ pub(crate) mod tests {
     "undecodable_events": 0,
     "unwind_modules_dropped": 0,
     "unwind_mappings_dropped": 0
+  },
+  "kernel_maps": {
+    "outstanding": {
+      "used": 100,
+      "capacity": 65536
+    },
+    "tcp": {
+      "used": 0,
+      "capacity": 65536
+    },
+    "stacks": {
+      "used": 1,
+      "capacity": 16384
+    }
   }
 }"#;
         assert_eq!(sample().to_json(), expected);
@@ -296,7 +381,7 @@ pub(crate) mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "leaktrace run: /path/x (pid 123) exited with status 0 after 1.50s");
         assert_eq!(lines[1], "fds: 1010 acquired, 910 released, 100 still held at exit, 0 dropped");
-        assert_eq!(lines[3], "100 files from load_config, held by pid 123, oldest 1.20s");
+        assert_eq!(lines[3], "100 files, oldest 1.20s, from load_config, held by pid 123");
         assert!(lines[4].contains("fd 7 /etc/hostname (1.00s) and 99 more"), "{}", lines[4]);
         assert!(lines[6].contains("load_config+0x16  x.c:16"), "{}", lines[6]);
         assert!(lines[7].contains("[unknown: address outside every code mapping]"), "{}", lines[7]);

@@ -9,7 +9,8 @@ pub fn render(report: &Report, top: usize) -> String {
     let mut out = String::new();
     header(report, &mut out);
     if report.stacks.is_empty() {
-        let _ = writeln!(out, "\nno fd acquired during the window is still held");
+        let what = if report.kinds.contains(&"fd") { "no fd" } else { "no TCP connection" };
+        let _ = writeln!(out, "\n{what} acquired during the window is still held");
     }
     for entry in report.stacks.iter().take(top) {
         out.push('\n');
@@ -98,7 +99,10 @@ fn header(report: &Report, out: &mut String) {
 }
 
 fn stack_entry(entry: &StackEntry, out: &mut String) {
-    let noun = noun(entry.resource, entry.count);
+    let what = match &entry.states {
+        Some(states) => tcp_summary(entry, states),
+        None => noun(entry.resource, entry.count),
+    };
     let site = match entry.site.as_deref() {
         Some(site) => {
             let caller = entry
@@ -108,30 +112,51 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
                 .skip(1)
                 .find_map(|f| f.symbol.as_deref());
             match caller {
-                Some(caller) => format!(" from {} <- {}", short(site), short(caller)),
-                None => format!(" from {}", short(site)),
+                Some(caller) => format!(", from {} <- {}", short(site), short(caller)),
+                None => format!(", from {}", short(site)),
             }
         }
-        None => String::new(),
+        // No frame of the program (a runtime's own goroutine or thread, as
+        // Go's net/http dialing): name the outermost library function.
+        None => entry
+            .stack
+            .iter()
+            .rev()
+            .filter_map(|f| f.symbol.as_deref())
+            .find(|s| !super::outermost::is_end(s))
+            .map(|s| format!(", only library frames, outermost {}", short(s)))
+            .unwrap_or_default(),
     };
     let pids = if entry.pids.len() == 1 {
         format!("pid {}", entry.pids[0])
     } else {
         format!("pids {}", entry.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
     };
+    // The order follows what a reader needs first: how many of what, how
+    // old, then who made them.
     let _ =
-        writeln!(out, "{} {noun}{site}, held by {pids}, oldest {}", entry.count, format_age(entry.oldest_age_seconds));
+        writeln!(out, "{} {what}, oldest {}{site}, held by {pids}", entry.count, format_age(entry.oldest_age_seconds));
     if !entry.examples.is_empty() {
         let shown: Vec<String> = entry
             .examples
             .iter()
-            .map(|e| {
-                format!(
-                    "fd {} {}({})",
+            .map(|e| match (&e.local, &e.remote, e.state, e.state_age_seconds) {
+                (Some(local), Some(remote), Some(state), Some(state_age)) => format!(
+                    "fd {} {local} -> {remote} ({state} {}, open {})",
                     e.fd,
-                    e.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default(),
+                    format_age(state_age),
                     format_age(e.age_seconds)
-                )
+                ),
+                _ => {
+                    let socket: String =
+                        [e.family, e.sock_type].iter().flatten().map(|name| format!("{name} ")).collect();
+                    format!(
+                        "fd {} {socket}{}({})",
+                        e.fd,
+                        e.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default(),
+                        format_age(e.age_seconds)
+                    )
+                }
             })
             .collect();
         let more = entry.count.saturating_sub(entry.examples.len() as u64);
@@ -161,6 +186,35 @@ fn frame_line(f: &Frame) -> String {
         }
         None => format!("{:<18} [unknown: {}]  {module}", f.address, f.reason.as_deref().unwrap_or("no symbol")),
     }
+}
+
+/// "TCP connections in CLOSE_WAIT to 127.0.0.1:8080": the states first, then
+/// who they are with.
+fn tcp_summary(entry: &StackEntry, states: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut by_count: Vec<(&String, &u64)> = states.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let in_states = match by_count.as_slice() {
+        [(state, _)] => state.to_string(),
+        many => many.iter().map(|(s, n)| format!("{s} ({n})")).collect::<Vec<_>>().join(", "),
+    };
+    let single = |peers: &Option<std::collections::BTreeMap<String, u64>>| match peers {
+        Some(p) if p.len() == 1 && !p.contains_key("other") => p.keys().next().cloned(),
+        _ => None,
+    };
+    let unconnected = |addr: &str| addr.starts_with("0.0.0.0:") || addr.starts_with("[::]:");
+    let peer_count = entry.remotes.as_ref().map_or(0, |r| r.values().sum::<u64>());
+    let plural = if entry.count == 1 { "" } else { "s" };
+    if states.len() == 1 && states.contains_key("LISTEN") {
+        let on = single(&entry.locals).map(|l| format!(" on {l}")).unwrap_or_default();
+        return format!("TCP listening socket{plural}{on}");
+    }
+    let with = match (single(&entry.remotes), single(&entry.locals)) {
+        (Some(remote), _) if unconnected(&remote) => " never connected".to_string(),
+        (Some(remote), _) => format!(" to {remote}"),
+        (None, Some(local)) => format!(" on {local} with {peer_count} peers"),
+        (None, None) => format!(" with {peer_count} peers"),
+    };
+    format!("TCP connection{plural} in {in_states}{with}")
 }
 
 /// A name for the one-line summary: C++ parameter lists are dropped, and
@@ -236,6 +290,44 @@ mod tests {
         assert_eq!(format_age(41.3), "41s");
         assert_eq!(format_age(125.0), "2m05s");
         assert_eq!(format_age(7300.0), "2h01m");
+    }
+
+    fn tcp_entry(states: &[(&str, u64)], locals: &[&str], remotes: &[&str]) -> StackEntry {
+        let map = |pairs: Vec<(String, u64)>| Some(pairs.into_iter().collect());
+        let count = states.iter().map(|(_, n)| n).sum();
+        StackEntry {
+            kind: "tcp",
+            resource: "socket",
+            count,
+            bytes: 0,
+            pids: vec![1],
+            oldest_age_seconds: 41.0,
+            stack: vec![],
+            examples: vec![],
+            site: None,
+            truncated: None,
+            states: map(states.iter().map(|(s, n)| (s.to_string(), *n)).collect()),
+            locals: map(locals.iter().map(|l| (l.to_string(), 1)).collect()),
+            remotes: map(remotes.iter().map(|r| (r.to_string(), count / remotes.len() as u64)).collect()),
+        }
+    }
+
+    #[test]
+    fn tcp_entries_lead_with_state_and_peer() {
+        let e = tcp_entry(&[("CLOSE_WAIT", 50)], &["127.0.0.1:41000", "127.0.0.1:41001"], &["127.0.0.1:8080"]);
+        assert_eq!(
+            tcp_summary(&e, e.states.as_ref().expect("states")),
+            "TCP connections in CLOSE_WAIT to 127.0.0.1:8080"
+        );
+        let e = tcp_entry(&[("CLOSE_WAIT", 18), ("ESTABLISHED", 2)], &["[::1]:8080"], &["[::1]:50001", "[::1]:50002"]);
+        assert_eq!(
+            tcp_summary(&e, e.states.as_ref().expect("states")),
+            "TCP connections in CLOSE_WAIT (18), ESTABLISHED (2) on [::1]:8080 with 20 peers"
+        );
+        let e = tcp_entry(&[("LISTEN", 1)], &["0.0.0.0:8080"], &["0.0.0.0:0"]);
+        assert_eq!(tcp_summary(&e, e.states.as_ref().expect("states")), "TCP listening socket on 0.0.0.0:8080");
+        let e = tcp_entry(&[("CLOSE", 3)], &["0.0.0.0:0"], &["0.0.0.0:0"]);
+        assert_eq!(tcp_summary(&e, e.states.as_ref().expect("states")), "TCP connections in CLOSE never connected");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct NormStack {
     /// left the code mappings (a caller without frame pointers).
     pub truncated: Option<&'static str>,
     pub unresolved: Option<Unresolved>,
+    /// Walked by the kernel's frame-pointer walk, which does not say whether
+    /// it reached the outermost frame (not part of the identity).
+    pub frame_pointers: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -178,11 +181,15 @@ impl Resolver {
                 frames: vec![],
                 truncated: None,
                 unresolved: Some(Unresolved::NoStack("stack map full or stack unreadable")),
+                frame_pointers: false,
             },
             Some(trace) => match self.snapshots.get(&image) {
-                None => {
-                    NormStack { frames: raw_frames(trace), truncated: None, unresolved: Some(Unresolved::NoMappings) }
-                }
+                None => NormStack {
+                    frames: raw_frames(trace),
+                    truncated: None,
+                    unresolved: Some(Unresolved::NoMappings),
+                    frame_pointers: trace.flags & FRAME_POINTERS != 0,
+                },
                 Some(snap) => {
                     let mut stack = normalize_with(snap, trace);
                     self.name_jit_frames(image.proc, &mut stack);
@@ -326,7 +333,7 @@ fn normalize_with(snap: &MapsSnapshot, trace: &StackTrace) -> NormStack {
         }
         frames.push(NormFrame { addr, location });
     }
-    NormStack { frames, truncated, unresolved: None }
+    NormStack { frames, truncated, unresolved: None, frame_pointers }
 }
 
 fn lookup_uncached(

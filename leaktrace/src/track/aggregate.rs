@@ -2,12 +2,14 @@
 //! ages and a few examples, in memory proportional to the number of distinct
 //! stacks, not of resources.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use leaktrace_common::fd::Resource;
 
 use super::fd::{resource_from_link, resource_name};
+use super::tcp::TcpInfo;
 use super::ProcId;
 use crate::symbolize::NormStack;
 
@@ -23,6 +25,10 @@ pub struct Held {
     /// When it was last seen held: its process's exit, or the report.
     pub held_until_ns: u64,
     pub stack: Arc<NormStack>,
+    /// For sockets: family and type (`leaktrace_common::socket`), 0 unknown.
+    pub socket: (u16, u16),
+    /// The TCP connection this fd is, if it is one.
+    pub tcp: Option<TcpInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +37,10 @@ pub struct Example {
     pub fd: u32,
     pub path: Option<String>,
     pub age_ns: u64,
+    /// For sockets: family and type.
+    pub socket: (u16, u16),
+    /// For TCP connections: the connection and how long it has been in its state.
+    pub tcp: Option<(TcpInfo, u64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -43,10 +53,32 @@ pub struct Group {
     pub oldest_age_ns: u64,
     /// The oldest few, oldest first.
     pub examples: Vec<Example>,
+    /// TCP: connections per state name.
+    pub states: BTreeMap<&'static str, u64>,
+    /// TCP: connections per local and per remote address, for the first
+    /// [`MAX_PEERS`] distinct addresses; the rest are counted in `*_others`.
+    pub locals: BTreeMap<SocketAddr, u64>,
+    pub remotes: BTreeMap<SocketAddr, u64>,
+    pub other_locals: u64,
+    pub other_remotes: u64,
+}
+
+/// Distinct local or remote addresses kept per group: a server with a
+/// connection from every port of a client must not grow a group without bound.
+pub const MAX_PEERS: usize = 32;
+
+fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: SocketAddr) {
+    if let Some(n) = peers.get_mut(&addr) {
+        *n += 1;
+    } else if peers.len() < MAX_PEERS {
+        peers.insert(addr, 1);
+    } else {
+        *others += 1;
+    }
 }
 
 pub struct Aggregator {
-    groups: HashMap<(&'static str, Arc<NormStack>), Group>,
+    groups: HashMap<(&'static str, &'static str, Arc<NormStack>), Group>,
     max_examples: usize,
 }
 
@@ -61,20 +93,33 @@ impl Aggregator {
             (r, _) => r,
         };
         let resource = resource_name(resource);
+        // A TCP socket is reported once, as a connection, not also as an fd.
+        let kind = if held.tcp.is_some() { "tcp" } else { "fd" };
         let age_ns = held.held_until_ns.saturating_sub(held.acquired_ns);
-        let group = self.groups.entry((resource, held.stack.clone())).or_insert_with(|| Group {
-            kind: "fd",
+        let group = self.groups.entry((kind, resource, held.stack.clone())).or_insert_with(|| Group {
+            kind,
             resource,
             stack: held.stack.clone(),
             count: 0,
             pids: BTreeSet::new(),
             oldest_age_ns: 0,
             examples: Vec::new(),
+            states: BTreeMap::new(),
+            locals: BTreeMap::new(),
+            remotes: BTreeMap::new(),
+            other_locals: 0,
+            other_remotes: 0,
         });
         group.count += 1;
         group.pids.insert(held.proc.tgid);
         group.oldest_age_ns = group.oldest_age_ns.max(age_ns);
-        let example = Example { pid: held.proc.tgid, fd: held.fd, path: held.link, age_ns };
+        let tcp = held.tcp.map(|t| (t, held.held_until_ns.saturating_sub(t.state_ns)));
+        if let Some(t) = held.tcp {
+            *group.states.entry(t.state_name()).or_default() += 1;
+            count_peer(&mut group.locals, &mut group.other_locals, t.local);
+            count_peer(&mut group.remotes, &mut group.other_remotes, t.remote);
+        }
+        let example = Example { pid: held.proc.tgid, fd: held.fd, path: held.link, age_ns, socket: held.socket, tcp };
         if group.examples.len() < self.max_examples {
             group.examples.push(example);
         } else if let Some(youngest) = group.examples.iter_mut().min_by_key(|e| e.age_ns) {
@@ -126,6 +171,7 @@ mod tests {
                 .collect(),
             truncated: None,
             unresolved: None,
+            frame_pointers: false,
         })
     }
 
@@ -138,6 +184,8 @@ mod tests {
             acquired_ns: 1000,
             held_until_ns: 1000 + age,
             stack,
+            socket: (0, 0),
+            tcp: None,
         }
     }
 
@@ -161,6 +209,42 @@ mod tests {
         let ages: Vec<u64> = groups[0].examples.iter().map(|e| e.age_ns).collect();
         assert_eq!(ages, vec![99, 98, 97], "the oldest examples, oldest first");
         assert_eq!(groups[1].count + groups[2].count, 2);
+    }
+
+    #[test]
+    fn tcp_sockets_are_connections_counted_by_state_and_peer() {
+        use crate::track::tcp::TcpInfo;
+        let mut agg = Aggregator::new(2);
+        let server: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        for (i, state) in [8u32, 8, 8, 1].iter().enumerate() {
+            let mut h = held(10, 3 + i as u32, Resource::Socket, stack(&[0x10], 0), 50);
+            let local: SocketAddr = format!("127.0.0.1:{}", 41000 + i).parse().expect("addr");
+            h.tcp = Some(TcpInfo { state: *state, local, remote: server, state_ns: 1020 });
+            agg.add(h);
+        }
+        // A UDP socket from the same stack stays an fd.
+        agg.add(held(10, 9, Resource::Socket, stack(&[0x10], 0), 50));
+        let groups = agg.into_groups();
+        assert_eq!(groups.len(), 2);
+        let tcp = groups.iter().find(|g| g.kind == "tcp").expect("tcp group");
+        assert_eq!(tcp.count, 4);
+        assert_eq!(tcp.states.get("CLOSE_WAIT"), Some(&3));
+        assert_eq!(tcp.states.get("ESTABLISHED"), Some(&1));
+        assert_eq!(tcp.remotes.get(&server), Some(&4));
+        assert_eq!(tcp.locals.len(), 4);
+        assert_eq!(tcp.examples[0].tcp.map(|(_, state_age)| state_age), Some(30));
+        let fd = groups.iter().find(|g| g.kind == "fd").expect("fd group");
+        assert_eq!((fd.count, fd.resource), (1, "socket"));
+    }
+
+    #[test]
+    fn peers_are_bounded() {
+        let mut peers = BTreeMap::new();
+        let mut others = 0;
+        for port in 0..100u16 {
+            count_peer(&mut peers, &mut others, SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        assert_eq!((peers.len(), others), (MAX_PEERS, 100 - MAX_PEERS as u64));
     }
 
     #[test]

@@ -170,7 +170,9 @@ mod tests {
                 syscall: 257,
                 resource: Resource::File as u8,
                 flags: if cloexec { FLAG_CLOEXEC } else { 0 },
-                _pad: 0,
+                sock_family: 0,
+                sock_type: 0,
+                sk: 0,
             },
         )
     }

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod fd;
 pub mod process;
+pub mod tcp;
 
 /// One process instance: a pid plus the generation that distinguishes it
 /// from earlier and later processes with the same pid.
