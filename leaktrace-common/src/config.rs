@@ -61,6 +61,9 @@ pub mod globals {
     pub const OFFSETS: &str = "LT_OFFSETS";
     /// `u32`: non-zero links TCP sockets to their fds and follows their states.
     pub const TCP: &str = "LT_TCP";
+    /// `u32`: non-zero sends the memory mapping operations of traced
+    /// processes as events.
+    pub const MMAP: &str = "LT_MMAP";
     /// [`super::KernelOffsets`].
     pub const KERNEL_OFFSETS: &str = "LT_KERNEL_OFFSETS";
 }

@@ -1,8 +1,9 @@
 //! Events the programs send to userspace through the ring buffer.
 //!
-//! Only process lifecycle and range operations travel as events: single
+//! Process lifecycle and fd range operations travel as events: single fd
 //! acquisitions and releases stay in the kernel maps, so matched pairs cost
-//! userspace nothing. Every event starts with [`EventHeader`]; the loader
+//! userspace nothing. Memory mapping operations all travel as events (see
+//! `crate::mmap` for why). Every event starts with [`EventHeader`]; the loader
 //! decodes them in one place, after checking the length.
 
 #[repr(C)]
@@ -30,6 +31,14 @@ pub const KIND_CODE_MAPPED: u32 = 4;
 /// A traced process created a task that is now traced too: a child process
 /// or a thread (the fork tracepoint cannot tell them apart).
 pub const KIND_FORK: u32 = 5;
+/// mmap succeeded (stamped at its return).
+pub const KIND_MMAP: u32 = 6;
+/// munmap is called (stamped at its start).
+pub const KIND_MUNMAP: u32 = 7;
+/// mremap is called (stamped at its start): the old range leaves.
+pub const KIND_MREMAP_START: u32 = 8;
+/// mremap returned: where the range went, or that it stayed (an error).
+pub const KIND_MREMAP_DONE: u32 = 9;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,4 +88,67 @@ pub struct ForkEvent {
 }
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 32);
 
-crate::user_pod!(EventHeader, ExitEvent, ExecEvent, CloseRangeEvent, CodeMappedEvent, ForkEvent);
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmapEvent {
+    pub header: EventHeader,
+    pub start: u64,
+    /// As passed (userspace rounds it to the mapping's pages).
+    pub len: u64,
+    /// Key in the stack map, or [`crate::stack::NO_STACK`].
+    pub stack_id: u64,
+    pub tid: u32,
+    pub exec_seq: u32,
+    pub prot: u32,
+    pub flags: u32,
+    /// The mapped file's fd, -1 for anonymous memory.
+    pub fd: i32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<MmapEvent>() == 72);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MunmapEvent {
+    pub header: EventHeader,
+    pub start: u64,
+    pub len: u64,
+}
+const _: () = assert!(core::mem::size_of::<MunmapEvent>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MremapStartEvent {
+    pub header: EventHeader,
+    pub old: u64,
+    pub old_len: u64,
+    pub new_len: u64,
+    pub new_addr: u64,
+    pub tid: u32,
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<MremapStartEvent>() == 64);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MremapDoneEvent {
+    pub header: EventHeader,
+    /// The new address, or a negative errno.
+    pub result: i64,
+    pub tid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<MremapDoneEvent>() == 40);
+
+crate::user_pod!(
+    EventHeader,
+    ExitEvent,
+    ExecEvent,
+    CloseRangeEvent,
+    CodeMappedEvent,
+    ForkEvent,
+    MmapEvent,
+    MunmapEvent,
+    MremapStartEvent,
+    MremapDoneEvent
+);

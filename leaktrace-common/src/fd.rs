@@ -170,6 +170,9 @@ pub enum FdOp {
 /// entry. At entry the entry is certainly the old one. close() frees the
 /// descriptor whatever it returns, except EBADF for an fd that was not open
 /// and so has no entry (fs/open.c: `file_close_fd` precedes `filp_flush`).
+// Inlined: called out of line, LLVM may keep values in argument registers
+// across the call, which the eBPF verifier rejects.
+#[inline(always)]
 pub fn classify_entry(nr: u64, args: &[u64; 6]) -> FdOp {
     let known_flags = u64::from(sc::CLOSE_RANGE_UNSHARE | sc::CLOSE_RANGE_CLOEXEC);
     match nr {
@@ -185,6 +188,9 @@ pub fn classify_entry(nr: u64, args: &[u64; 6]) -> FdOp {
 /// What syscall `nr` with arguments `args`, having returned `ret`, did to the
 /// fd table. Failed calls are not acquisitions. Releases by close and
 /// close_range are decided at entry ([`classify_entry`]).
+// Inlined: called out of line, LLVM may keep values in argument registers
+// across the call, which the eBPF verifier rejects.
+#[inline(always)]
 pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
     if sc::is_error(ret) {
         return FdOp::Nothing;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod counters;
 pub mod event;
 pub mod fd;
+pub mod mmap;
 pub mod process;
 pub mod socket;
 pub mod stack;

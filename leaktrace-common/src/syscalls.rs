@@ -7,6 +7,8 @@
 pub const OPEN: u64 = 2;
 pub const CLOSE: u64 = 3;
 pub const MMAP: u64 = 9;
+pub const MUNMAP: u64 = 11;
+pub const MREMAP: u64 = 25;
 pub const IOCTL: u64 = 16;
 pub const PIPE: u64 = 22;
 pub const DUP: u64 = 32;

@@ -12,6 +12,9 @@ static LT_STOP_ON_CODE_MAP: u32 = 0;
 #[no_mangle]
 static LT_TCP: u32 = 0;
 
+#[no_mangle]
+static LT_MMAP: u32 = 0;
+
 // Zero defaults; the loader writes the real values.
 #[no_mangle]
 static LT_OFFSETS: TracepointOffsets =
@@ -56,6 +59,11 @@ pub fn offsets() -> TracepointOffsets {
 #[inline(always)]
 pub fn tcp() -> bool {
     unsafe { core::ptr::read_volatile(&LT_TCP) != 0 }
+}
+
+#[inline(always)]
+pub fn mmap() -> bool {
+    unsafe { core::ptr::read_volatile(&LT_MMAP) != 0 }
 }
 
 #[inline(always)]

@@ -15,6 +15,7 @@ mod counters;
 mod events;
 mod fd;
 mod maps;
+mod mmap;
 mod process;
 mod socket;
 mod stack;

@@ -9,10 +9,10 @@ use aya_ebpf::{
 use leaktrace_common::{
     counters,
     fd::{classify, classify_entry, FdOp},
-    syscalls as sc,
+    mmap, syscalls as sc,
 };
 
-use crate::{counters::bump, fd, maps::PROCS, process};
+use crate::{config, counters::bump, fd, maps::PROCS, process};
 
 /// `struct pt_regs` on x86_64 (arch/x86/include/asm/ptrace.h). Its layout is
 /// part of the user ABI (PTRACE_GETREGS), so it is the same on every kernel.
@@ -73,8 +73,10 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let args = [regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9];
-    let op = classify(regs.orig_ax, &args, ret);
-    if let FdOp::Nothing = op {
+    let nr = regs.orig_ax;
+    let map_op = if config::mmap() { mmap::classify_exit(nr, &args, ret) } else { mmap::ExitOp::Nothing };
+    let op = classify(nr, &args, ret);
+    if matches!(op, FdOp::Nothing) && matches!(map_op, mmap::ExitOp::Nothing) {
         return Ok(());
     }
     // A traced pid without process state: the process map was full when it
@@ -83,7 +85,8 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let caller = Caller { tgid, tid: pid_tgid as u32, ip: regs.ip, sp: regs.sp, bp: regs.bp };
-    fd::apply(ctx, &caller, proc, regs.orig_ax, op)
+    crate::mmap::on_exit(ctx, &caller, proc, map_op);
+    fd::apply(ctx, &caller, proc, nr, op)
 }
 
 /// Releases are applied when close and close_range start (see
@@ -95,7 +98,8 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
 pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
     // TP_PROTO(struct pt_regs *regs, long id): the number alone filters most.
     let id: u64 = ctx.arg(1);
-    if id != sc::CLOSE && id != sc::CLOSE_RANGE {
+    let unmaps = (id == sc::MUNMAP || id == sc::MREMAP) && config::mmap();
+    if id != sc::CLOSE && id != sc::CLOSE_RANGE && !unmaps {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -114,11 +118,16 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
     if regs.cs != sc::USER_CS_64 || regs.orig_ax & sc::X32_SYSCALL_BIT != 0 {
         return Ok(());
     }
-    let op = classify_entry(id, &[regs.di, regs.si, regs.dx, 0, 0, 0]);
     let Some(proc) = (unsafe { PROCS.get(tgid) }) else {
         return Ok(());
     };
     // Releases need no registers: no stack is taken for them.
     let caller = Caller { tgid, tid: pid_tgid as u32, ip: 0, sp: 0, bp: 0 };
+    if unmaps {
+        let args = [regs.di, regs.si, regs.dx, regs.r10, regs.r8, regs.r9];
+        crate::mmap::on_entry(&caller, proc, mmap::classify_entry(id, &args));
+        return Ok(());
+    }
+    let op = classify_entry(id, &[regs.di, regs.si, regs.dx, 0, 0, 0]);
     fd::apply(ctx, &caller, proc, id, op)
 }

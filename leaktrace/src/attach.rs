@@ -34,6 +34,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         max_procs: config.max_procs,
         max_unwind_rows: config.max_unwind_rows,
         tcp: common.tcp(),
+        mmap: common.mmap(),
         trace_all: false,
         stop_on_code_map: false,
     })?;
@@ -66,9 +67,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
                 }
             }
             _ = tick.tick() => {
-                if session.has_pending() {
-                    session.sweep(false)?;
-                }
+                session.tick()?;
                 if targets.iter().all(|t| !session.is_traced(t.tgid)) {
                     break;
                 }
@@ -116,6 +115,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         preexisting,
         max_examples: config.examples,
         kinds: common.kind_names(),
+        min_bytes: config.min_bytes,
     };
     let report: report::Report = build::build(context, outcome, session.resolver_mut());
     output.write(&report)?;

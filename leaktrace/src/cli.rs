@@ -65,6 +65,10 @@ pub enum Kind {
     Fd,
     /// TCP sockets as connections, with their states and peers.
     Tcp,
+    /// Memory mappings (mmap, munmap, mremap), in bytes.
+    Mmap,
+    /// Every kind.
+    All,
 }
 
 impl Kind {
@@ -73,6 +77,8 @@ impl Kind {
         match self {
             Kind::Fd => "fd",
             Kind::Tcp => "tcp",
+            Kind::Mmap => "mmap",
+            Kind::All => "all",
         }
     }
 }
@@ -85,10 +91,23 @@ pub struct Common {
     /// Write the report here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Resource kinds to report, comma-separated: fd, tcp. Without tcp, TCP
-    /// sockets are reported as fds; with tcp alone, only TCP connections.
+    /// Resource kinds to report, comma-separated: fd, tcp, mmap, or all.
+    /// Without tcp, TCP sockets are reported as fds; with tcp alone, only TCP
+    /// connections.
     #[arg(long, value_delimiter = ',', default_value = "fd,tcp", value_parser = parse_kind)]
     pub kinds: Vec<Kind>,
+    /// Memory mappings: leave out stacks holding fewer bytes (e.g. 64K, 1MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub min_bytes: Option<u64>,
+    /// Memory mappings: regions leaktrace keeps for all traced processes;
+    /// mappings beyond it are dropped and counted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 24)))]
+    pub max_mappings: Option<u32>,
+    /// Memory mappings: list in the text report the mappings whose stacks
+    /// have no frame of the program (the dynamic loader's, the language
+    /// runtime's), which are summed up by default.
+    #[arg(long)]
+    pub all_mappings: bool,
     /// Capacity of the kernel's outstanding-fd map; acquisitions beyond it
     /// are counted as dropped.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
@@ -117,12 +136,21 @@ pub struct Common {
 impl Common {
     /// The kinds reported, by name, each once, in a fixed order.
     pub fn kind_names(&self) -> Vec<&'static str> {
-        [Kind::Fd, Kind::Tcp].into_iter().filter(|k| self.kinds.contains(k)).map(Kind::name).collect()
+        [Kind::Fd, Kind::Tcp, Kind::Mmap].into_iter().filter(|k| self.has(*k)).map(Kind::name).collect()
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        self.kinds.contains(&kind) || self.kinds.contains(&Kind::All)
+    }
+
+    /// Whether memory mappings are followed.
+    pub fn mmap(&self) -> bool {
+        self.has(Kind::Mmap)
     }
 
     /// Whether TCP sockets are followed as connections.
     pub fn tcp(&self) -> bool {
-        self.kinds.contains(&Kind::Tcp)
+        self.has(Kind::Tcp)
     }
 
     /// Command-line values over defaults.
@@ -136,6 +164,9 @@ impl Common {
             top: self.top.unwrap_or(defaults.top),
             unwind: self.unwind.unwrap_or(defaults.unwind),
             interval: self.interval.unwrap_or(defaults.interval),
+            min_bytes: self.min_bytes.unwrap_or(defaults.min_bytes),
+            max_mappings: self.max_mappings.unwrap_or(defaults.max_mappings),
+            all_mappings: self.all_mappings || defaults.all_mappings,
             ..defaults
         }
     }
@@ -153,9 +184,14 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
     match text {
         "fd" => Ok(Kind::Fd),
         "tcp" => Ok(Kind::Tcp),
-        "mmap" => Err("kind 'mmap' is not supported yet: this version traces fd and tcp".to_string()),
-        other => Err(format!("unknown kind '{other}' (expected fd, tcp or mmap)")),
+        "mmap" => Ok(Kind::Mmap),
+        "all" => Ok(Kind::All),
+        other => Err(format!("unknown kind '{other}' (expected fd, tcp, mmap or all)")),
     }
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    parse_size::Config::new().with_binary().parse_size(text).map_err(|e| format!("{e} (examples: 4096, 64K, 1MiB, 2G)"))
 }
 
 #[cfg(test)]
@@ -198,8 +234,16 @@ mod tests {
     fn kinds_are_checked() {
         let err = parse(&["run", "--kinds", "fd,bogus", "--", "true"]).expect_err("bad kind");
         assert!(err.to_string().contains("unknown kind 'bogus'"), "{err}");
-        let err = parse(&["run", "--kinds", "mmap", "--", "true"]).expect_err("not yet");
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        let Command::Run { common, .. } = parse(&["run", "--kinds", "mmap", "--", "true"]).expect("mmap").command
+        else {
+            panic!()
+        };
+        assert!(common.mmap() && !common.tcp());
+        assert_eq!(common.kind_names(), vec!["mmap"]);
+        let Command::Run { common, .. } = parse(&["run", "--kinds", "all", "--", "true"]).expect("all").command else {
+            panic!()
+        };
+        assert_eq!(common.kind_names(), vec!["fd", "tcp", "mmap"]);
         let Command::Run { common, .. } = parse(&["run", "--kinds", "fd", "--", "true"]).expect("fd only").command
         else {
             panic!()
@@ -208,6 +252,14 @@ mod tests {
         let Command::Run { common, .. } = parse(&["run", "--", "true"]).expect("default").command else { panic!() };
         assert!(common.tcp(), "tcp is on by default");
         assert!(parse(&["run", "--max-entries", "0", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn sizes_read_with_binary_units() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert!(parse_bytes("lots").is_err());
     }
 
     #[test]

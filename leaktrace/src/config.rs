@@ -28,6 +28,13 @@ pub struct Config {
     /// processes are read, unused stacks are freed.
     #[serde(with = "humantime_serde_compat")]
     pub interval: Duration,
+    /// Mapping stacks holding fewer bytes are left out of the report.
+    pub min_bytes: u64,
+    /// Mapped regions kept for all traced processes; more are dropped and
+    /// counted.
+    pub max_mappings: u32,
+    /// List mappings with no frame of the program in the text report.
+    pub all_mappings: bool,
 }
 
 impl Default for Config {
@@ -41,6 +48,9 @@ impl Default for Config {
             top: 10,
             examples: 5,
             interval: Duration::from_secs(5),
+            min_bytes: 0,
+            max_mappings: 65_536,
+            all_mappings: false,
         }
     }
 }

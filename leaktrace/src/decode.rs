@@ -5,8 +5,9 @@
 use std::mem::size_of;
 
 use leaktrace_common::event::{
-    CloseRangeEvent, CodeMappedEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, KIND_CLOSE_RANGE, KIND_CODE_MAPPED,
-    KIND_EXEC, KIND_EXIT, KIND_FORK,
+    CloseRangeEvent, CodeMappedEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, MmapEvent, MremapDoneEvent,
+    MremapStartEvent, MunmapEvent, KIND_CLOSE_RANGE, KIND_CODE_MAPPED, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_MMAP,
+    KIND_MREMAP_DONE, KIND_MREMAP_START, KIND_MUNMAP,
 };
 use thiserror::Error;
 
@@ -40,6 +41,28 @@ pub enum Event {
     Fork {
         child: ProcId,
         parent_tgid: u32,
+    },
+    Mmap {
+        proc: ProcId,
+        at_ns: u64,
+        event: MmapEvent,
+    },
+    Munmap {
+        proc: ProcId,
+        at_ns: u64,
+        start: u64,
+        len: u64,
+    },
+    MremapStart {
+        proc: ProcId,
+        at_ns: u64,
+        event: MremapStartEvent,
+    },
+    MremapDone {
+        proc: ProcId,
+        at_ns: u64,
+        tid: u32,
+        result: i64,
     },
 }
 
@@ -97,6 +120,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let e: ForkEvent = checked(KIND_FORK, bytes)?;
             Event::Fork { child: proc, parent_tgid: e.parent_tgid }
         }
+        KIND_MMAP => Event::Mmap { proc, at_ns, event: checked(KIND_MMAP, bytes)? },
+        KIND_MUNMAP => {
+            let e: MunmapEvent = checked(KIND_MUNMAP, bytes)?;
+            Event::Munmap { proc, at_ns, start: e.start, len: e.len }
+        }
+        KIND_MREMAP_START => Event::MremapStart { proc, at_ns, event: checked(KIND_MREMAP_START, bytes)? },
+        KIND_MREMAP_DONE => {
+            let e: MremapDoneEvent = checked(KIND_MREMAP_DONE, bytes)?;
+            Event::MremapDone { proc, at_ns, tid: e.tid, result: e.result }
+        }
         kind => return Err(DecodeError::UnknownKind { kind }),
     })
 }
@@ -138,6 +171,43 @@ mod tests {
 
         let fork = ForkEvent { header: header(KIND_FORK), parent_tgid: 4000, _pad: 0 };
         assert_eq!(decode(&bytes_of(&fork)), Ok(Event::Fork { child: PROC, parent_tgid: 4000 }));
+
+        let mmap = MmapEvent {
+            header: header(KIND_MMAP),
+            start: 0x7f00_0000_0000,
+            len: 8192,
+            stack_id: 9,
+            tid: 4243,
+            exec_seq: 1,
+            prot: 3,
+            flags: 0x22,
+            fd: -1,
+            _pad: 0,
+        };
+        assert_eq!(decode(&bytes_of(&mmap)), Ok(Event::Mmap { proc: PROC, at_ns: 123_456, event: mmap }));
+
+        let munmap = MunmapEvent { header: header(KIND_MUNMAP), start: 0x1000, len: 4096 };
+        assert_eq!(
+            decode(&bytes_of(&munmap)),
+            Ok(Event::Munmap { proc: PROC, at_ns: 123_456, start: 0x1000, len: 4096 })
+        );
+
+        let start = MremapStartEvent {
+            header: header(KIND_MREMAP_START),
+            old: 0x1000,
+            old_len: 4096,
+            new_len: 8192,
+            new_addr: 0,
+            tid: 4243,
+            flags: 1,
+        };
+        assert_eq!(decode(&bytes_of(&start)), Ok(Event::MremapStart { proc: PROC, at_ns: 123_456, event: start }));
+
+        let done = MremapDoneEvent { header: header(KIND_MREMAP_DONE), result: -12, tid: 4243, _pad: 0 };
+        assert_eq!(
+            decode(&bytes_of(&done)),
+            Ok(Event::MremapDone { proc: PROC, at_ns: 123_456, tid: 4243, result: -12 })
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub enum OutputError {
 pub struct Output {
     file: Option<(PathBuf, File)>,
     format: Format,
-    top: usize,
+    view: text::View,
 }
 
 impl Output {
@@ -37,12 +37,12 @@ impl Output {
             }
             None => None,
         };
-        Ok(Output { file, format: common.format, top })
+        Ok(Output { file, format: common.format, view: text::View { top, all_mappings: common.all_mappings } })
     }
 
     pub fn write(self, report: &Report) -> Result<(), OutputError> {
         let body = match self.format {
-            Format::Text => text::render(report, self.top),
+            Format::Text => text::render(report, &self.view),
             Format::Json => report.to_json() + "\n",
         };
         if report.losses.any() && (self.format != Format::Text || self.file.is_some()) {

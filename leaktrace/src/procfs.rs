@@ -42,6 +42,30 @@ pub fn fd_links(tgid: u32, tid: u32) -> std::io::Result<HashMap<u32, String>> {
     Ok(links)
 }
 
+/// The file mapped at exactly `[start, end)` in `tgid`, while it is.
+pub fn mapped_file(tgid: u32, start: u64, end: u64) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{tgid}/map_files/{start:x}-{end:x}")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// The file mappings of `tgid` as thread `tid` sees them: (start, end,
+/// path), sorted by start.
+pub fn file_mappings(tgid: u32, tid: u32) -> std::io::Result<Vec<(u64, u64, String)>> {
+    use procfs::process::MMapPath;
+    use procfs::FromRead;
+    let maps = procfs::process::MemoryMaps::from_file(format!("/proc/{tgid}/task/{tid}/maps"))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut files: Vec<(u64, u64, String)> = maps
+        .into_iter()
+        .filter_map(|m| match m.pathname {
+            MMapPath::Path(p) => Some((m.address.0, m.address.1, p.to_string_lossy().into_owned())),
+            _ => None,
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    Ok(files)
+}
+
 pub fn comm(tgid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tgid}/comm")).ok().map(|s| s.trim_end().to_string())
 }

@@ -15,8 +15,10 @@ use crate::report::{build, Target};
 use crate::session::Session;
 use crate::{procfs, report};
 
-/// How soon exits and range releases are applied after their events arrive.
-pub const EVENT_LATENCY: Duration = Duration::from_millis(250);
+/// How soon exits and range releases are applied after their events arrive,
+/// and how often events queued without a wake-up (mapping operations) are
+/// read.
+pub const EVENT_LATENCY: Duration = Duration::from_millis(100);
 
 pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
     let config = common.config();
@@ -29,6 +31,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         max_procs: config.max_procs,
         max_unwind_rows: config.max_unwind_rows,
         tcp: common.tcp(),
+        mmap: common.mmap(),
         trace_all: false,
         stop_on_code_map: true,
     })?;
@@ -75,7 +78,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
                     guard.clear_ready();
                 }
             }
-            _ = tick.tick() => if session.has_pending() { session.sweep(false)?; },
+            _ = tick.tick() => session.tick()?,
             _ = sweep.tick() => session.refresh()?,
             _ = sigterm.recv() => forward(root.map(|r| r.tgid), libc::SIGTERM),
             _ = sighup.recv() => forward(root.map(|r| r.tgid), libc::SIGHUP),
@@ -99,6 +102,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         preexisting: vec![],
         max_examples: config.examples,
         kinds: common.kind_names(),
+        min_bytes: config.min_bytes,
     };
     let report: report::Report = build::build(context, outcome, session.resolver_mut());
     output.write(&report)?;

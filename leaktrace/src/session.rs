@@ -3,9 +3,10 @@
 //! into aggregated stacks.
 //!
 //! Work happens at a few moments only: when events arrive (process exits,
-//! execs, close_range), on a periodic sweep, when the ptrace tracer of `run`
-//! holds a process at exit or exec, and at the end. Acquisitions and their
-//! releases never reach userspace individually.
+//! execs, close_range, memory mapping operations), on a periodic sweep, when
+//! the ptrace tracer of `run` holds a process at exit or exec, and at the
+//! end. fd acquisitions and their releases never reach userspace
+//! individually; mapping operations do (see `leaktrace_common::mmap`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use aya::maps::{MapData, RingBuf};
 use leaktrace_common::{
     counters,
     fd::{FdEntry, FdKey, Resource, FLAG_STACK_LOST},
+    mmap::PAGE_SHIFT,
     process::{ProcState, USER_GEN_BIT},
     stack::{StackTrace, NO_STACK},
 };
@@ -26,8 +28,10 @@ use crate::procfs;
 use crate::report::{KernelMaps, Losses, MapUse};
 use crate::symbolize::maps::{Mapping, MapsSnapshot};
 use crate::symbolize::{NormStack, Resolver};
-use crate::track::aggregate::{Aggregator, Group, Held};
+use crate::track::aggregate::{Aggregator, Group, Held, HeldFd, HeldMapping, What};
 use crate::track::fd::{plan_releases, CloexecMarks, RangeKind, RangeOp};
+use crate::track::mappings::Mappings;
+use crate::track::mmap::Acquisition;
 use crate::track::process::{FdLinks, Processes};
 use crate::track::tcp;
 use crate::track::{ImageId, ProcId};
@@ -67,6 +71,8 @@ pub struct Session {
     held_by_tracer: bool,
     /// Map use seen by the last sweep that took every entry.
     kernel_maps: KernelMaps,
+    /// The traced processes' memory mappings.
+    mappings: Mappings,
 }
 
 /// The end state of a session, ready to become a report.
@@ -76,6 +82,7 @@ pub struct Outcome {
     pub released: u64,
     pub losses: Losses,
     pub kernel_maps: KernelMaps,
+    pub mappings: crate::track::mappings::Totals,
 }
 
 impl Session {
@@ -105,6 +112,7 @@ impl Session {
             unreferenced_stacks: HashSet::new(),
             held_by_tracer,
             kernel_maps: KernelMaps::default(),
+            mappings: Mappings::new(config.max_mappings as usize),
         })
     }
 
@@ -208,6 +216,7 @@ impl Session {
         self.capture_image_as(tgid, tid);
         if let Some(image) = self.image_of(tgid) {
             self.read_fd_links(image.proc, tid);
+            self.name_mapped_files(image.proc, tid);
         }
     }
 
@@ -250,6 +259,7 @@ impl Session {
             }
             Event::Exec { proc, at_ns, .. } => {
                 self.pending_ops.push(RangeOp { proc, at_ns, kind: RangeKind::Exec });
+                self.mappings.exec(proc, at_ns);
                 if !self.held_by_tracer {
                     // Best effort: the image may be gone again already.
                     self.capture_image(proc.tgid);
@@ -263,6 +273,20 @@ impl Session {
                     self.capture_image(proc.tgid);
                 }
             }
+            Event::Mmap { proc, at_ns, event } => {
+                // The mapped file, read while the mapping is likely still
+                // there (and named again from the process's maps later).
+                let path = (event.fd >= 0)
+                    .then(|| {
+                        let len = leaktrace_common::mmap::round_up(event.len, PAGE_SHIFT)?;
+                        procfs::mapped_file(proc.tgid, event.start, event.start.checked_add(len)?)
+                    })
+                    .flatten();
+                self.mappings.mmap(proc, at_ns, &event, path);
+            }
+            Event::Munmap { proc, at_ns, start, len } => self.mappings.munmap(proc, at_ns, start, len),
+            Event::MremapStart { proc, at_ns, event } => self.mappings.mremap_start(proc, at_ns, &event),
+            Event::MremapDone { proc, at_ns, tid, result } => self.mappings.mremap_done(proc, at_ns, tid, result),
             Event::Fork { child, parent_tgid } => {
                 // A child that never execs runs its parent's code. (For a thread
                 // this adds a harmless snapshot under its tid, dropped at exit.)
@@ -273,9 +297,14 @@ impl Session {
         }
     }
 
-    /// True when events are waiting to be applied.
-    pub fn has_pending(&self) -> bool {
-        !self.exited.is_empty() || !self.pending_ops.is_empty()
+    /// The event loop's periodic work: reads the events the kernel queued
+    /// without waking it (mapping operations), then applies what is pending.
+    pub fn tick(&mut self) -> Result<(), KernelError> {
+        self.drain_events();
+        if !self.exited.is_empty() || !self.pending_ops.is_empty() {
+            self.sweep(false)?;
+        }
+        Ok(())
     }
 
     /// Applies pending releases and moves the entries of exited processes
@@ -322,6 +351,8 @@ impl Session {
             self.kernel_maps.outstanding = MapUse { used: entries.len() as u64, capacity: options.max_entries.into() };
             self.kernel_maps.tcp =
                 MapUse { used: socks.len() as u64, capacity: if options.tcp { options.max_entries.into() } else { 0 } };
+            self.kernel_maps.mapping_regions =
+                MapUse { used: self.mappings.regions() as u64, capacity: self.mappings.max_regions() as u64 };
         }
 
         let mut taken = Vec::new();
@@ -333,8 +364,8 @@ impl Session {
                 continue;
             }
             let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
-            let mut held = self.held(key, entry, until);
-            held.tcp = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
+            let connection = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
+            let held = self.held(key, entry, until, connection);
             self.agg.add(held);
             taken.push(*key);
             if entry.sk != 0 {
@@ -357,6 +388,7 @@ impl Session {
                 .map(|(sk, _)| *sk),
         );
         self.kernel.remove_tcp_socks(&taken_socks)?;
+        self.harvest_mappings(take_live, now);
         // Processes that ended are fully reported now: drop what was kept for them.
         let ended: Vec<ProcId> =
             self.exited.drain().chain(alive.iter().filter(|(_, l)| !**l).map(|(p, _)| *p)).collect();
@@ -381,6 +413,11 @@ impl Session {
             self.read_fd_links(proc, proc.tgid);
             self.ensure_snapshot(proc.tgid);
         }
+        for proc in self.mappings.procs() {
+            if self.mappings.space_mut(proc).is_some_and(|s| s.has_unnamed_files()) {
+                self.name_mapped_files(proc, proc.tgid);
+            }
+        }
         self.free_stacks(&entries)
     }
 
@@ -393,7 +430,8 @@ impl Session {
             self.unreferenced_stacks.clear();
             return Ok(());
         }
-        let referenced: HashSet<u64> = entries.iter().map(|(_, e)| e.stack_id).collect();
+        let referenced: HashSet<u64> =
+            entries.iter().map(|(_, e)| e.stack_id).chain(self.mappings.stack_ids()).collect();
         let unreferenced: HashSet<u64> = ids.into_iter().filter(|id| !referenced.contains(id)).collect();
         let stale: Vec<u64> = unreferenced.intersection(&self.unreferenced_stacks).copied().collect();
         self.kernel.remove_stacks(&stale)?;
@@ -404,17 +442,70 @@ impl Session {
         Ok(())
     }
 
-    fn held(&mut self, key: &FdKey, entry: &FdEntry, until: u64) -> Held {
-        let proc = ProcId { tgid: key.tgid, gen: key.gen };
-        let image = ImageId { proc, exec_seq: entry.exec_seq };
-        let stack: Arc<NormStack> = if entry.flags & FLAG_STACK_LOST != 0 || entry.stack_id == NO_STACK {
+    /// Moves the mappings of processes that ended (and at the end of the
+    /// window, of all) into the aggregate.
+    fn harvest_mappings(&mut self, take_live: bool, now: u64) {
+        for proc in self.mappings.procs() {
+            let live =
+                !self.exited.contains(&proc) && self.kernel.proc_state(proc.tgid).is_some_and(|s| s.gen == proc.gen);
+            if live && !take_live {
+                continue;
+            }
+            if live {
+                self.name_mapped_files(proc, proc.tgid);
+                self.ensure_snapshot(proc.tgid);
+            }
+            let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
+            let Some(mut space) = self.mappings.take(proc) else { continue };
+            let held: Vec<(Acquisition, u64)> =
+                space.held().into_iter().map(|h| (h.acquisition.clone(), h.address)).collect();
+            for (acq, address) in held {
+                let image = ImageId { proc, exec_seq: acq.exec_seq };
+                let stack = self.stack_of(image, acq.stack_id, false);
+                self.agg.add(Held {
+                    proc,
+                    acquired_ns: acq.acquired_ns,
+                    held_until_ns: until,
+                    stack,
+                    what: What::Mapping(HeldMapping {
+                        address,
+                        bytes: acq.bytes,
+                        regions: acq.regions,
+                        prot: acq.prot,
+                        flags: acq.flags,
+                        resource: acq.resource,
+                        path: acq.path,
+                    }),
+                });
+            }
+        }
+    }
+
+    /// Names the file mappings of a live process from its maps, as thread
+    /// `tid` sees them.
+    fn name_mapped_files(&mut self, proc: ProcId, tid: u32) {
+        if let Some(space) = self.mappings.space_mut(proc) {
+            if let Ok(files) = procfs::file_mappings(proc.tgid, tid) {
+                space.name_files(&files);
+            }
+        }
+    }
+
+    fn stack_of(&mut self, image: ImageId, stack_id: u64, lost: bool) -> Arc<NormStack> {
+        if lost || stack_id == NO_STACK {
             self.resolver.normalize(image, NO_STACK, None)
-        } else if let Some(done) = self.resolver.cached_stack(image, entry.stack_id) {
+        } else if let Some(done) = self.resolver.cached_stack(image, stack_id) {
             done
         } else {
-            let trace: Option<StackTrace> = self.kernel.stack(entry.stack_id);
-            self.resolver.normalize(image, entry.stack_id, trace.as_ref())
-        };
+            let trace: Option<StackTrace> = self.kernel.stack(stack_id);
+            self.resolver.normalize(image, stack_id, trace.as_ref())
+        }
+    }
+
+    fn held(&mut self, key: &FdKey, entry: &FdEntry, until: u64, tcp: Option<tcp::TcpInfo>) -> Held {
+        let proc = ProcId { tgid: key.tgid, gen: key.gen };
+        let image = ImageId { proc, exec_seq: entry.exec_seq };
+        let stack = self.stack_of(image, entry.stack_id, entry.flags & FLAG_STACK_LOST != 0);
         let link = self
             .procs
             .get(proc)
@@ -423,14 +514,16 @@ impl Session {
             .map(str::to_owned);
         Held {
             proc,
-            fd: key.fd,
-            resource: Resource::from_u8(entry.resource),
-            link,
             acquired_ns: entry.acquired_ns,
             held_until_ns: until,
             stack,
-            socket: (entry.sock_family, entry.sock_type),
-            tcp: None,
+            what: What::Fd(HeldFd {
+                fd: key.fd,
+                resource: Resource::from_u8(entry.resource),
+                link,
+                socket: (entry.sock_family, entry.sock_type),
+                tcp,
+            }),
         }
     }
 
@@ -463,6 +556,7 @@ impl Session {
             undecodable_events: self.bad_events,
             unwind_modules_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().modules_dropped),
             unwind_mappings_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().mappings_dropped),
+            mappings_dropped: self.mappings.totals().dropped,
         };
         let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
         Ok(Outcome {
@@ -471,6 +565,7 @@ impl Session {
             released: c[counters::RELEASED as usize] + self.released_here,
             losses,
             kernel_maps: self.kernel_maps,
+            mappings: self.mappings.totals(),
         })
     }
 }

@@ -43,7 +43,15 @@ pub struct LoadOptions {
     pub max_unwind_rows: u32,
     /// Link TCP sockets to their fds and follow their states.
     pub tcp: bool,
+    /// Send memory mapping operations as events.
+    pub mmap: bool,
 }
+
+/// The event ring buffer: process events only, or also every mapping
+/// operation (about 64 bytes each, read by userspace every
+/// `run::EVENT_LATENCY` or when a quarter full).
+const EVENTS_BYTES: u32 = 256 * 1024;
+const EVENTS_BYTES_MMAP: u32 = 8 * 1024 * 1024;
 
 pub struct Kernel {
     /// Owns the programs and their links; dropping it detaches everything.
@@ -99,11 +107,13 @@ impl Kernel {
         let trace_all = u32::from(options.trace_all);
         let stop = u32::from(options.stop_on_code_map);
         let tcp = u32::from(options.tcp);
+        let mmap = u32::from(options.mmap);
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::TRACE_ALL, &trace_all, true)
             .override_global(globals::STOP_ON_CODE_MAP, &stop, true)
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::TCP, &tcp, true)
+            .override_global(globals::MMAP, &mmap, true)
             .override_global(globals::KERNEL_OFFSETS, &kernel_offsets, true)
             .map_max_entries("OUTSTANDING", options.max_entries)
             .map_max_entries("STACKS", options.max_stacks)
@@ -113,6 +123,7 @@ impl Kernel {
             .map_max_entries("UNWIND_BUCKETS", options.max_unwind_rows)
             // Every traced TCP socket is also an outstanding fd.
             .map_max_entries("TCP_SOCKS", options.max_entries)
+            .map_max_entries("EVENTS", if options.mmap { EVENTS_BYTES_MMAP } else { EVENTS_BYTES })
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source })?;
 

@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 
 use leaktrace_common::socket;
 
+use crate::track::aggregate::ExampleWhat;
+
 use super::{
-    outermost, site::leak_site, Example, Frame, Preexisting, Report, StackEntry, Target, Totals, Window, SCHEMA,
+    mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Preexisting, Report, StackEntry, Target,
+    Totals, Window, SCHEMA,
 };
 
 pub struct Context {
@@ -25,6 +28,8 @@ pub struct Context {
     /// The kinds reported (`--kinds`). Without fd the kernel still follows
     /// fds, as TCP connections are found through them, but they are not shown.
     pub kinds: Vec<&'static str>,
+    /// Mapping stacks holding fewer bytes are left out (`--min-bytes`).
+    pub min_bytes: u64,
 }
 
 const NS: f64 = 1e9;
@@ -37,19 +42,23 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
         .map(|g| {
             let frames = resolver.symbolize(&g.stack);
             let site = leak_site(&frames).and_then(|i| frames[i].symbol.clone());
+            let last = frames.last().and_then(|f| f.symbol.as_deref());
             let truncated = match (&g.stack.truncated, &g.stack.unresolved) {
+                // An entry point written in assembly without CFI (the dynamic
+                // loader's _start) stops the walk where it would end anyway.
+                (Some(why), _) if *why == crate::symbolize::UNWIND_STOPPED && last.is_some_and(outermost::is_end) => {
+                    None
+                }
                 (Some(why), _) => Some((*why).to_string()),
                 (None, Some(crate::symbolize::Unresolved::NoStack(why))) => Some(format!("no stack: {why}")),
-                (None, _) if g.stack.frame_pointers => {
-                    outermost::fp_truncation(frames.last().and_then(|f| f.symbol.as_deref()))
-                }
+                (None, _) if g.stack.frame_pointers => outermost::fp_truncation(last),
                 _ => None,
             };
             StackEntry {
                 kind: g.kind,
                 resource: g.resource,
                 count: g.count,
-                bytes: 0,
+                bytes: g.bytes,
                 pids: g.pids.iter().copied().collect(),
                 oldest_age_seconds: g.oldest_age_ns as f64 / NS,
                 stack: frames.iter().map(frame).collect(),
@@ -62,12 +71,25 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
             }
         })
         .collect();
-    let stacks = merge_same_source(entries, ctx.max_examples);
+    let mut stacks = merge_same_source(entries, ctx.max_examples);
+    stacks.retain(|s| s.kind != "mmap" || s.bytes >= ctx.min_bytes);
     // Every fd still held, shown or not (TCP connections are fds too).
-    let outstanding = outcome.groups.iter().map(|g| g.count).sum();
+    let outstanding = outcome.groups.iter().filter(|g| g.kind != "mmap").map(|g| g.count).sum();
+    let mapped = outcome.groups.iter().filter(|g| g.kind == "mmap");
+    let mappings = ctx.kinds.contains(&"mmap").then(|| MappingTotals {
+        acquired: outcome.mappings.acquired,
+        released: outcome.mappings.released,
+        outstanding: mapped.clone().map(|g| g.count).sum(),
+        bytes: mapped.map(|g| g.bytes).sum(),
+        bytes_mapped: outcome.mappings.bytes_mapped,
+        bytes_unmapped: outcome.mappings.bytes_unmapped,
+    });
     let losses = outcome.losses;
-    let complete =
-        losses.map_full == 0 && losses.events_lost == 0 && losses.procs_dropped == 0 && losses.undecodable_events == 0;
+    let complete = losses.map_full == 0
+        && losses.events_lost == 0
+        && losses.procs_dropped == 0
+        && losses.undecodable_events == 0
+        && losses.mappings_dropped == 0;
     Report {
         schema: SCHEMA,
         mode: ctx.mode,
@@ -83,6 +105,7 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
             released: outcome.released,
             outstanding,
             dropped: losses.map_full,
+            mappings,
         },
         preexisting: ctx.preexisting,
         stacks,
@@ -93,18 +116,44 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
 }
 
 fn example(e: &crate::track::aggregate::Example) -> Example {
-    Example {
+    let mut out = Example {
         pid: e.pid,
-        fd: e.fd,
-        path: e.path.clone(),
+        fd: None,
+        path: None,
         age_seconds: e.age_ns as f64 / NS,
-        family: socket::family_name(e.socket.0),
-        sock_type: socket::type_name(e.socket.1),
-        local: e.tcp.map(|(t, _)| t.local.to_string()),
-        remote: e.tcp.map(|(t, _)| t.remote.to_string()),
-        state: e.tcp.map(|(t, _)| t.state_name()),
-        state_age_seconds: e.tcp.map(|(_, age)| age as f64 / NS),
+        address: None,
+        length: None,
+        prot: None,
+        flags: None,
+        regions: None,
+        family: None,
+        sock_type: None,
+        local: None,
+        remote: None,
+        state: None,
+        state_age_seconds: None,
+    };
+    match &e.what {
+        ExampleWhat::Fd { fd, path, socket: (family, kind), tcp } => {
+            out.fd = Some(*fd);
+            out.path = path.clone();
+            out.family = socket::family_name(*family);
+            out.sock_type = socket::type_name(*kind);
+            out.local = tcp.map(|(t, _)| t.local.to_string());
+            out.remote = tcp.map(|(t, _)| t.remote.to_string());
+            out.state = tcp.map(|(t, _)| t.state_name());
+            out.state_age_seconds = tcp.map(|(_, age)| age as f64 / NS);
+        }
+        ExampleWhat::Mapping(m) => {
+            out.path = m.path.clone();
+            out.address = Some(format!("{:#x}", m.address));
+            out.length = Some(m.bytes);
+            out.prot = Some(mapping::prot(m.prot));
+            out.flags = Some(mapping::flags(m.flags));
+            out.regions = (m.regions > 1).then_some(m.regions);
+        }
     }
+    out
 }
 
 fn peers(counts: &std::collections::BTreeMap<std::net::SocketAddr, u64>, others: u64) -> BTreeMap<String, u64> {
@@ -177,6 +226,13 @@ fn merge_same_source(entries: Vec<StackEntry>, max_examples: usize) -> Vec<Stack
             }
         }
     }
-    merged.sort_by(|a, b| b.count.cmp(&a.count).then(b.oldest_age_seconds.total_cmp(&a.oldest_age_seconds)));
+    // fds and connections by count, then mappings by bytes.
+    merged.sort_by(|a, b| {
+        (a.kind == "mmap")
+            .cmp(&(b.kind == "mmap"))
+            .then(b.bytes.cmp(&a.bytes))
+            .then(b.count.cmp(&a.count))
+            .then(b.oldest_age_seconds.total_cmp(&a.oldest_age_seconds))
+    });
     merged
 }

@@ -2,6 +2,7 @@
 //! it: keys may be added, never renamed) and its text rendering for people.
 
 pub mod build;
+pub mod mapping;
 pub mod outermost;
 pub mod site;
 pub mod text;
@@ -49,12 +50,31 @@ pub struct Window {
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Totals {
+    /// fds (TCP connections included).
     pub acquired: u64,
     pub released: u64,
     /// fds acquired in the window and still held, of every kind (shown or
     /// not: `--kinds tcp` shows only the TCP ones).
     pub outstanding: u64,
     pub dropped: u64,
+    /// Memory mappings, when traced (`--kinds …,mmap`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mappings: Option<MappingTotals>,
+}
+
+/// Mappings made by mmap calls of the traced processes during the window.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct MappingTotals {
+    /// Successful mmap calls.
+    pub acquired: u64,
+    /// Of those, the ones entirely unmapped again (or gone with an exec).
+    pub released: u64,
+    /// The ones still holding bytes.
+    pub outstanding: u64,
+    /// The bytes they hold.
+    pub bytes: u64,
+    pub bytes_mapped: u64,
+    pub bytes_unmapped: u64,
 }
 
 /// How full the kernel's maps were at the end of the window, before its
@@ -65,6 +85,8 @@ pub struct KernelMaps {
     pub outstanding: MapUse,
     pub tcp: MapUse,
     pub stacks: MapUse,
+    /// Mapped regions, kept by userspace (`--max-mappings`).
+    pub mapping_regions: MapUse,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -94,6 +116,8 @@ pub struct Losses {
     pub unwind_modules_dropped: u64,
     /// Code mappings beyond the per-process limit of the unwinder.
     pub unwind_mappings_dropped: u64,
+    /// mmap calls not followed: `--max-mappings` regions were kept already.
+    pub mappings_dropped: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -153,9 +177,24 @@ pub struct Frame {
 #[derive(Clone, Debug, Serialize)]
 pub struct Example {
     pub pid: u32,
-    pub fd: u32,
+    /// Fd kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<u32>,
     pub path: Option<String>,
     pub age_seconds: f64,
+    /// Mappings: the lowest address still mapped (hex), the bytes still
+    /// mapped, `rw-`-style protection, mmap flags, and how many pieces
+    /// (regions) the call's mapping is in now when more than one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<u32>,
     /// Sockets: `AF_UNIX`, `AF_INET`, … and `SOCK_STREAM`, `SOCK_DGRAM`, …
     #[serde(skip_serializing_if = "Option::is_none")]
     pub family: Option<&'static str>,
@@ -199,7 +238,7 @@ pub(crate) mod tests {
             kinds: vec!["fd", "tcp"],
             targets: vec![Target { pid: 123, comm: Some("x".into()), exe: Some("/path/x".into()), exit_code: Some(0) }],
             window: Window { start: "2026-11-23T10:00:00Z".into(), end: "2026-11-23T10:00:01.5Z".into(), seconds: 1.5 },
-            totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0 },
+            totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0, mappings: None },
             preexisting: vec![],
             stacks: vec![StackEntry {
                 kind: "fd",
@@ -242,7 +281,12 @@ pub(crate) mod tests {
                 ],
                 examples: vec![Example {
                     pid: 123,
-                    fd: 7,
+                    fd: Some(7),
+                    address: None,
+                    length: None,
+                    prot: None,
+                    flags: None,
+                    regions: None,
                     path: Some("/etc/hostname".into()),
                     age_seconds: 1.0,
                     family: None,
@@ -264,6 +308,7 @@ pub(crate) mod tests {
                 outstanding: MapUse { used: 100, capacity: 65536 },
                 tcp: MapUse { used: 0, capacity: 65536 },
                 stacks: MapUse { used: 1, capacity: 16384 },
+                mapping_regions: MapUse { used: 0, capacity: 65536 },
             },
         }
     }
@@ -355,7 +400,8 @@ pub(crate) mod tests {
     "read_errors": 0,
     "undecodable_events": 0,
     "unwind_modules_dropped": 0,
-    "unwind_mappings_dropped": 0
+    "unwind_mappings_dropped": 0,
+    "mappings_dropped": 0
   },
   "kernel_maps": {
     "outstanding": {
@@ -369,6 +415,10 @@ pub(crate) mod tests {
     "stacks": {
       "used": 1,
       "capacity": 16384
+    },
+    "mapping_regions": {
+      "used": 0,
+      "capacity": 65536
     }
   }
 }"#;
@@ -377,7 +427,7 @@ pub(crate) mod tests {
 
     #[test]
     fn text_leads_with_count_site_and_caller() {
-        let text = text::render(&sample(), 10);
+        let text = text::render(&sample(), &text::View { top: 10, all_mappings: false });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "leaktrace run: /path/x (pid 123) exited with status 0 after 1.50s");
         assert_eq!(lines[1], "fds: 1010 acquired, 910 released, 100 still held at exit, 0 dropped");
@@ -393,7 +443,7 @@ pub(crate) mod tests {
         r.complete = false;
         r.losses.map_full = 1200;
         r.totals.dropped = 1200;
-        let text = text::render(&r, 10);
+        let text = text::render(&r, &text::View { top: 10, all_mappings: false });
         assert!(
             text.contains("1200 acquisitions were dropped because the outstanding map was full (raise --max-entries)")
         );
@@ -405,7 +455,7 @@ pub(crate) mod tests {
         let mut second = r.stacks[0].clone();
         second.count = 3;
         r.stacks.push(second);
-        let text = text::render(&r, 1);
+        let text = text::render(&r, &text::View { top: 1, all_mappings: false });
         assert!(text.contains("... and 1 more stacks holding 3 fds"), "{text}");
     }
 }

@@ -53,6 +53,10 @@ const GO_STD_ROOTS: &[&str] = &[
 
 const RUST_STD_PREFIXES: &[&str] = &["std::", "core::", "alloc::", "<std::", "<core::", "<alloc::"];
 
+/// The C half of Go's runtime/cgo, linked into cgo binaries (thread
+/// creation, calls between Go and C).
+const CGO_RUNTIME_PREFIXES: &[&str] = &["_cgo_", "x_cgo_", "crosscall", "_rt0_"];
+
 /// True for a Go symbol of the standard library, e.g. `os.OpenFile` or
 /// `net/http.(*Client).Get`; false for `main.leak` or `github.com/x/y.F`.
 pub fn is_go_std(symbol: &str) -> bool {
@@ -77,8 +81,11 @@ fn is_library(frame: &SymFrame) -> bool {
         .module
         .as_deref()
         .is_some_and(|m| m.starts_with('[') || SYSTEM_LIBRARY_DIRS.iter().any(|dir| m.starts_with(dir)));
-    let std_symbol =
-        frame.symbol.as_deref().is_some_and(|s| is_go_std(s) || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p)));
+    let std_symbol = frame.symbol.as_deref().is_some_and(|s| {
+        is_go_std(s)
+            || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p))
+            || CGO_RUNTIME_PREFIXES.iter().any(|p| s.starts_with(p))
+    });
     system || std_symbol
 }
 
@@ -117,6 +124,17 @@ mod tests {
         assert!(!is_go_std("load_config"));
         assert!(!is_go_std("load_config.cold"));
         assert!(!is_go_std("std::fs::File::open"));
+    }
+
+    #[test]
+    fn cgo_runtime_frames_are_not_the_program() {
+        let cgo = [
+            frame("__GI___mmap64", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame("pthread_create", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame("_cgo_try_pthread_create", "/tmp/leaky-go"),
+            frame("x_cgo_thread_start", "/tmp/leaky-go"),
+        ];
+        assert_eq!(leak_site(&cgo), None);
     }
 
     #[test]

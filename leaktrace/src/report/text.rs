@@ -1,29 +1,45 @@
 //! The text report: for people, biggest stacks first, each named by its leak
-//! site and shown with examples and its symbolized frames.
+//! site and shown with examples and its symbolized frames. fds and TCP
+//! connections come first, by count; memory mappings follow, by bytes.
 
 use std::fmt::Write;
 
-use super::{Frame, Report, StackEntry};
+use super::{mapping, Frame, Report, StackEntry};
 
-pub fn render(report: &Report, top: usize) -> String {
+/// What the text shows.
+pub struct View {
+    /// Stacks per section.
+    pub top: usize,
+    /// List the dynamic loader's start-up mappings instead of summing them up.
+    pub all_mappings: bool,
+}
+
+pub fn render(report: &Report, view: &View) -> String {
+    let top = view.top;
     let mut out = String::new();
     header(report, &mut out);
-    if report.stacks.is_empty() {
-        let what = if report.kinds.contains(&"fd") { "no fd" } else { "no TCP connection" };
-        let _ = writeln!(out, "\n{what} acquired during the window is still held");
+    let (maps, fds): (Vec<&StackEntry>, Vec<&StackEntry>) = report.stacks.iter().partition(|s| s.kind == "mmap");
+    if report.kinds.iter().any(|k| *k != "mmap") {
+        if fds.is_empty() {
+            let what = if report.kinds.contains(&"fd") { "no fd" } else { "no TCP connection" };
+            let _ = writeln!(out, "\n{what} acquired during the window is still held");
+        }
+        for entry in fds.iter().take(top) {
+            out.push('\n');
+            stack_entry(entry, &mut out);
+        }
+        if fds.len() > top {
+            let _ = writeln!(
+                out,
+                "\n... and {} more stacks holding {} fds (--top {} or --format json shows them)",
+                fds.len() - top,
+                fds[top..].iter().map(|s| s.count).sum::<u64>(),
+                fds.len()
+            );
+        }
     }
-    for entry in report.stacks.iter().take(top) {
-        out.push('\n');
-        stack_entry(entry, &mut out);
-    }
-    if report.stacks.len() > top {
-        let _ = writeln!(
-            out,
-            "\n... and {} more stacks holding {} fds (--top {} or --format json shows them)",
-            report.stacks.len() - top,
-            report.stacks[top..].iter().map(|s| s.count).sum::<u64>(),
-            report.stacks.len()
-        );
+    if report.kinds.contains(&"mmap") {
+        mappings(&maps, view, &mut out);
     }
     if !report.preexisting.is_empty() {
         let open = report.preexisting.iter().filter(|p| p.open_at_end).count();
@@ -66,6 +82,59 @@ pub fn losses_warning(report: &Report) -> String {
     format!("warning: {what}: {}", parts.join("; "))
 }
 
+/// The memory section: stacks by bytes. Mappings with no frame of the
+/// program on their stacks (the dynamic loader's of shared libraries, a
+/// runtime's heap reservations) are real and mostly stay for the process's
+/// life; they would lead every report, so they are summed up unless asked
+/// for.
+fn mappings(maps: &[&StackEntry], view: &View, out: &mut String) {
+    let (internal, shown): (Vec<&StackEntry>, Vec<&StackEntry>) =
+        maps.iter().partition(|e| !view.all_mappings && e.site.is_none());
+    let (loader, runtime): (Vec<&StackEntry>, Vec<&StackEntry>) = internal.iter().partition(|e| is_loader(e));
+    if shown.is_empty() {
+        let _ = writeln!(out, "\nno memory the program mapped during the window is still mapped");
+    }
+    for entry in shown.iter().take(view.top) {
+        out.push('\n');
+        stack_entry(entry, out);
+    }
+    if shown.len() > view.top {
+        let _ = writeln!(
+            out,
+            "\n... and {} more stacks holding {} (--top {} or --format json shows them)",
+            shown.len() - view.top,
+            mapping::bytes(shown[view.top..].iter().map(|s| s.bytes).sum()),
+            shown.len()
+        );
+    }
+    let sum = |entries: &[&StackEntry]| {
+        let count: u64 = entries.iter().map(|e| e.count).sum();
+        let bytes: u64 = entries.iter().map(|e| e.bytes).sum();
+        format!("{} in {count} {}", mapping::bytes(bytes), if count == 1 { "mapping" } else { "mappings" })
+    };
+    if !internal.is_empty() {
+        out.push('\n');
+    }
+    if !loader.is_empty() {
+        let _ = writeln!(out, "{} made by the dynamic loader for shared libraries", sum(&loader));
+    }
+    if !runtime.is_empty() {
+        let _ = writeln!(out, "{} made by libraries or a language runtime with no frame of the program", sum(&runtime));
+    }
+    if !internal.is_empty() {
+        let _ = writeln!(out, "(--all-mappings lists them)");
+    }
+}
+
+/// A stack through the dynamic loader (ld-linux, ld-musl).
+fn is_loader(entry: &StackEntry) -> bool {
+    entry.stack.iter().any(|f| {
+        let module = f.module.as_deref().unwrap_or("");
+        let name = module.rsplit('/').next().unwrap_or(module);
+        name.starts_with("ld-linux") || name.starts_with("ld-musl") || name == "ld.so"
+    })
+}
+
 fn header(report: &Report, out: &mut String) {
     let t = &report.totals;
     let seconds = format_age(report.window.seconds);
@@ -84,6 +153,16 @@ fn header(report: &Report, out: &mut String) {
                 "fds: {} acquired, {} released, {} still held at exit, {} dropped",
                 t.acquired, t.released, t.outstanding, t.dropped
             );
+            if let Some(m) = &t.mappings {
+                let _ = writeln!(
+                    out,
+                    "mappings: {} mmap calls, {} unmapped entirely, {} still mapped at exit holding {}",
+                    m.acquired,
+                    m.released,
+                    m.outstanding,
+                    mapping::bytes(m.bytes)
+                );
+            }
         }
         _ => {
             let pids: Vec<String> =
@@ -94,14 +173,25 @@ fn header(report: &Report, out: &mut String) {
                 "fds: {} acquired, {} released, {} acquired while tracing and still held, {} dropped",
                 t.acquired, t.released, t.outstanding, t.dropped
             );
+            if let Some(m) = &t.mappings {
+                let _ = writeln!(
+                    out,
+                    "mappings: {} mmap calls, {} unmapped entirely, {} made while tracing and still mapped, holding {}",
+                    m.acquired,
+                    m.released,
+                    m.outstanding,
+                    mapping::bytes(m.bytes)
+                );
+            }
         }
     }
 }
 
 fn stack_entry(entry: &StackEntry, out: &mut String) {
-    let what = match &entry.states {
-        Some(states) => tcp_summary(entry, states),
-        None => noun(entry.resource, entry.count),
+    let what = match (&entry.states, entry.kind) {
+        (Some(states), _) => tcp_summary(entry, states),
+        (None, "mmap") => mapping_noun(entry.resource, entry.count),
+        (None, _) => noun(entry.resource, entry.count),
     };
     let site = match entry.site.as_deref() {
         Some(site) => {
@@ -134,31 +224,14 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     };
     // The order follows what a reader needs first: how many of what, how
     // old, then who made them.
-    let _ =
-        writeln!(out, "{} {what}, oldest {}{site}, held by {pids}", entry.count, format_age(entry.oldest_age_seconds));
+    let amount = if entry.kind == "mmap" {
+        format!("{} in {}", mapping::bytes(entry.bytes), entry.count)
+    } else {
+        entry.count.to_string()
+    };
+    let _ = writeln!(out, "{amount} {what}, oldest {}{site}, held by {pids}", format_age(entry.oldest_age_seconds));
     if !entry.examples.is_empty() {
-        let shown: Vec<String> = entry
-            .examples
-            .iter()
-            .map(|e| match (&e.local, &e.remote, e.state, e.state_age_seconds) {
-                (Some(local), Some(remote), Some(state), Some(state_age)) => format!(
-                    "fd {} {local} -> {remote} ({state} {}, open {})",
-                    e.fd,
-                    format_age(state_age),
-                    format_age(e.age_seconds)
-                ),
-                _ => {
-                    let socket: String =
-                        [e.family, e.sock_type].iter().flatten().map(|name| format!("{name} ")).collect();
-                    format!(
-                        "fd {} {socket}{}({})",
-                        e.fd,
-                        e.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default(),
-                        format_age(e.age_seconds)
-                    )
-                }
-            })
-            .collect();
+        let shown: Vec<String> = entry.examples.iter().map(example).collect();
         let more = entry.count.saturating_sub(entry.examples.len() as u64);
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         let _ = writeln!(out, "    e.g. {}{more}", shown.join(", "));
@@ -168,6 +241,27 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     }
     if let Some(why) = &entry.truncated {
         let _ = writeln!(out, "    ... (stack truncated: {why})");
+    }
+}
+
+fn example(e: &super::Example) -> String {
+    let age = format_age(e.age_seconds);
+    let path = e.path.as_deref().map(|p| format!("{p} ")).unwrap_or_default();
+    if let (Some(address), Some(length)) = (&e.address, e.length) {
+        let regions = e.regions.map(|n| format!(" in {n} regions")).unwrap_or_default();
+        let prot = e.prot.as_deref().unwrap_or("");
+        let flags = e.flags.as_deref().unwrap_or("");
+        return format!("{address} {}{regions} {prot} {flags} {path}({age})", mapping::bytes(length));
+    }
+    let fd = e.fd.unwrap_or_default();
+    match (&e.local, &e.remote, e.state, e.state_age_seconds) {
+        (Some(local), Some(remote), Some(state), Some(state_age)) => {
+            format!("fd {fd} {local} -> {remote} ({state} {}, open {age})", format_age(state_age))
+        }
+        _ => {
+            let socket: String = [e.family, e.sock_type].iter().flatten().map(|name| format!("{name} ")).collect();
+            format!("fd {fd} {socket}{path}({age})")
+        }
     }
 }
 
@@ -247,6 +341,16 @@ fn short(symbol: &str) -> &str {
     let cut = name.len() - 60;
     let start = name.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(0);
     &name[start..]
+}
+
+fn mapping_noun(resource: &str, count: u64) -> String {
+    let what = match resource {
+        "anon" => "anonymous",
+        "file" => "file",
+        "shared" => "shared anonymous",
+        other => other,
+    };
+    format!("{what} {}", if count == 1 { "mapping" } else { "mappings" })
 }
 
 fn noun(resource: &str, count: u64) -> String {

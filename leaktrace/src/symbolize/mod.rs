@@ -303,12 +303,15 @@ fn raw_frames(trace: &StackTrace) -> Vec<NormFrame> {
     trace.ips[..len].iter().map(|&addr| NormFrame { addr, location: Location::Unmapped }).collect()
 }
 
+/// The walk stopped at a frame it could not step over.
+pub const UNWIND_STOPPED: &str = "no unwinding information for a frame, or its stack slot was unreadable";
+
 /// Why a stack the kernel walked ends where it does, if not at the outermost frame.
 fn walk_truncation(trace: &StackTrace) -> Option<&'static str> {
     if trace.flags & TRUNCATED_DEPTH != 0 {
         Some("deeper than the frames kept per stack")
     } else if trace.flags & TRUNCATED_UNWIND != 0 {
-        Some("no unwinding information for a frame, or its stack slot was unreadable")
+        Some(UNWIND_STOPPED)
     } else {
         None
     }

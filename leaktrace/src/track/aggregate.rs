@@ -1,12 +1,12 @@
-//! Aggregation of held resources per (kind, resource, stack): counts, pids,
-//! ages and a few examples, in memory proportional to the number of distinct
-//! stacks, not of resources.
+//! Aggregation of held resources per (kind, resource, stack): counts, bytes,
+//! pids, ages and a few examples, in memory proportional to the number of
+//! distinct stacks, not of resources.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use leaktrace_common::fd::Resource;
+use leaktrace_common::{fd::Resource, mmap::MapResource};
 
 use super::fd::{resource_from_link, resource_name};
 use super::tcp::TcpInfo;
@@ -17,30 +17,72 @@ use crate::symbolize::NormStack;
 #[derive(Clone, Debug)]
 pub struct Held {
     pub proc: ProcId,
-    pub fd: u32,
-    pub resource: Resource,
-    /// The /proc fd link (a path, `socket:[…]`, `pipe:[…]`, …) when known.
-    pub link: Option<String>,
     pub acquired_ns: u64,
     /// When it was last seen held: its process's exit, or the report.
     pub held_until_ns: u64,
     pub stack: Arc<NormStack>,
+    pub what: What,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum What {
+    Fd(HeldFd),
+    Mapping(HeldMapping),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldFd {
+    pub fd: u32,
+    pub resource: Resource,
+    /// The /proc fd link (a path, `socket:[…]`, `pipe:[…]`, …) when known.
+    pub link: Option<String>,
     /// For sockets: family and type (`leaktrace_common::socket`), 0 unknown.
     pub socket: (u16, u16),
     /// The TCP connection this fd is, if it is one.
     pub tcp: Option<TcpInfo>,
 }
 
+/// What is left of one mmap call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldMapping {
+    /// The lowest address it still holds.
+    pub address: u64,
+    pub bytes: u64,
+    pub regions: u32,
+    pub prot: u32,
+    pub flags: u32,
+    pub resource: MapResource,
+    pub path: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
     pub pid: u32,
-    pub fd: u32,
-    pub path: Option<String>,
     pub age_ns: u64,
-    /// For sockets: family and type.
-    pub socket: (u16, u16),
-    /// For TCP connections: the connection and how long it has been in its state.
-    pub tcp: Option<(TcpInfo, u64)>,
+    pub what: ExampleWhat,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExampleWhat {
+    Fd {
+        fd: u32,
+        path: Option<String>,
+        /// For sockets: family and type.
+        socket: (u16, u16),
+        /// For TCP connections: the connection and how long it has been in its state.
+        tcp: Option<(TcpInfo, u64)>,
+    },
+    Mapping(HeldMapping),
+}
+
+impl Example {
+    /// The fd, for fd kinds.
+    pub fn fd(&self) -> Option<u32> {
+        match &self.what {
+            ExampleWhat::Fd { fd, .. } => Some(*fd),
+            ExampleWhat::Mapping(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +91,8 @@ pub struct Group {
     pub resource: &'static str,
     pub stack: Arc<NormStack>,
     pub count: u64,
+    /// Memory mappings: bytes still mapped.
+    pub bytes: u64,
     pub pids: BTreeSet<u32>,
     pub oldest_age_ns: u64,
     /// The oldest few, oldest first.
@@ -88,19 +132,24 @@ impl Aggregator {
     }
 
     pub fn add(&mut self, held: Held) {
-        let resource = match (held.resource, &held.link) {
-            (Resource::Unknown, Some(link)) => resource_from_link(link),
-            (r, _) => r,
+        let (kind, resource) = match &held.what {
+            What::Fd(fd) => {
+                let resource = match (fd.resource, &fd.link) {
+                    (Resource::Unknown, Some(link)) => resource_from_link(link),
+                    (r, _) => r,
+                };
+                // A TCP socket is reported once, as a connection, not also as an fd.
+                (if fd.tcp.is_some() { "tcp" } else { "fd" }, resource_name(resource))
+            }
+            What::Mapping(m) => ("mmap", m.resource.name()),
         };
-        let resource = resource_name(resource);
-        // A TCP socket is reported once, as a connection, not also as an fd.
-        let kind = if held.tcp.is_some() { "tcp" } else { "fd" };
         let age_ns = held.held_until_ns.saturating_sub(held.acquired_ns);
         let group = self.groups.entry((kind, resource, held.stack.clone())).or_insert_with(|| Group {
             kind,
             resource,
             stack: held.stack.clone(),
             count: 0,
+            bytes: 0,
             pids: BTreeSet::new(),
             oldest_age_ns: 0,
             examples: Vec::new(),
@@ -113,13 +162,22 @@ impl Aggregator {
         group.count += 1;
         group.pids.insert(held.proc.tgid);
         group.oldest_age_ns = group.oldest_age_ns.max(age_ns);
-        let tcp = held.tcp.map(|t| (t, held.held_until_ns.saturating_sub(t.state_ns)));
-        if let Some(t) = held.tcp {
-            *group.states.entry(t.state_name()).or_default() += 1;
-            count_peer(&mut group.locals, &mut group.other_locals, t.local);
-            count_peer(&mut group.remotes, &mut group.other_remotes, t.remote);
-        }
-        let example = Example { pid: held.proc.tgid, fd: held.fd, path: held.link, age_ns, socket: held.socket, tcp };
+        let what = match held.what {
+            What::Fd(fd) => {
+                if let Some(t) = fd.tcp {
+                    *group.states.entry(t.state_name()).or_default() += 1;
+                    count_peer(&mut group.locals, &mut group.other_locals, t.local);
+                    count_peer(&mut group.remotes, &mut group.other_remotes, t.remote);
+                }
+                let tcp = fd.tcp.map(|t| (t, held.held_until_ns.saturating_sub(t.state_ns)));
+                ExampleWhat::Fd { fd: fd.fd, path: fd.link, socket: fd.socket, tcp }
+            }
+            What::Mapping(m) => {
+                group.bytes += m.bytes;
+                ExampleWhat::Mapping(m)
+            }
+        };
+        let example = Example { pid: held.proc.tgid, age_ns, what };
         if group.examples.len() < self.max_examples {
             group.examples.push(example);
         } else if let Some(youngest) = group.examples.iter_mut().min_by_key(|e| e.age_ns) {
@@ -134,16 +192,18 @@ impl Aggregator {
         self.groups.values().map(|g| g.count).sum()
     }
 
-    /// Groups by count, largest first; ties by oldest age, then stack depth
-    /// so the order is stable.
+    /// Fds and connections by count, largest first, then mappings by bytes;
+    /// ties by oldest age, then stack depth so the order is stable.
     pub fn into_groups(self) -> Vec<Group> {
         let mut groups: Vec<Group> = self.groups.into_values().collect();
         for g in &mut groups {
-            g.examples.sort_by(|a, b| b.age_ns.cmp(&a.age_ns).then(a.pid.cmp(&b.pid)).then(a.fd.cmp(&b.fd)));
+            g.examples.sort_by(|a, b| b.age_ns.cmp(&a.age_ns).then(a.pid.cmp(&b.pid)).then(a.fd().cmp(&b.fd())));
         }
         groups.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
+            (a.kind == "mmap")
+                .cmp(&(b.kind == "mmap"))
+                .then(b.bytes.cmp(&a.bytes))
+                .then(b.count.cmp(&a.count))
                 .then(b.oldest_age_ns.cmp(&a.oldest_age_ns))
                 .then(a.resource.cmp(b.resource))
                 .then(a.stack.frames.len().cmp(&b.stack.frames.len()))
@@ -178,14 +238,17 @@ mod tests {
     fn held(pid: u32, fd: u32, resource: Resource, stack: Arc<NormStack>, age: u64) -> Held {
         Held {
             proc: ProcId { tgid: pid, gen: 1 },
-            fd,
-            resource,
-            link: None,
             acquired_ns: 1000,
             held_until_ns: 1000 + age,
             stack,
-            socket: (0, 0),
-            tcp: None,
+            what: What::Fd(HeldFd { fd, resource, link: None, socket: (0, 0), tcp: None }),
+        }
+    }
+
+    fn fd_of(h: &mut Held) -> &mut HeldFd {
+        match &mut h.what {
+            What::Fd(fd) => fd,
+            What::Mapping(_) => panic!("not an fd"),
         }
     }
 
@@ -219,7 +282,7 @@ mod tests {
         for (i, state) in [8u32, 8, 8, 1].iter().enumerate() {
             let mut h = held(10, 3 + i as u32, Resource::Socket, stack(&[0x10], 0), 50);
             let local: SocketAddr = format!("127.0.0.1:{}", 41000 + i).parse().expect("addr");
-            h.tcp = Some(TcpInfo { state: *state, local, remote: server, state_ns: 1020 });
+            fd_of(&mut h).tcp = Some(TcpInfo { state: *state, local, remote: server, state_ns: 1020 });
             agg.add(h);
         }
         // A UDP socket from the same stack stays an fd.
@@ -232,7 +295,7 @@ mod tests {
         assert_eq!(tcp.states.get("ESTABLISHED"), Some(&1));
         assert_eq!(tcp.remotes.get(&server), Some(&4));
         assert_eq!(tcp.locals.len(), 4);
-        assert_eq!(tcp.examples[0].tcp.map(|(_, state_age)| state_age), Some(30));
+        assert!(matches!(tcp.examples[0].what, ExampleWhat::Fd { tcp: Some((_, 30)), .. }));
         let fd = groups.iter().find(|g| g.kind == "fd").expect("fd group");
         assert_eq!((fd.count, fd.resource), (1, "socket"));
     }
@@ -251,10 +314,40 @@ mod tests {
     fn unknown_resources_take_their_kind_from_the_fd_link() {
         let mut agg = Aggregator::new(3);
         let mut h = held(10, 7, Resource::Unknown, stack(&[0x10], 0), 1);
-        h.link = Some("pipe:[4242]".into());
+        fd_of(&mut h).link = Some("pipe:[4242]".into());
         agg.add(h);
         let groups = agg.into_groups();
         assert_eq!(groups[0].resource, "pipe");
-        assert_eq!(groups[0].examples[0].path.as_deref(), Some("pipe:[4242]"));
+        assert!(matches!(&groups[0].examples[0].what, ExampleWhat::Fd { path: Some(p), .. } if p == "pipe:[4242]"));
+    }
+
+    #[test]
+    fn mappings_are_counted_per_call_and_summed_in_bytes_after_the_fds() {
+        let mut agg = Aggregator::new(3);
+        let mapping = |bytes: u64, regions: u32| {
+            What::Mapping(HeldMapping {
+                address: 0x7f00_0000_0000,
+                bytes,
+                regions,
+                prot: 3,
+                flags: 0x22,
+                resource: MapResource::Anon,
+                path: None,
+            })
+        };
+        for (bytes, regions) in [(8192, 1), (4096, 2)] {
+            agg.add(Held {
+                proc: ProcId { tgid: 10, gen: 1 },
+                acquired_ns: 1000,
+                held_until_ns: 1010,
+                stack: stack(&[0x40], 0),
+                what: mapping(bytes, regions),
+            });
+        }
+        agg.add(held(10, 3, Resource::File, stack(&[0x10], 0), 5));
+        let groups = agg.into_groups();
+        assert_eq!(groups.iter().map(|g| g.kind).collect::<Vec<_>>(), vec!["fd", "mmap"]);
+        assert_eq!((groups[1].count, groups[1].bytes, groups[1].resource), (2, 12288, "anon"));
+        assert_eq!(groups[0].bytes, 0);
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod aggregate;
 pub mod fd;
+pub mod mappings;
+pub mod mmap;
 pub mod process;
 pub mod tcp;
 
