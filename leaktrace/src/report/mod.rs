@@ -313,6 +313,50 @@ pub(crate) mod tests {
         }
     }
 
+    /// A mapping entry's example and the mapping totals, as other tools read them.
+    #[test]
+    fn mapping_json_snapshot() {
+        let example = Example {
+            pid: 7,
+            fd: None,
+            path: Some("/data/cache.bin".into()),
+            age_seconds: 2.5,
+            address: Some("0x7f0000010000".into()),
+            length: Some(24576),
+            prot: Some("rw-".into()),
+            flags: Some("MAP_SHARED".into()),
+            regions: Some(2),
+            family: None,
+            sock_type: None,
+            local: None,
+            remote: None,
+            state: None,
+            state_age_seconds: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&example).expect("json"),
+            r#"{"pid":7,"path":"/data/cache.bin","age_seconds":2.5,"address":"0x7f0000010000","length":24576,"prot":"rw-","flags":"MAP_SHARED","regions":2}"#
+        );
+        let totals = Totals {
+            acquired: 0,
+            released: 0,
+            outstanding: 0,
+            dropped: 0,
+            mappings: Some(MappingTotals {
+                acquired: 3,
+                released: 1,
+                outstanding: 2,
+                bytes: 8192,
+                bytes_mapped: 12288,
+                bytes_unmapped: 4096,
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&totals).expect("json"),
+            r#"{"acquired":0,"released":0,"outstanding":0,"dropped":0,"mappings":{"acquired":3,"released":1,"outstanding":2,"bytes":8192,"bytes_mapped":12288,"bytes_unmapped":4096}}"#
+        );
+    }
+
     /// The contract other tools rely on: these keys, these names, these types.
     #[test]
     fn json_snapshot() {
