@@ -10,7 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::Common;
 use crate::failure::Failure;
 use crate::kernel::{privileges, Kernel, LoadOptions};
-use crate::output::Output;
+use crate::output::{self, Output};
 use crate::report::{build, Preexisting, Target};
 use crate::run::EVENT_LATENCY;
 use crate::session::Session;
@@ -55,6 +55,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
     let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
+    let mut progress = crate::progress::Progress::new();
     let mut sweep = tokio::time::interval(config.interval);
     let deadline = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
@@ -72,12 +73,16 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
                     break;
                 }
             }
-            _ = sweep.tick() => session.refresh()?,
+            _ = sweep.tick() => {
+                let live = session.refresh()?;
+                progress.update(&live, session.history());
+            }
             _ = &mut deadline => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
+    drop(progress);
     let end_ns = procfs::monotonic_ns();
     let outcome = session.finish()?;
     session.untrace_all();
@@ -117,7 +122,8 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         kinds: common.kind_names(),
         min_bytes: config.min_bytes,
     };
-    let report: report::Report = build::build(context, outcome, session.resolver_mut());
+    let (history, resolver) = session.history_and_resolver();
+    let report: report::Report = build::build(context, outcome, history, resolver);
     output.write(&report)?;
-    Ok(0)
+    Ok(output::exit_status(common, &report, 0))
 }

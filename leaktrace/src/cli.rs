@@ -39,12 +39,45 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         duration: Option<Duration>,
     },
+    /// Compare two JSON reports stack by stack, like `pprof -base`: new
+    /// stacks, grown, shrunk and gone.
+    Diff {
+        /// The earlier report (`--format json`).
+        #[arg(value_name = "BASE")]
+        base: PathBuf,
+        /// The later report.
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::diff::DiffFormat,
+    },
+    /// A live view of the stacks holding the most and growing the fastest,
+    /// refreshed every interval (q quits).
+    Top {
+        /// Processes to watch (repeatable); without it, every process on the host.
+        #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+        pids: Vec<u32>,
+        /// Resource kinds, as for run and attach.
+        #[arg(long, value_delimiter = ',', default_value = "fd,tcp", value_parser = parse_kind)]
+        kinds: Vec<Kind>,
+        /// How often the view is refreshed and the stacks sampled.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+        interval: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// For people: stacks with their verdicts, counts and frames.
     Text,
+    /// The `leaktrace.report/1` contract.
     Json,
+    /// A gzipped profile.proto (go tool pprof, Pyroscope, Parca).
+    Pprof,
+    /// Folded stacks for flamegraph.pl or inferno.
+    Folded,
+    /// A flame graph of what is outstanding, by stack.
+    Svg,
 }
 
 /// How user stacks are walked.
@@ -128,19 +161,27 @@ pub struct Common {
     /// Stacks shown in the text report.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
-    /// How often the outstanding set is swept while tracing.
+    /// How often the outstanding set is sampled for each stack's history
+    /// and verdict [default: 1s for run, 5s for attach].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<Duration>,
+    /// Exit with status 3 when any stack is judged `leak` (for CI gates).
+    #[arg(long)]
+    pub fail_on_leak: bool,
+    /// Stacks whose history is kept; more are reported without a verdict
+    /// and counted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
+    pub max_series: Option<u32>,
 }
 
 impl Common {
     /// The kinds reported, by name, each once, in a fixed order.
     pub fn kind_names(&self) -> Vec<&'static str> {
-        [Kind::Fd, Kind::Tcp, Kind::Mmap].into_iter().filter(|k| self.has(*k)).map(Kind::name).collect()
+        kind_names(&self.kinds)
     }
 
     fn has(&self, kind: Kind) -> bool {
-        self.kinds.contains(&kind) || self.kinds.contains(&Kind::All)
+        has_kind(&self.kinds, kind)
     }
 
     /// Whether memory mappings are followed.
@@ -167,9 +208,19 @@ impl Common {
             min_bytes: self.min_bytes.unwrap_or(defaults.min_bytes),
             max_mappings: self.max_mappings.unwrap_or(defaults.max_mappings),
             all_mappings: self.all_mappings || defaults.all_mappings,
+            max_series: self.max_series.unwrap_or(defaults.max_series),
             ..defaults
         }
     }
+}
+
+/// The kinds in `kinds`, by name, each once, in a fixed order.
+pub fn kind_names(kinds: &[Kind]) -> Vec<&'static str> {
+    [Kind::Fd, Kind::Tcp, Kind::Mmap].into_iter().filter(|k| has_kind(kinds, *k)).map(Kind::name).collect()
+}
+
+pub fn has_kind(kinds: &[Kind], kind: Kind) -> bool {
+    kinds.contains(&kind) || kinds.contains(&Kind::All)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

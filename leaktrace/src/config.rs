@@ -35,6 +35,8 @@ pub struct Config {
     pub max_mappings: u32,
     /// List mappings with no frame of the program in the text report.
     pub all_mappings: bool,
+    /// Stacks whose history is kept (128 samples of 24 bytes each).
+    pub max_series: u32,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             min_bytes: 0,
             max_mappings: 65_536,
             all_mappings: false,
+            max_series: 4096,
         }
     }
 }

@@ -17,6 +17,10 @@ pub enum Failure {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Diff(#[from] crate::diff::DiffError),
+    #[error("cannot show the live view: {0}")]
+    Terminal(#[source] std::io::Error),
     #[error("no process with pid {pid}")]
     NoSuchProcess { pid: u32 },
     #[error("cannot set up the event loop: {0}")]

@@ -5,16 +5,19 @@ mod attach;
 mod cli;
 mod config;
 mod decode;
+mod diff;
 mod elf;
 mod failure;
 mod kernel;
 mod launch;
 mod output;
 mod procfs;
+mod progress;
 mod report;
 mod run;
 mod session;
 mod symbolize;
+mod top;
 mod track;
 mod unwind;
 
@@ -36,6 +39,18 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Run { common, command } => run::run(common, command).await,
             Command::Attach { common, pids, duration } => attach::attach(common, pids, *duration).await,
+            Command::Diff { base, new, format } => {
+                diff::diff(base, new, *format).map_err(Failure::from).and_then(|out| {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout
+                        .write_all(out.as_bytes())
+                        .and_then(|_| stdout.flush())
+                        .map_err(|e| Failure::Output(output::OutputError::Write(e)))?;
+                    Ok(0)
+                })
+            }
+            Command::Top { pids, kinds, interval } => top::live::top(pids, kinds, *interval).await,
         }
     });
     match result {

@@ -10,7 +10,7 @@ use crate::cli::Common;
 use crate::failure::Failure;
 use crate::kernel::{privileges, Kernel, LoadOptions};
 use crate::launch::{self, Hold, TracerMsg};
-use crate::output::Output;
+use crate::output::{self, Output};
 use crate::report::{build, Target};
 use crate::session::Session;
 use crate::{procfs, report};
@@ -19,6 +19,10 @@ use crate::{procfs, report};
 /// and how often events queued without a wake-up (mapping operations) are
 /// read.
 pub const EVENT_LATENCY: Duration = Duration::from_millis(100);
+
+/// run's sampling interval: commands are often short (a test suite), and a
+/// verdict needs six samples.
+const RUN_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
     let config = common.config();
@@ -44,7 +48,8 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
     // to write the report.
     let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
-    let mut sweep = tokio::time::interval(config.interval);
+    let mut progress = crate::progress::Progress::new();
+    let mut sweep = tokio::time::interval(common.interval.unwrap_or(RUN_INTERVAL));
 
     let start_ns = procfs::monotonic_ns();
     let mut root = None;
@@ -79,12 +84,16 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
                 }
             }
             _ = tick.tick() => session.tick()?,
-            _ = sweep.tick() => session.refresh()?,
+            _ = sweep.tick() => {
+                let live = session.refresh()?;
+                progress.update(&live, session.history());
+            }
             _ = sigterm.recv() => forward(root.map(|r| r.tgid), libc::SIGTERM),
             _ = sighup.recv() => forward(root.map(|r| r.tgid), libc::SIGHUP),
             _ = sigint.recv() => {}
         }
     };
+    drop(progress);
     let end_ns = procfs::monotonic_ns();
     let root = root.ok_or(Failure::TracerLost)?;
     let info = session.proc_info(root).cloned().unwrap_or_default();
@@ -104,9 +113,10 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         kinds: common.kind_names(),
         min_bytes: config.min_bytes,
     };
-    let report: report::Report = build::build(context, outcome, session.resolver_mut());
+    let (history, resolver) = session.history_and_resolver();
+    let report: report::Report = build::build(context, outcome, history, resolver);
     output.write(&report)?;
-    Ok(status.clamp(0, 255) as u8)
+    Ok(output::exit_status(common, &report, status.clamp(0, 255) as u8))
 }
 
 fn forward(pid: Option<u32>, signal: i32) {

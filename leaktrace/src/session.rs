@@ -28,8 +28,9 @@ use crate::procfs;
 use crate::report::{KernelMaps, Losses, MapUse};
 use crate::symbolize::maps::{Mapping, MapsSnapshot};
 use crate::symbolize::{NormStack, Resolver};
-use crate::track::aggregate::{Aggregator, Group, Held, HeldFd, HeldMapping, What};
+use crate::track::aggregate::{Aggregator, Group, GroupKey, Held, HeldFd, HeldMapping, What};
 use crate::track::fd::{plan_releases, CloexecMarks, RangeKind, RangeOp};
+use crate::track::history::History;
 use crate::track::mappings::Mappings;
 use crate::track::mmap::Acquisition;
 use crate::track::process::{FdLinks, Processes};
@@ -73,6 +74,9 @@ pub struct Session {
     kernel_maps: KernelMaps,
     /// The traced processes' memory mappings.
     mappings: Mappings,
+    /// What each stack held at each sample.
+    history: History<GroupKey>,
+    max_examples: usize,
 }
 
 /// The end state of a session, ready to become a report.
@@ -113,6 +117,8 @@ impl Session {
             held_by_tracer,
             kernel_maps: KernelMaps::default(),
             mappings: Mappings::new(config.max_mappings as usize),
+            history: History::new(config.max_series as usize),
+            max_examples: config.examples,
         })
     }
 
@@ -217,6 +223,12 @@ impl Session {
         if let Some(image) = self.image_of(tgid) {
             self.read_fd_links(image.proc, tid);
             self.name_mapped_files(image.proc, tid);
+            // A target's last sample, while it still holds everything: the
+            // history then ends where the report's counts are taken. (Every
+            // thread's exit is a hold; the leader's stands for the process.)
+            if tid == tgid && image.proc.gen & USER_GEN_BIT != 0 {
+                let _ = self.sample(true);
+            }
         }
     }
 
@@ -404,8 +416,9 @@ impl Session {
     }
 
     /// The periodic sweep: reads paths of live processes' fds while they can
-    /// be read, and frees stacks no outstanding entry uses any more.
-    pub fn refresh(&mut self) -> Result<(), KernelError> {
+    /// be read, samples what each stack holds, and frees stacks no
+    /// outstanding entry uses any more. Returns the sample.
+    pub fn refresh(&mut self) -> Result<Aggregator, KernelError> {
         self.sweep(false)?;
         let entries = self.kernel.outstanding()?;
         let live: HashSet<ProcId> = entries.iter().map(|(k, _)| ProcId { tgid: k.tgid, gen: k.gen }).collect();
@@ -418,7 +431,52 @@ impl Session {
                 self.name_mapped_files(proc, proc.tgid);
             }
         }
-        self.free_stacks(&entries)
+        let live = self.sample(false)?;
+        self.free_stacks(&entries)?;
+        Ok(live)
+    }
+
+    /// Takes one sample of what live processes hold, per stack, into the
+    /// history; returns it aggregated (for live views).
+    pub fn sample(&mut self, keep: bool) -> Result<Aggregator, KernelError> {
+        self.drain_events();
+        if !self.exited.is_empty() || !self.pending_ops.is_empty() {
+            // Releases by close_range and exec, and exits, first.
+            self.sweep(false)?;
+        }
+        let now = procfs::monotonic_ns();
+        let entries = self.kernel.outstanding()?;
+        let socks = self.kernel.tcp_socks()?;
+        let tcp = tcp::index(&socks);
+        let mut live = Aggregator::new(self.max_examples);
+        let mut alive: HashMap<ProcId, bool> = HashMap::new();
+        for (key, entry) in &entries {
+            let proc = ProcId { tgid: key.tgid, gen: key.gen };
+            let is_live = *alive.entry(proc).or_insert_with(|| {
+                !self.exited.contains(&proc) && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen)
+            });
+            if is_live {
+                let connection = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
+                let held = self.held(key, entry, now, connection);
+                live.add(held);
+            }
+        }
+        for proc in self.mappings.procs() {
+            let is_live =
+                !self.exited.contains(&proc) && self.kernel.proc_state(proc.tgid).is_some_and(|s| s.gen == proc.gen);
+            if is_live {
+                for held in self.held_mappings(proc, now, false) {
+                    live.add(held);
+                }
+            }
+        }
+        self.history.record(now, &live.observed(), keep);
+        Ok(live)
+    }
+
+    /// What each stack held at each sample.
+    pub fn history(&self) -> &History<GroupKey> {
+        &self.history
     }
 
     /// Deletes kernel stacks that no entry has referenced for two sweeps in a
@@ -456,13 +514,26 @@ impl Session {
                 self.ensure_snapshot(proc.tgid);
             }
             let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
-            let Some(mut space) = self.mappings.take(proc) else { continue };
-            let held: Vec<(Acquisition, u64)> =
-                space.held().into_iter().map(|h| (h.acquisition.clone(), h.address)).collect();
-            for (acq, address) in held {
+            for held in self.held_mappings(proc, until, true) {
+                self.agg.add(held);
+            }
+        }
+    }
+
+    /// The mappings `proc` holds, with their stacks; with `take`, they are
+    /// forgotten here.
+    fn held_mappings(&mut self, proc: ProcId, until: u64, take: bool) -> Vec<Held> {
+        let held: Vec<(Acquisition, u64)> = {
+            let mut taken = if take { self.mappings.take(proc) } else { None };
+            let space = if take { taken.as_mut() } else { self.mappings.space_mut(proc) };
+            let Some(space) = space else { return Vec::new() };
+            space.held().into_iter().map(|h| (h.acquisition.clone(), h.address)).collect()
+        };
+        held.into_iter()
+            .map(|(acq, address)| {
                 let image = ImageId { proc, exec_seq: acq.exec_seq };
                 let stack = self.stack_of(image, acq.stack_id, false);
-                self.agg.add(Held {
+                Held {
                     proc,
                     acquired_ns: acq.acquired_ns,
                     held_until_ns: until,
@@ -476,9 +547,9 @@ impl Session {
                         resource: acq.resource,
                         path: acq.path,
                     }),
-                });
-            }
-        }
+                }
+            })
+            .collect()
     }
 
     /// Names the file mappings of a live process from its maps, as thread
@@ -536,15 +607,34 @@ impl Session {
         self.kernel.is_traced(tgid)
     }
 
-    pub fn resolver_mut(&mut self) -> &mut Resolver {
-        &mut self.resolver
+    /// What a report is built from besides the outcome.
+    pub fn history_and_resolver(&mut self) -> (&History<GroupKey>, &mut Resolver) {
+        (&self.history, &mut self.resolver)
     }
 
     /// Takes everything still outstanding and returns the final state.
     pub fn finish(&mut self) -> Result<Outcome, KernelError> {
+        // The history ends with the state the report shows. Under run's
+        // tracer the last sample was taken as the command exited.
+        if !self.held_by_tracer {
+            self.sample(true)?;
+        }
         let stacks = self.kernel.stack_ids()?.len() as u64;
         self.kernel_maps.stacks = MapUse { used: stacks, capacity: self.kernel.options().max_stacks.into() };
         self.sweep(true)?;
+        let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
+        self.outcome(agg)
+    }
+
+    /// What live processes hold now, as the end state of a report, for live
+    /// views; what processes that ended held is dropped (it is not held
+    /// any more, and a view of a busy host must not accumulate it).
+    pub fn live_outcome(&mut self, live: Aggregator) -> Result<Outcome, KernelError> {
+        self.agg = Aggregator::new(0);
+        self.outcome(live)
+    }
+
+    fn outcome(&mut self, agg: Aggregator) -> Result<Outcome, KernelError> {
         let c = self.kernel.counters()?;
         let losses = Losses {
             map_full: c[counters::DROPPED_MAP_FULL as usize],
@@ -557,8 +647,8 @@ impl Session {
             unwind_modules_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().modules_dropped),
             unwind_mappings_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().mappings_dropped),
             mappings_dropped: self.mappings.totals().dropped,
+            series_dropped: self.history.dropped(),
         };
-        let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
         Ok(Outcome {
             groups: agg.into_groups(),
             acquired: c[counters::ACQUIRED as usize],

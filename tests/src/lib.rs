@@ -195,6 +195,13 @@ pub fn total(report: &Value, key: &str) -> u64 {
     report["totals"][key].as_u64().unwrap_or_else(|| panic!("totals.{key}"))
 }
 
+/// The text report's stack summary lines without their verdict, e.g.
+/// `100 files, oldest 0.02s, from load_config <- main, held by pid 42`
+/// (with ` (+3.0/min ▁▃█)` after the noun when there were samples).
+pub fn summary_lines(text: &str) -> Vec<&str> {
+    text.lines().filter_map(|l| ["leak: ", "suspect: ", "steady: "].iter().find_map(|v| l.strip_prefix(v))).collect()
+}
+
 /// A background process, killed when dropped.
 pub struct Background(pub Child);
 

@@ -45,10 +45,11 @@ fn the_text_report_leads_with_state_and_peer() {
     let out = leaktrace_output(&["run", "--", c_fixture("tcp_leaks").to_str().expect("path"), "close-wait"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("50 TCP connections")).expect("summary line");
-    // "50 TCP connections in CLOSE_WAIT to 127.0.0.1:PORT, oldest AGE, from dial <- fetch_status, held by pid PID"
+    let line = summary_lines(&text).into_iter().find(|l| l.starts_with("50 TCP connections")).expect("summary line");
+    // "50 TCP connections in CLOSE_WAIT to 127.0.0.1:PORT[ (TREND)], oldest AGE, from dial <- fetch_status, held by pid PID"
     let rest = line.strip_prefix("50 TCP connections in CLOSE_WAIT to 127.0.0.1:").unwrap_or_else(|| panic!("{line}"));
     let (port, rest) = rest.split_once(", oldest ").unwrap_or_else(|| panic!("{line}"));
+    let port = port.split_once(' ').map_or(port, |(port, _trend)| port);
     assert!(port.parse::<u16>().is_ok(), "{line}");
     let (_age, rest) = rest.split_once(", from dial <- fetch_status, held by pid ").unwrap_or_else(|| panic!("{line}"));
     assert!(rest.parse::<u32>().is_ok(), "{line}");

@@ -1,6 +1,7 @@
 // leaky-service: the bundled example `cargo xtask demo` traces.
 //
-// It behaves like a small service for about a second: it reloads its
+// It behaves like a small service for about eight seconds (long enough for
+// leaktrace to sample it and judge each stack): it reloads its
 // configuration, serves requests that read a file, asks a fraud-check
 // backend about each order, and rotates its log. Four bugs leak file
 // descriptors, each from its own function:
@@ -151,7 +152,7 @@ func main() {
 				panic(err)
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(80 * time.Millisecond)
 	}
 	fmt.Fprintln(os.Stderr, "leaky-service: served 2000 requests, checked 100 orders")
 }

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use leaktrace_common::socket;
 
-use crate::track::aggregate::ExampleWhat;
+use crate::track::aggregate::{ExampleWhat, GroupKey};
+use crate::track::history::{History, Samples};
+use crate::track::verdict::{self, Rule};
 
 use super::{
     mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Preexisting, Report, StackEntry, Target,
@@ -34,12 +36,15 @@ pub struct Context {
 
 const NS: f64 = 1e9;
 
-pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report {
-    let entries: Vec<StackEntry> = outcome
+pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolver: &mut Resolver) -> Report {
+    let entries: Vec<(StackEntry, Samples)> = outcome
         .groups
         .iter()
         .filter(|g| ctx.kinds.contains(&g.kind))
         .map(|g| {
+            let mut samples = history.samples(&(g.kind, g.resource, g.stack.clone())).unwrap_or_default();
+            samples.first_acquired_ns =
+                samples.first_acquired_ns.map_or(Some(g.first_acquired_ns), |t| Some(t.min(g.first_acquired_ns)));
             let frames = resolver.symbolize(&g.stack);
             let site = leak_site(&frames).and_then(|i| frames[i].symbol.clone());
             let last = frames.last().and_then(|f| f.symbol.as_deref());
@@ -54,7 +59,12 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
                 (None, _) if g.stack.frame_pointers => outermost::fp_truncation(last),
                 _ => None,
             };
-            StackEntry {
+            let entry = StackEntry {
+                verdict: "suspect",
+                verdict_reason: String::new(),
+                growth_per_minute: None,
+                first_seen: None,
+                history: super::History::default(),
                 kind: g.kind,
                 resource: g.resource,
                 count: g.count,
@@ -68,10 +78,17 @@ pub fn build(ctx: Context, outcome: Outcome, resolver: &mut Resolver) -> Report 
                 states: (g.kind == "tcp").then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n)).collect()),
                 locals: (g.kind == "tcp").then(|| peers(&g.locals, g.other_locals)),
                 remotes: (g.kind == "tcp").then(|| peers(&g.remotes, g.other_remotes)),
-            }
+            };
+            (entry, samples)
         })
         .collect();
-    let mut stacks = merge_same_source(entries, ctx.max_examples);
+    let mut stacks: Vec<StackEntry> = merge_same_source(entries, ctx.max_examples)
+        .into_iter()
+        .map(|(mut entry, samples)| {
+            judge(&mut entry, &samples, ctx.start_ns);
+            entry
+        })
+        .collect();
     stacks.retain(|s| s.kind != "mmap" || s.bytes >= ctx.min_bytes);
     // Every fd still held, shown or not (TCP connections are fds too).
     let outstanding = outcome.groups.iter().filter(|g| g.kind != "mmap").map(|g| g.count).sum();
@@ -198,15 +215,16 @@ fn frame_key(f: &Frame) -> FrameKey {
 /// Merges entries whose stacks differ only in addresses that map to the same
 /// source lines (an unrolled loop, or one call site reached at several
 /// offsets): one entry per source stack, counts added, oldest kept.
-fn merge_same_source(entries: Vec<StackEntry>, max_examples: usize) -> Vec<StackEntry> {
-    let mut merged: Vec<StackEntry> = Vec::with_capacity(entries.len());
+fn merge_same_source(entries: Vec<(StackEntry, Samples)>, max_examples: usize) -> Vec<(StackEntry, Samples)> {
+    let mut merged: Vec<(StackEntry, Samples)> = Vec::with_capacity(entries.len());
     let mut index: std::collections::HashMap<(&'static str, &'static str, Vec<FrameKey>), usize> =
         std::collections::HashMap::new();
-    for entry in entries {
+    for (entry, samples) in entries {
         let key = (entry.kind, entry.resource, entry.stack.iter().map(frame_key).collect::<Vec<_>>());
         match index.get(&key) {
             Some(&i) => {
-                let into = &mut merged[i];
+                let (into, into_samples) = &mut merged[i];
+                into_samples.add(&samples);
                 into.count += entry.count;
                 into.bytes += entry.bytes;
                 into.oldest_age_seconds = into.oldest_age_seconds.max(entry.oldest_age_seconds);
@@ -222,12 +240,12 @@ fn merge_same_source(entries: Vec<StackEntry>, max_examples: usize) -> Vec<Stack
             }
             None => {
                 index.insert(key, merged.len());
-                merged.push(entry);
+                merged.push((entry, samples));
             }
         }
     }
     // fds and connections by count, then mappings by bytes.
-    merged.sort_by(|a, b| {
+    merged.sort_by(|(a, _), (b, _)| {
         (a.kind == "mmap")
             .cmp(&(b.kind == "mmap"))
             .then(b.bytes.cmp(&a.bytes))
@@ -235,4 +253,47 @@ fn merge_same_source(entries: Vec<StackEntry>, max_examples: usize) -> Vec<Stack
             .then(b.oldest_age_seconds.total_cmp(&a.oldest_age_seconds))
     });
     merged
+}
+
+/// The verdict, growth and history of a stack from its samples. A stack that
+/// held resources at its process's exit but was never sampled holding them
+/// (a process shorter than the interval) has no evidence either way.
+fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
+    let seconds = seconds_since(samples, start_ns);
+    let mapping = entry.kind == "mmap";
+    let judgement = judgement(entry.kind, entry.resource, samples, &seconds);
+    entry.verdict = judgement.verdict.name();
+    entry.verdict_reason = if samples.points.is_empty() {
+        "not sampled while held (its process lived less than an interval)".to_string()
+    } else {
+        judgement.reason
+    };
+    entry.growth_per_minute = judgement.per_minute.map(|g| (g * 100.0).round() / 100.0);
+    entry.first_seen =
+        samples.first_acquired_ns.filter(|t| *t != u64::MAX).map(|t| procfs::rfc3339(procfs::wall_time(t)));
+    entry.history = super::History {
+        seconds: seconds.iter().map(|s| (s * 1000.0).round() / 1000.0).collect(),
+        count: samples.points.iter().map(|p| p.count).collect(),
+        bytes: mapping.then(|| samples.points.iter().map(|p| p.bytes).collect()),
+        oldest_age_seconds: samples.points.iter().map(|p| (p.oldest_age_ns as f64 / 1e6).round() / 1000.0).collect(),
+    };
+}
+
+fn seconds_since(samples: &Samples, start_ns: u64) -> Vec<f64> {
+    samples.times_ns.iter().map(|t| t.saturating_sub(start_ns) as f64 / NS).collect()
+}
+
+/// The verdict on one stack's samples: counts for fds and connections,
+/// bytes for mappings (whose growth per minute is still in mappings).
+pub fn judgement(kind: &str, resource: &str, samples: &Samples, seconds: &[f64]) -> verdict::Judgement {
+    let counts: Vec<f64> = samples.points.iter().map(|p| p.count as f64).collect();
+    if kind == "mmap" {
+        let bytes: Vec<f64> = samples.points.iter().map(|p| p.bytes as f64).collect();
+        let mut j = verdict::judge(seconds, &bytes, &Rule::BYTES, "bytes");
+        j.per_minute = verdict::theil_sen(seconds, &counts).map(|s| s * 60.0);
+        j
+    } else {
+        let unit = if kind == "tcp" { "connections".to_string() } else { super::text::plural(resource) };
+        verdict::judge(seconds, &counts, &Rule::COUNT, &unit)
+    }
 }

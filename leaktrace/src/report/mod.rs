@@ -2,8 +2,10 @@
 //! it: keys may be added, never renamed) and its text rendering for people.
 
 pub mod build;
+pub mod folded;
 pub mod mapping;
 pub mod outermost;
+pub mod pprof;
 pub mod site;
 pub mod text;
 
@@ -118,6 +120,8 @@ pub struct Losses {
     pub unwind_mappings_dropped: u64,
     /// mmap calls not followed: `--max-mappings` regions were kept already.
     pub mappings_dropped: u64,
+    /// Stacks followed without history or verdict: `--max-series` were.
+    pub series_dropped: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -132,6 +136,18 @@ pub struct Preexisting {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StackEntry {
+    /// `leak`, `suspect` or `steady`: how the count from this stack moved
+    /// over the window (see [`crate::track::verdict`]).
+    pub verdict: &'static str,
+    /// Why, in words: the evidence behind the verdict.
+    pub verdict_reason: String,
+    /// Outstanding resources gained per minute over the window (Theil-Sen
+    /// slope of the sampled counts); null with fewer than two samples.
+    pub growth_per_minute: Option<f64>,
+    /// When the oldest resource this stack still holds was acquired.
+    pub first_seen: Option<String>,
+    /// The sampled counts, oldest first (bounded: older samples are thinned).
+    pub history: History,
     pub kind: &'static str,
     pub resource: &'static str,
     pub count: u64,
@@ -156,6 +172,19 @@ pub struct StackEntry {
     pub locals: Option<BTreeMap<String, u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remotes: Option<BTreeMap<String, u64>>,
+}
+
+/// A stack's samples: parallel arrays, one element per sample.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct History {
+    /// Seconds since the start of the window.
+    pub seconds: Vec<f64>,
+    pub count: Vec<u64>,
+    /// Memory mappings: bytes still mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<u64>>,
+    /// Age of the oldest resource held at each sample.
+    pub oldest_age_seconds: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -241,6 +270,16 @@ pub(crate) mod tests {
             totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0, mappings: None },
             preexisting: vec![],
             stacks: vec![StackEntry {
+                verdict: "leak",
+                verdict_reason: "grew in 10 of 10 samples".into(),
+                growth_per_minute: Some(4000.0),
+                first_seen: Some("2026-11-23T10:00:00.1Z".into()),
+                history: History {
+                    seconds: vec![0.5, 1.0, 1.5],
+                    count: vec![30, 65, 100],
+                    bytes: None,
+                    oldest_age_seconds: vec![0.2, 0.7, 1.2],
+                },
                 kind: "fd",
                 resource: "file",
                 count: 100,
@@ -389,6 +428,27 @@ pub(crate) mod tests {
   "preexisting": [],
   "stacks": [
     {
+      "verdict": "leak",
+      "verdict_reason": "grew in 10 of 10 samples",
+      "growth_per_minute": 4000.0,
+      "first_seen": "2026-11-23T10:00:00.1Z",
+      "history": {
+        "seconds": [
+          0.5,
+          1.0,
+          1.5
+        ],
+        "count": [
+          30,
+          65,
+          100
+        ],
+        "oldest_age_seconds": [
+          0.2,
+          0.7,
+          1.2
+        ]
+      },
       "kind": "fd",
       "resource": "file",
       "count": 100,
@@ -445,7 +505,8 @@ pub(crate) mod tests {
     "undecodable_events": 0,
     "unwind_modules_dropped": 0,
     "unwind_mappings_dropped": 0,
-    "mappings_dropped": 0
+    "mappings_dropped": 0,
+    "series_dropped": 0
   },
   "kernel_maps": {
     "outstanding": {
@@ -475,7 +536,7 @@ pub(crate) mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "leaktrace run: /path/x (pid 123) exited with status 0 after 1.50s");
         assert_eq!(lines[1], "fds: 1010 acquired, 910 released, 100 still held at exit, 0 dropped");
-        assert_eq!(lines[3], "100 files, oldest 1.20s, from load_config, held by pid 123");
+        assert_eq!(lines[3], "leak: 100 files (+4000.0/min ▃▆█), oldest 1.20s, from load_config, held by pid 123");
         assert!(lines[4].contains("fd 7 /etc/hostname (1.00s) and 99 more"), "{}", lines[4]);
         assert!(lines[6].contains("load_config+0x16  x.c:16"), "{}", lines[6]);
         assert!(lines[7].contains("[unknown: address outside every code mapping]"), "{}", lines[7]);

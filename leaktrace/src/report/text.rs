@@ -59,7 +59,7 @@ pub fn render(report: &Report, view: &View) -> String {
 /// Says what was lost and which option avoids it.
 pub fn losses_warning(report: &Report) -> String {
     let l = &report.losses;
-    let causes: [(u64, &str); 9] = [
+    let causes: [(u64, &str); 11] = [
         (l.map_full, "acquisitions were dropped because the outstanding map was full (raise --max-entries)"),
         (l.stacks_dropped, "acquisitions have no stack: the stack map was full (raise --max-stacks)"),
         (l.events_lost, "process events were lost: the ring buffer was full"),
@@ -73,6 +73,8 @@ pub fn losses_warning(report: &Report) -> String {
             l.unwind_mappings_dropped,
             "code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
         ),
+        (l.mappings_dropped, "mmap calls were not followed: the mapping table was full (raise --max-mappings)"),
+        (l.series_dropped, "stacks got no history and no verdict: the history was full (raise --max-series)"),
         (l.stack_errors, "stacks could not be read"),
         (l.read_errors, "syscall arguments could not be read"),
     ];
@@ -229,7 +231,13 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     } else {
         entry.count.to_string()
     };
-    let _ = writeln!(out, "{amount} {what}, oldest {}{site}, held by {pids}", format_age(entry.oldest_age_seconds));
+    let _ = writeln!(
+        out,
+        "{}: {amount} {what}{}, oldest {}{site}, held by {pids}",
+        entry.verdict,
+        trend(entry),
+        format_age(entry.oldest_age_seconds)
+    );
     if !entry.examples.is_empty() {
         let shown: Vec<String> = entry.examples.iter().map(example).collect();
         let more = entry.count.saturating_sub(entry.examples.len() as u64);
@@ -343,7 +351,7 @@ fn short(symbol: &str) -> &str {
     &name[start..]
 }
 
-fn mapping_noun(resource: &str, count: u64) -> String {
+pub fn mapping_noun(resource: &str, count: u64) -> String {
     let what = match resource {
         "anon" => "anonymous",
         "file" => "file",
@@ -353,7 +361,41 @@ fn mapping_noun(resource: &str, count: u64) -> String {
     format!("{what} {}", if count == 1 { "mapping" } else { "mappings" })
 }
 
-fn noun(resource: &str, count: u64) -> String {
+/// What a resource is called, many of them.
+pub fn plural(resource: &str) -> String {
+    noun(resource, 2)
+}
+
+/// Growth per minute and the history's shape, e.g. ` (+300/min ▁▂▄▆█)`.
+fn trend(entry: &StackEntry) -> String {
+    let values = match (&entry.history.bytes, entry.kind) {
+        (Some(bytes), "mmap") => bytes,
+        _ => &entry.history.count,
+    };
+    let growth = match entry.growth_per_minute {
+        Some(g) if g != 0.0 => format!("{g:+.1}/min"),
+        Some(_) => "flat".to_string(),
+        None => return String::new(),
+    };
+    format!(" ({growth} {})", sparkline(values, SPARK_WIDTH))
+}
+
+/// Samples a sparkline shows: the most recent ones.
+pub const SPARK_WIDTH: usize = 24;
+
+/// The last `width` values as block characters, scaled from 0 to the
+/// largest (a flat line of held resources stays at the same height).
+pub fn sparkline(values: &[u64], width: usize) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let shown = &values[values.len().saturating_sub(width)..];
+    let max = shown.iter().copied().max().unwrap_or(0);
+    shown
+        .iter()
+        .map(|&v| if max == 0 { BLOCKS[0] } else { BLOCKS[((v as u128 * 7 + max as u128 / 2) / max as u128) as usize] })
+        .collect()
+}
+
+pub fn noun(resource: &str, count: u64) -> String {
     let (one, many) = match resource {
         "file" => ("file", "files"),
         "socket" => ("socket", "sockets"),
@@ -400,6 +442,11 @@ mod tests {
         let map = |pairs: Vec<(String, u64)>| Some(pairs.into_iter().collect());
         let count = states.iter().map(|(_, n)| n).sum();
         StackEntry {
+            verdict: "steady",
+            verdict_reason: String::new(),
+            growth_per_minute: None,
+            first_seen: None,
+            history: crate::report::History::default(),
             kind: "tcp",
             resource: "socket",
             count,
@@ -444,6 +491,16 @@ mod tests {
         assert_eq!(short("load_config"), "load_config");
         assert_eq!(short("Widget::operator()(int) const"), "Widget::operator()(int) const");
         assert_eq!(short("Widget::operator()(int)"), "Widget::operator()");
+    }
+
+    #[test]
+    fn sparklines_scale_to_the_largest() {
+        assert_eq!(sparkline(&[30, 65, 100], 24), "▃▆█");
+        assert_eq!(sparkline(&[0, 1, 2, 3, 4, 5, 6, 7], 24), "▁▂▃▄▅▆▇█");
+        assert_eq!(sparkline(&[4, 4, 4], 24), "███");
+        assert_eq!(sparkline(&[0, 0], 24), "▁▁");
+        assert_eq!(sparkline(&[], 24), "");
+        assert_eq!(sparkline(&[1, 2, 3, 4], 2), "▆█");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use leaktrace_common::{fd::Resource, mmap::MapResource};
 
 use super::fd::{resource_from_link, resource_name};
+use super::history::Observed;
 use super::tcp::TcpInfo;
 use super::ProcId;
 use crate::symbolize::NormStack;
@@ -29,6 +30,26 @@ pub enum What {
     Fd(HeldFd),
     Mapping(HeldMapping),
 }
+
+impl What {
+    /// The kind and resource names it is reported under.
+    pub fn kind_and_resource(&self) -> (&'static str, &'static str) {
+        match self {
+            What::Fd(fd) => {
+                let resource = match (fd.resource, &fd.link) {
+                    (Resource::Unknown, Some(link)) => resource_from_link(link),
+                    (r, _) => r,
+                };
+                // A TCP socket is reported once, as a connection, not also as an fd.
+                (if fd.tcp.is_some() { "tcp" } else { "fd" }, resource_name(resource))
+            }
+            What::Mapping(m) => ("mmap", m.resource.name()),
+        }
+    }
+}
+
+/// What a stack is aggregated and followed over time under.
+pub type GroupKey = (&'static str, &'static str, Arc<NormStack>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldFd {
@@ -95,6 +116,8 @@ pub struct Group {
     pub bytes: u64,
     pub pids: BTreeSet<u32>,
     pub oldest_age_ns: u64,
+    /// CLOCK_MONOTONIC ns of the earliest acquisition held.
+    pub first_acquired_ns: u64,
     /// The oldest few, oldest first.
     pub examples: Vec<Example>,
     /// TCP: connections per state name.
@@ -121,8 +144,9 @@ fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: Soc
     }
 }
 
+#[derive(Clone)]
 pub struct Aggregator {
-    groups: HashMap<(&'static str, &'static str, Arc<NormStack>), Group>,
+    groups: HashMap<GroupKey, Group>,
     max_examples: usize,
 }
 
@@ -132,17 +156,7 @@ impl Aggregator {
     }
 
     pub fn add(&mut self, held: Held) {
-        let (kind, resource) = match &held.what {
-            What::Fd(fd) => {
-                let resource = match (fd.resource, &fd.link) {
-                    (Resource::Unknown, Some(link)) => resource_from_link(link),
-                    (r, _) => r,
-                };
-                // A TCP socket is reported once, as a connection, not also as an fd.
-                (if fd.tcp.is_some() { "tcp" } else { "fd" }, resource_name(resource))
-            }
-            What::Mapping(m) => ("mmap", m.resource.name()),
-        };
+        let (kind, resource) = held.what.kind_and_resource();
         let age_ns = held.held_until_ns.saturating_sub(held.acquired_ns);
         let group = self.groups.entry((kind, resource, held.stack.clone())).or_insert_with(|| Group {
             kind,
@@ -152,6 +166,7 @@ impl Aggregator {
             bytes: 0,
             pids: BTreeSet::new(),
             oldest_age_ns: 0,
+            first_acquired_ns: u64::MAX,
             examples: Vec::new(),
             states: BTreeMap::new(),
             locals: BTreeMap::new(),
@@ -162,6 +177,7 @@ impl Aggregator {
         group.count += 1;
         group.pids.insert(held.proc.tgid);
         group.oldest_age_ns = group.oldest_age_ns.max(age_ns);
+        group.first_acquired_ns = group.first_acquired_ns.min(held.acquired_ns);
         let what = match held.what {
             What::Fd(fd) => {
                 if let Some(t) = fd.tcp {
@@ -185,6 +201,16 @@ impl Aggregator {
                 *youngest = example;
             }
         }
+    }
+
+    /// What each stack holds now, as one sample of the history.
+    pub fn observed(&self) -> HashMap<GroupKey, Observed> {
+        self.groups
+            .iter()
+            .map(|(key, g)| {
+                (key.clone(), Observed { count: g.count, bytes: g.bytes, oldest_acquired_ns: g.first_acquired_ns })
+            })
+            .collect()
     }
 
     #[cfg(test)]

@@ -1,13 +1,15 @@
 //! Pure tracking logic: process identities, what range operations release,
-//! and aggregation of held resources per call stack. Nothing here touches
+//! aggregation of held resources per call stack, their history and verdicts. Nothing here touches
 //! the kernel, so all of it is tested without privileges.
 
 pub mod aggregate;
 pub mod fd;
+pub mod history;
 pub mod mappings;
 pub mod mmap;
 pub mod process;
 pub mod tcp;
+pub mod verdict;
 
 /// One process instance: a pid plus the generation that distinguishes it
 /// from earlier and later processes with the same pid.

@@ -1,0 +1,191 @@
+//! Reading one report for a diff: the file, its JSON, its schema, and the
+//! few keys a diff needs, into owned structs. The report module's own types
+//! are made for writing (`&'static str`, every key required); these read
+//! what any `leaktrace.report/1` holds and ignore keys they do not know, so
+//! keys added to the contract later do not break a diff, and keys added
+//! since the first reports (`verdict`, `bytes`, …) may be missing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::report::SCHEMA;
+
+/// The schema name without its version: `leaktrace.report/`.
+const SCHEMA_FAMILY: &str = "leaktrace.report/";
+/// The version of [`SCHEMA`] this leaktrace writes and reads.
+const VERSION: u32 = 1;
+/// Longest part of an unexpected schema value quoted back in a message.
+const QUOTED_CHARS: usize = 60;
+
+#[derive(Debug, Error)]
+pub enum DiffError {
+    #[error("cannot read the report {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not JSON: {message} (give a report written by leaktrace --format json)")]
+    NotJson { path: PathBuf, message: String },
+    #[error("{path} is cut short: {message} (was it copied before leaktrace finished writing it?)")]
+    Truncated { path: PathBuf, message: String },
+    #[error(
+        "{path} is not a leaktrace report: {found}, expected \"schema\": \"{schema}\" \
+         (give a report written by leaktrace --format json)",
+        schema = SCHEMA
+    )]
+    NotAReport { path: PathBuf, found: String },
+    #[error(
+        "{path} was written by a newer leaktrace (schema \"{found}\", this one reads \"{schema}\"): \
+         diff it with that leaktrace or a newer one",
+        schema = SCHEMA
+    )]
+    NewerSchema { path: PathBuf, found: String },
+    #[error(
+        "{path} is not a valid {schema} report: {message} (write it again with leaktrace --format json)",
+        schema = SCHEMA
+    )]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// What a diff reads from a report.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Report {
+    #[serde(default)]
+    pub mode: String,
+    /// The kinds traced: a kind traced in one report only shows all its
+    /// stacks as new (or gone), which the text says.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub window: Window,
+    /// False when the run lost data: its counts are lower bounds.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+    #[serde(default)]
+    pub stacks: Vec<Stack>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct Window {
+    pub start: String,
+    pub end: String,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Stack {
+    #[serde(default)]
+    pub verdict: Option<String>,
+    pub kind: String,
+    pub resource: String,
+    pub count: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub stack: Vec<Frame>,
+    #[serde(default)]
+    pub site: Option<String>,
+}
+
+/// A frame as the report has it, less its absolute `address`, which differs
+/// from run to run (ASLR) and so means nothing in a diff.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Frame {
+    #[serde(default)]
+    pub symbol: Option<String>,
+    #[serde(default)]
+    pub module: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    /// Offset in the module's file, or in the symbol when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inlined: bool,
+    /// Why the frame has no symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn complete_by_default() -> bool {
+    true
+}
+
+/// Reads and checks the report at `path`.
+pub fn read(path: &Path) -> Result<Report, DiffError> {
+    let bytes = std::fs::read(path).map_err(|source| DiffError::Unreadable { path: path.to_path_buf(), source })?;
+    parse(path, &bytes)
+}
+
+/// Checks and reads a report's bytes; `path` only names it in errors.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Report, DiffError> {
+    let path = path.to_path_buf();
+    // Parsed twice: first as any JSON, so that a file of another kind or
+    // version is named as such instead of failing on its first unexpected
+    // key, then as a report, which gives the line and column of what is
+    // wrong in it.
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        if e.is_eof() {
+            DiffError::Truncated { path: path.clone(), message }
+        } else {
+            DiffError::NotJson { path: path.clone(), message }
+        }
+    })?;
+    check_schema(&path, &value)?;
+    serde_json::from_slice(bytes).map_err(|e| DiffError::Corrupt { path, message: e.to_string() })
+}
+
+fn check_schema(path: &Path, value: &Value) -> Result<(), DiffError> {
+    let not_a_report = |found: String| Err(DiffError::NotAReport { path: path.to_path_buf(), found });
+    let Value::Object(object) = value else {
+        return not_a_report(format!("it holds {}", json_type(value)));
+    };
+    let schema = match object.get("schema") {
+        None => return not_a_report("it has no \"schema\" key".to_string()),
+        Some(Value::String(schema)) => schema,
+        Some(other) => return not_a_report(format!("its \"schema\" is {}", json_type(other))),
+    };
+    if schema == SCHEMA {
+        return Ok(());
+    }
+    let version = schema
+        .strip_prefix(SCHEMA_FAMILY)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u32>().ok());
+    match version {
+        Some(version) if version > VERSION => {
+            // Only digits follow the family name here: nothing to escape.
+            Err(DiffError::NewerSchema { path: path.to_path_buf(), found: schema.clone() })
+        }
+        _ => not_a_report(format!("its schema is {}", quote(schema))),
+    }
+}
+
+/// A value from the file, escaped and shortened so the message stays one line.
+fn quote(s: &str) -> String {
+    let shown: String = s.chars().take(QUOTED_CHARS).collect();
+    if shown.len() < s.len() {
+        format!("{shown:?}…")
+    } else {
+        format!("{shown:?}")
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a JSON array",
+        Value::Object(_) => "an object",
+    }
+}
