@@ -64,6 +64,8 @@ pub mod globals {
     /// `u32`: non-zero sends the memory mapping operations of traced
     /// processes as events.
     pub const MMAP: &str = "LT_MMAP";
+    /// u32: record one fd acquisition in this many (0 and 1: all).
+    pub const SAMPLE: &str = "LT_SAMPLE";
     /// [`super::KernelOffsets`].
     pub const KERNEL_OFFSETS: &str = "LT_KERNEL_OFFSETS";
 }

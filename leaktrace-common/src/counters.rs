@@ -20,8 +20,11 @@ pub const PROCS_DROPPED: u32 = 6;
 pub const REPLACED: u32 = 7;
 /// Reads of syscall registers or user memory that failed.
 pub const READ_ERRORS: u32 = 8;
+/// Acquisitions left out by `--sample N` (N-1 in N on average): neither
+/// stored nor unwound.
+pub const SAMPLED_OUT: u32 = 9;
 
-pub const COUNT: u32 = 9;
+pub const COUNT: u32 = 10;
 
 /// Names for reports and debugging, indexed like the counters.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -34,4 +37,5 @@ pub const NAMES: [&str; COUNT as usize] = [
     "procs_dropped",
     "replaced",
     "read_errors",
+    "sampled_out",
 ];

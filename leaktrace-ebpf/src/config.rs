@@ -15,6 +15,9 @@ static LT_TCP: u32 = 0;
 #[no_mangle]
 static LT_MMAP: u32 = 0;
 
+#[no_mangle]
+static LT_SAMPLE: u32 = 0;
+
 // Zero defaults; the loader writes the real values.
 #[no_mangle]
 static LT_OFFSETS: TracepointOffsets =
@@ -64,6 +67,12 @@ pub fn tcp() -> bool {
 #[inline(always)]
 pub fn mmap() -> bool {
     unsafe { core::ptr::read_volatile(&LT_MMAP) != 0 }
+}
+
+/// Record one fd acquisition in this many (0 and 1: every one).
+#[inline(always)]
+pub fn sample() -> u32 {
+    unsafe { core::ptr::read_volatile(&LT_SAMPLE) }
 }
 
 #[inline(always)]

@@ -17,7 +17,7 @@ use crate::session::Session;
 use crate::track::fd::{resource_from_link, resource_name};
 use crate::{procfs, report};
 
-pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -> Result<u8, Failure> {
+pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<Duration>) -> Result<u8, Failure> {
     let config = common.config();
     privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
     let mut pids = pids.to_vec();
@@ -35,8 +35,9 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         max_unwind_rows: config.max_unwind_rows,
         tcp: common.tcp(),
         mmap: common.mmap(),
-        trace_all: false,
+        trace_all: all,
         stop_on_code_map: false,
+        sample: config.sample,
     })?;
     let mut session = Session::new(kernel, &config, false)?;
     let events = crate::session::readiness(&session)?;
@@ -52,6 +53,19 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         targets.push(proc);
     }
 
+    // Tools that drive leaktrace (and people) see when tracing has begun.
+    let who = if all {
+        "every process".to_string()
+    } else {
+        targets
+            .iter()
+            .map(|t| {
+                format!("pid {} ({})", t.tgid, session.proc_info(*t).and_then(|i| i.comm.clone()).unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!("leaktrace: tracing {who}; Ctrl-C ends it and writes the report");
     let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
@@ -69,7 +83,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
             }
             _ = tick.tick() => {
                 session.tick()?;
-                if targets.iter().all(|t| !session.is_traced(t.tgid)) {
+                if !all && targets.iter().all(|t| !session.is_traced(t.tgid)) {
                     break;
                 }
             }
@@ -90,9 +104,9 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
     let preexisting = before
         .into_iter()
         .flat_map(|(pid, links)| {
-            let now = procfs::fd_links(pid, pid).unwrap_or_default();
             let mut fds: Vec<(u32, String)> = links.into_iter().collect();
             fds.sort();
+            // Each fd by itself: the process may hold far more fds by now.
             fds.into_iter().map(move |(fd, link)| Preexisting {
                 pid,
                 fd,
@@ -100,7 +114,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
                     Resource::Unknown => Resource::Unknown,
                     r => r,
                 }),
-                open_at_end: now.get(&fd) == Some(&link),
+                open_at_end: procfs::fd_link(pid, fd).as_ref() == Some(&link),
                 path: Some(link),
             })
         })
@@ -121,6 +135,7 @@ pub async fn attach(common: &Common, pids: &[u32], duration: Option<Duration>) -
         max_examples: config.examples,
         kinds: common.kind_names(),
         min_bytes: config.min_bytes,
+        sample: config.sample,
     };
     let (history, resolver) = session.history_and_resolver();
     let report: report::Report = build::build(context, outcome, history, resolver);

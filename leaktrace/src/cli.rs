@@ -33,8 +33,11 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
         /// Process to trace (repeatable).
-        #[arg(long = "pid", required = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long = "pid", required_unless_present = "all", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
         pids: Vec<u32>,
+        /// Trace every process on the host, those that start later too.
+        #[arg(long, conflicts_with = "pids")]
+        all: bool,
         /// How long to trace; Ctrl-C or the exit of every target ends it sooner.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         duration: Option<Duration>,
@@ -165,6 +168,11 @@ pub struct Common {
     /// and verdict [default: 1s for run, 5s for attach].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<Duration>,
+    /// Record (unwind and store) one fd acquisition in N, chosen at random:
+    /// cheaper on busy processes; fd and TCP counts are then estimates (N
+    /// times what was recorded), marked as such. Mappings are not sampled.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sample: Option<u32>,
     /// Exit with status 3 when any stack is judged `leak` (for CI gates).
     #[arg(long)]
     pub fail_on_leak: bool,
@@ -209,6 +217,7 @@ impl Common {
             max_mappings: self.max_mappings.unwrap_or(defaults.max_mappings),
             all_mappings: self.all_mappings || defaults.all_mappings,
             max_series: self.max_series.unwrap_or(defaults.max_series),
+            sample: self.sample.unwrap_or(defaults.sample),
             ..defaults
         }
     }
@@ -271,9 +280,12 @@ mod tests {
         assert!(parse(&["attach", "--pid", "0"]).is_err());
         assert!(parse(&["attach", "--pid", "12", "--duration", "3x"]).is_err());
         assert!(parse(&["attach", "--pid", "12", "--duration", "0s"]).is_err());
+        assert!(parse(&["attach", "--pid", "12", "--all"]).is_err());
+        assert!(matches!(parse(&["attach", "--all"]).expect("all").command, Command::Attach { all: true, .. }));
         let cli = parse(&["attach", "--pid", "12", "--pid", "13", "--duration", "1m30s"]).expect("parses");
         match cli.command {
-            Command::Attach { pids, duration, .. } => {
+            Command::Attach { pids, duration, all, .. } => {
+                assert!(!all);
                 assert_eq!(pids, vec![12, 13]);
                 assert_eq!(duration, Some(Duration::from_secs(90)));
             }

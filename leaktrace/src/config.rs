@@ -35,8 +35,10 @@ pub struct Config {
     pub max_mappings: u32,
     /// List mappings with no frame of the program in the text report.
     pub all_mappings: bool,
-    /// Stacks whose history is kept (128 samples of 24 bytes each).
+    /// Stacks whose history is kept (128 samples of 16 bytes each).
     pub max_series: u32,
+    /// Record one fd acquisition in this many; counts are then estimates.
+    pub sample: u32,
 }
 
 impl Default for Config {
@@ -53,7 +55,8 @@ impl Default for Config {
             min_bytes: 0,
             max_mappings: 65_536,
             all_mappings: false,
-            max_series: 4096,
+            max_series: 16_384,
+            sample: 1,
         }
     }
 }

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Run { common, command } => run::run(common, command).await,
-            Command::Attach { common, pids, duration } => attach::attach(common, pids, *duration).await,
+            Command::Attach { common, pids, all, duration } => attach::attach(common, pids, *all, *duration).await,
             Command::Diff { base, new, format } => {
                 diff::diff(base, new, *format).map_err(Failure::from).and_then(|out| {
                     use std::io::Write;

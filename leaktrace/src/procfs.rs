@@ -42,6 +42,12 @@ pub fn fd_links(tgid: u32, tid: u32) -> std::io::Result<HashMap<u32, String>> {
     Ok(links)
 }
 
+/// What fd `fd` of `tgid` refers to now.
+pub fn fd_link(tgid: u32, fd: u32) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{tgid}/fd/{fd}")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
 /// The file mapped at exactly `[start, end)` in `tgid`, while it is.
 pub fn mapped_file(tgid: u32, start: u64, end: u64) -> Option<String> {
     let link = std::fs::read_link(format!("/proc/{tgid}/map_files/{start:x}-{end:x}")).ok()?;

@@ -38,6 +38,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         mmap: common.mmap(),
         trace_all: false,
         stop_on_code_map: true,
+        sample: config.sample,
     })?;
     let mut session = Session::new(kernel, &config, true)?;
     let events = crate::session::readiness(&session)?;
@@ -112,6 +113,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         max_examples: config.examples,
         kinds: common.kind_names(),
         min_bytes: config.min_bytes,
+        sample: config.sample,
     };
     let (history, resolver) = session.history_and_resolver();
     let report: report::Report = build::build(context, outcome, history, resolver);

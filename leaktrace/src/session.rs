@@ -47,6 +47,20 @@ pub fn readiness(session: &Session) -> Result<tokio::io::unix::AsyncFd<std::os::
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| Failure::Runtime(e.into()))
 }
 
+/// A live process's fd table is read whole (for the paths of its fds) at
+/// every sweep and at the end while it holds at most this many outstanding
+/// fds; past it, only the examples' paths are read, one fd at a time, at the
+/// end. A whole read costs a readlink per fd.
+const LINKS_FULL_READ: usize = 4096;
+
+fn held_per_process(entries: &[(FdKey, FdEntry)]) -> HashMap<ProcId, usize> {
+    let mut held = HashMap::new();
+    for (key, _) in entries {
+        *held.entry(ProcId { tgid: key.tgid, gen: key.gen }).or_default() += 1;
+    }
+    held
+}
+
 pub struct Session {
     kernel: Kernel,
     events: RingBuf<MapData>,
@@ -87,6 +101,8 @@ pub struct Outcome {
     pub losses: Losses,
     pub kernel_maps: KernelMaps,
     pub mappings: crate::track::mappings::Totals,
+    /// fd acquisitions left out by `--sample`.
+    pub sampled_out: u64,
 }
 
 impl Session {
@@ -314,15 +330,14 @@ impl Session {
     pub fn tick(&mut self) -> Result<(), KernelError> {
         self.drain_events();
         if !self.exited.is_empty() || !self.pending_ops.is_empty() {
-            self.sweep(false)?;
+            self.sweep()?;
         }
         Ok(())
     }
 
     /// Applies pending releases and moves the entries of exited processes
-    /// into the aggregate. With `take_live`, live processes' entries are
-    /// taken too (the end of the window).
-    pub fn sweep(&mut self, take_live: bool) -> Result<(), KernelError> {
+    /// into the aggregate (live processes' are sampled, not taken).
+    pub fn sweep(&mut self) -> Result<(), KernelError> {
         self.drain_events();
         let now = procfs::monotonic_ns();
         let mut entries = self.kernel.outstanding()?;
@@ -343,39 +358,23 @@ impl Session {
         let mut alive: HashMap<ProcId, bool> = HashMap::new();
         for (key, _) in &entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
-            if let std::collections::hash_map::Entry::Vacant(slot) = alive.entry(proc) {
-                let live =
-                    !self.exited.contains(&proc) && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen);
-                slot.insert(live);
-                if live && take_live {
-                    // The end of the window: paths and mappings as they are now.
-                    self.read_fd_links(proc, proc.tgid);
-                    self.ensure_snapshot(proc.tgid);
-                }
-            }
+            alive.entry(proc).or_insert_with(|| {
+                !self.exited.contains(&proc) && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen)
+            });
         }
 
         // The kernel's TCP sockets, joined to the entries they were acquired as.
         let socks = self.kernel.tcp_socks()?;
         let tcp = tcp::index(&socks);
-        if take_live {
-            let options = self.kernel.options();
-            self.kernel_maps.outstanding = MapUse { used: entries.len() as u64, capacity: options.max_entries.into() };
-            self.kernel_maps.tcp =
-                MapUse { used: socks.len() as u64, capacity: if options.tcp { options.max_entries.into() } else { 0 } };
-            self.kernel_maps.mapping_regions =
-                MapUse { used: self.mappings.regions() as u64, capacity: self.mappings.max_regions() as u64 };
-        }
 
         let mut taken = Vec::new();
         let mut taken_socks = Vec::new();
         for (key, entry) in &entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
-            let live = alive[&proc];
-            if live && !take_live {
+            if alive[&proc] {
                 continue;
             }
-            let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
+            let until = self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now);
             let connection = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
             let held = self.held(key, entry, until, connection);
             self.agg.add(held);
@@ -400,7 +399,7 @@ impl Session {
                 .map(|(sk, _)| *sk),
         );
         self.kernel.remove_tcp_socks(&taken_socks)?;
-        self.harvest_mappings(take_live, now);
+        self.harvest_mappings(now);
         // Processes that ended are fully reported now: drop what was kept for them.
         let ended: Vec<ProcId> =
             self.exited.drain().chain(alive.iter().filter(|(_, l)| !**l).map(|(p, _)| *p)).collect();
@@ -419,11 +418,12 @@ impl Session {
     /// be read, samples what each stack holds, and frees stacks no
     /// outstanding entry uses any more. Returns the sample.
     pub fn refresh(&mut self) -> Result<Aggregator, KernelError> {
-        self.sweep(false)?;
+        self.sweep()?;
         let entries = self.kernel.outstanding()?;
-        let live: HashSet<ProcId> = entries.iter().map(|(k, _)| ProcId { tgid: k.tgid, gen: k.gen }).collect();
-        for proc in live {
-            self.read_fd_links(proc, proc.tgid);
+        for (proc, held) in held_per_process(&entries) {
+            if held <= LINKS_FULL_READ {
+                self.read_fd_links(proc, proc.tgid);
+            }
             self.ensure_snapshot(proc.tgid);
         }
         for proc in self.mappings.procs() {
@@ -439,22 +439,50 @@ impl Session {
     /// Takes one sample of what live processes hold, per stack, into the
     /// history; returns it aggregated (for live views).
     pub fn sample(&mut self, keep: bool) -> Result<Aggregator, KernelError> {
+        self.sample_as(keep, false)
+    }
+
+    /// A sample; `end` makes it the end of the window: fd paths, mapped
+    /// files and code mappings of live processes are read as they are now,
+    /// and the maps' use is noted for the report.
+    fn sample_as(&mut self, keep: bool, end: bool) -> Result<Aggregator, KernelError> {
         self.drain_events();
         if !self.exited.is_empty() || !self.pending_ops.is_empty() {
             // Releases by close_range and exec, and exits, first.
-            self.sweep(false)?;
+            self.sweep()?;
         }
         let now = procfs::monotonic_ns();
         let entries = self.kernel.outstanding()?;
         let socks = self.kernel.tcp_socks()?;
         let tcp = tcp::index(&socks);
+        if end {
+            let options = self.kernel.options();
+            self.kernel_maps.outstanding = MapUse { used: entries.len() as u64, capacity: options.max_entries.into() };
+            self.kernel_maps.tcp =
+                MapUse { used: socks.len() as u64, capacity: if options.tcp { options.max_entries.into() } else { 0 } };
+            self.kernel_maps.mapping_regions =
+                MapUse { used: self.mappings.regions() as u64, capacity: self.mappings.max_regions() as u64 };
+        }
+        let held = if end { held_per_process(&entries) } else { HashMap::new() };
         let mut live = Aggregator::new(self.max_examples);
         let mut alive: HashMap<ProcId, bool> = HashMap::new();
         for (key, entry) in &entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
-            let is_live = *alive.entry(proc).or_insert_with(|| {
-                !self.exited.contains(&proc) && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen)
-            });
+            let is_live = match alive.get(&proc) {
+                Some(live) => *live,
+                None => {
+                    let live = !self.exited.contains(&proc)
+                        && self.kernel.proc_state(key.tgid).is_some_and(|s| s.gen == key.gen);
+                    alive.insert(proc, live);
+                    if live && end {
+                        if held[&proc] <= LINKS_FULL_READ {
+                            self.read_fd_links(proc, proc.tgid);
+                        }
+                        self.ensure_snapshot(proc.tgid);
+                    }
+                    live
+                }
+            };
             if is_live {
                 let connection = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
                 let held = self.held(key, entry, now, connection);
@@ -465,12 +493,20 @@ impl Session {
             let is_live =
                 !self.exited.contains(&proc) && self.kernel.proc_state(proc.tgid).is_some_and(|s| s.gen == proc.gen);
             if is_live {
+                if end {
+                    self.name_mapped_files(proc, proc.tgid);
+                    self.ensure_snapshot(proc.tgid);
+                }
                 for held in self.held_mappings(proc, now, false) {
                     live.add(held);
                 }
             }
         }
-        self.history.record(now, &live.observed(), keep);
+        // Under run's tracer the last sample was taken as the command
+        // exited; what is left now are processes it left behind.
+        if !(end && self.held_by_tracer) {
+            self.history.record(now, &live.observed(), keep);
+        }
         Ok(live)
     }
 
@@ -500,20 +536,15 @@ impl Session {
         Ok(())
     }
 
-    /// Moves the mappings of processes that ended (and at the end of the
-    /// window, of all) into the aggregate.
-    fn harvest_mappings(&mut self, take_live: bool, now: u64) {
+    /// Moves the mappings of processes that ended into the aggregate.
+    fn harvest_mappings(&mut self, now: u64) {
         for proc in self.mappings.procs() {
             let live =
                 !self.exited.contains(&proc) && self.kernel.proc_state(proc.tgid).is_some_and(|s| s.gen == proc.gen);
-            if live && !take_live {
+            if live {
                 continue;
             }
-            if live {
-                self.name_mapped_files(proc, proc.tgid);
-                self.ensure_snapshot(proc.tgid);
-            }
-            let until = if live { now } else { self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now) };
+            let until = self.procs.get(proc).and_then(|p| p.exited_ns).unwrap_or(now);
             for held in self.held_mappings(proc, until, true) {
                 self.agg.add(held);
             }
@@ -614,15 +645,21 @@ impl Session {
 
     /// Takes everything still outstanding and returns the final state.
     pub fn finish(&mut self) -> Result<Outcome, KernelError> {
-        // The history ends with the state the report shows. Under run's
-        // tracer the last sample was taken as the command exited.
-        if !self.held_by_tracer {
-            self.sample(true)?;
-        }
         let stacks = self.kernel.stack_ids()?.len() as u64;
         self.kernel_maps.stacks = MapUse { used: stacks, capacity: self.kernel.options().max_stacks.into() };
-        self.sweep(true)?;
-        let agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
+        // What ended processes held is aggregated already; what live ones
+        // hold is the last sample, which the history ends with. Their
+        // entries stay in the kernel's maps, which go with the tracer.
+        // (The sample applies pending releases and exits first.)
+        let live = self.sample_as(true, true)?;
+        let mut agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
+        agg.merge(live);
+        // Processes too large for a full read of their fd table: the paths
+        // of the examples shown, one by one.
+        // (Only of traced processes still there: a pid reused by another
+        // process must not lend its files.)
+        let kernel = &self.kernel;
+        agg.fill_paths(|pid| kernel.proc_state(pid).is_some(), procfs::fd_link);
         self.outcome(agg)
     }
 
@@ -656,6 +693,7 @@ impl Session {
             losses,
             kernel_maps: self.kernel_maps,
             mappings: self.mappings.totals(),
+            sampled_out: c[counters::SAMPLED_OUT as usize],
         })
     }
 }

@@ -217,3 +217,25 @@ fn the_report_can_go_to_a_file() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
     assert_eq!(total(&report, "outstanding"), 16);
 }
+
+/// `--sample 10` records one acquisition in ten: counts are estimates, and
+/// say so. growth.c leaks 500 fds (250/s for 2 s); about 50 are recorded
+/// (binomial, sd 6.7), each standing for ten.
+#[test]
+fn sampling_estimates_counts_and_marks_them() {
+    let run = run_json(&["--sample", "10"], &c_fixture("growth"), &["2", "250"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert_eq!(r["sampling"]["one_in"], 10);
+    let leak = with_site(r, "leak_steadily");
+    assert_eq!(leak.len(), 1);
+    assert_eq!(leak[0]["estimated"], true);
+    let n = leak[0]["count"].as_u64().expect("count");
+    assert!(n.is_multiple_of(10) && (250..=750).contains(&n), "estimate of 500: {n}");
+    let left_out = r["sampling"]["sampled_out"].as_u64().expect("sampled_out");
+    assert!(
+        left_out * 10 >= total(r, "acquired") * 8,
+        "about 9 in 10 left out: {left_out} of {}",
+        total(r, "acquired")
+    );
+}

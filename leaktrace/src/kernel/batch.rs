@@ -53,28 +53,30 @@ fn zeroed<T: Pod>() -> T {
 /// Reads every entry of a hash map.
 pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, capacity: usize) -> io::Result<Vec<(K, V)>> {
     let mut chunk = 4096usize.min(capacity.max(1));
+    // Chunk-sized buffers, copied out after each call: the result is the
+    // only full-size allocation (a million entries are 56 MB).
     let mut keys: Vec<K> = Vec::new();
     let mut values: Vec<V> = Vec::new();
+    let mut out: Vec<(K, V)> = Vec::new();
     // Hash-map batch tokens are bucket indices; a u64 slot fits any map type.
     let mut token_in = 0u64;
     let mut token_out = 0u64;
     let mut first = true;
     loop {
-        let start = keys.len();
-        keys.resize(start + chunk, zeroed());
-        values.resize(start + chunk, zeroed());
+        keys.resize(chunk, zeroed());
+        values.resize(chunk, zeroed());
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { &mut token_in as *mut u64 as u64 },
             out_batch: &mut token_out as *mut u64 as u64,
-            keys: keys[start..].as_mut_ptr() as u64,
-            values: values[start..].as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
             count: chunk as u32,
             map_fd: map.as_raw_fd() as u32,
             ..Default::default()
         };
         let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        keys.truncate(start + attr.count as usize);
-        values.truncate(start + attr.count as usize);
+        let got = (attr.count as usize).min(chunk);
+        out.extend(keys[..got].iter().copied().zip(values[..got].iter().copied()));
         match result {
             Ok(()) => {}
             // ENOENT: the walk is over (with the last entries already copied).
@@ -89,11 +91,9 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, capacity: usize) -> io::R
         token_in = token_out;
         first = false;
     }
-    Ok(keys.into_iter().zip(values).collect())
+    Ok(out)
 }
 
-/// Deletes `keys` from a hash map; keys already gone are skipped. Returns how
-/// many were deleted.
 pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
     let mut deleted = 0;
     let mut rest = keys;

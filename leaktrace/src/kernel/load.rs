@@ -45,6 +45,8 @@ pub struct LoadOptions {
     pub tcp: bool,
     /// Send memory mapping operations as events.
     pub mmap: bool,
+    /// Record one fd acquisition in this many (1: every one).
+    pub sample: u32,
 }
 
 /// The event ring buffer: process events only, or also every mapping
@@ -108,12 +110,14 @@ impl Kernel {
         let stop = u32::from(options.stop_on_code_map);
         let tcp = u32::from(options.tcp);
         let mmap = u32::from(options.mmap);
+        let sample = options.sample;
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::TRACE_ALL, &trace_all, true)
             .override_global(globals::STOP_ON_CODE_MAP, &stop, true)
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::TCP, &tcp, true)
             .override_global(globals::MMAP, &mmap, true)
+            .override_global(globals::SAMPLE, &sample, true)
             .override_global(globals::KERNEL_OFFSETS, &kernel_offsets, true)
             .map_max_entries("OUTSTANDING", options.max_entries)
             .map_max_entries("STACKS", options.max_stacks)

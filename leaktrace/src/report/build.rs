@@ -14,8 +14,8 @@ use crate::track::history::{History, Samples};
 use crate::track::verdict::{self, Rule};
 
 use super::{
-    mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Preexisting, Report, StackEntry, Target,
-    Totals, Window, SCHEMA,
+    mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Preexisting, Report, Sampling, StackEntry,
+    Target, Totals, Window, SCHEMA,
 };
 
 pub struct Context {
@@ -32,6 +32,8 @@ pub struct Context {
     pub kinds: Vec<&'static str>,
     /// Mapping stacks holding fewer bytes are left out (`--min-bytes`).
     pub min_bytes: u64,
+    /// One fd acquisition in this many was recorded (`--sample`).
+    pub sample: u32,
 }
 
 const NS: f64 = 1e9;
@@ -43,6 +45,11 @@ pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolv
         .filter(|g| ctx.kinds.contains(&g.kind))
         .map(|g| {
             let mut samples = history.samples(&(g.kind, g.resource, g.stack.clone())).unwrap_or_default();
+            // Sampled fds stand for `scale` each (mappings are never sampled).
+            let scale = if g.kind != "mmap" { u64::from(ctx.sample.max(1)) } else { 1 };
+            for p in &mut samples.points {
+                p.count *= scale;
+            }
             samples.first_acquired_ns =
                 samples.first_acquired_ns.map_or(Some(g.first_acquired_ns), |t| Some(t.min(g.first_acquired_ns)));
             let frames = resolver.symbolize(&g.stack);
@@ -65,9 +72,10 @@ pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolv
                 growth_per_minute: None,
                 first_seen: None,
                 history: super::History::default(),
+                estimated: scale > 1,
                 kind: g.kind,
                 resource: g.resource,
-                count: g.count,
+                count: g.count * scale,
                 bytes: g.bytes,
                 pids: g.pids.iter().copied().collect(),
                 oldest_age_seconds: g.oldest_age_ns as f64 / NS,
@@ -75,7 +83,7 @@ pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolv
                 examples: g.examples.iter().map(example).collect(),
                 site,
                 truncated,
-                states: (g.kind == "tcp").then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n)).collect()),
+                states: (g.kind == "tcp").then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n * scale)).collect()),
                 locals: (g.kind == "tcp").then(|| peers(&g.locals, g.other_locals)),
                 remotes: (g.kind == "tcp").then(|| peers(&g.remotes, g.other_remotes)),
             };
@@ -91,7 +99,11 @@ pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolv
         .collect();
     stacks.retain(|s| s.kind != "mmap" || s.bytes >= ctx.min_bytes);
     // Every fd still held, shown or not (TCP connections are fds too).
-    let outstanding = outcome.groups.iter().filter(|g| g.kind != "mmap").map(|g| g.count).sum();
+    let scale = u64::from(ctx.sample.max(1));
+    let outstanding: u64 = outcome.groups.iter().filter(|g| g.kind != "mmap").map(|g| g.count * scale).sum();
+    let sampling = (scale > 1).then_some(Sampling { one_in: ctx.sample, sampled_out: outcome.sampled_out });
+    // Releases of fds that were not recorded are not seen: estimated too.
+    let released = if scale > 1 { outcome.acquired.saturating_sub(outstanding) } else { outcome.released };
     let mapped = outcome.groups.iter().filter(|g| g.kind == "mmap");
     let mappings = ctx.kinds.contains(&"mmap").then(|| MappingTotals {
         acquired: outcome.mappings.acquired,
@@ -117,15 +129,10 @@ pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolv
             end: procfs::rfc3339(procfs::wall_time(ctx.end_ns)),
             seconds: ctx.end_ns.saturating_sub(ctx.start_ns) as f64 / NS,
         },
-        totals: Totals {
-            acquired: outcome.acquired,
-            released: outcome.released,
-            outstanding,
-            dropped: losses.map_full,
-            mappings,
-        },
+        totals: Totals { acquired: outcome.acquired, released, outstanding, dropped: losses.map_full, mappings },
         preexisting: ctx.preexisting,
         stacks,
+        sampling,
         complete,
         losses,
         kernel_maps: outcome.kernel_maps,

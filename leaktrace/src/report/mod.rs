@@ -27,11 +27,22 @@ pub struct Report {
     /// fds the targets held before tracing began (attach mode), without stacks.
     pub preexisting: Vec<Preexisting>,
     pub stacks: Vec<StackEntry>,
+    /// `--sample N`: one fd acquisition in N was recorded; fd and TCP counts
+    /// are N times what was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
     /// False when something was dropped: the counts are then lower bounds.
     pub complete: bool,
     /// What the kernel side could not store or deliver, by cause.
     pub losses: Losses,
     pub kernel_maps: KernelMaps,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Sampling {
+    pub one_in: u32,
+    /// Acquisitions counted but not recorded.
+    pub sampled_out: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -148,6 +159,9 @@ pub struct StackEntry {
     pub first_seen: Option<String>,
     /// The sampled counts, oldest first (bounded: older samples are thinned).
     pub history: History,
+    /// `count` (and `history.count`) estimated from sampled acquisitions.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
     pub kind: &'static str,
     pub resource: &'static str,
     pub count: u64,
@@ -280,6 +294,7 @@ pub(crate) mod tests {
                     bytes: None,
                     oldest_age_seconds: vec![0.2, 0.7, 1.2],
                 },
+                estimated: false,
                 kind: "fd",
                 resource: "file",
                 count: 100,
@@ -341,6 +356,7 @@ pub(crate) mod tests {
                 locals: None,
                 remotes: None,
             }],
+            sampling: None,
             complete: true,
             losses: Losses::default(),
             kernel_maps: KernelMaps {

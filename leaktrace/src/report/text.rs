@@ -138,6 +138,17 @@ fn is_loader(entry: &StackEntry) -> bool {
 }
 
 fn header(report: &Report, out: &mut String) {
+    mode_header(report, out);
+    if let Some(s) = &report.sampling {
+        let _ = writeln!(
+            out,
+            "sampled: one fd acquisition in {} was recorded ({} left out); fd and TCP counts are estimates (~)",
+            s.one_in, s.sampled_out
+        );
+    }
+}
+
+fn mode_header(report: &Report, out: &mut String) {
     let t = &report.totals;
     let seconds = format_age(report.window.seconds);
     match report.mode {
@@ -169,7 +180,8 @@ fn header(report: &Report, out: &mut String) {
         _ => {
             let pids: Vec<String> =
                 report.targets.iter().map(|t| format!("{} ({})", t.pid, t.comm.as_deref().unwrap_or("?"))).collect();
-            let _ = writeln!(out, "leaktrace attach: pid {} for {seconds}", pids.join(", "));
+            let who = if pids.is_empty() { "every process".to_string() } else { format!("pid {}", pids.join(", ")) };
+            let _ = writeln!(out, "leaktrace {}: {who} for {seconds}", report.mode);
             let _ = writeln!(
                 out,
                 "fds: {} acquired, {} released, {} acquired while tracing and still held, {} dropped",
@@ -228,6 +240,8 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     // old, then who made them.
     let amount = if entry.kind == "mmap" {
         format!("{} in {}", mapping::bytes(entry.bytes), entry.count)
+    } else if entry.estimated {
+        format!("~{}", entry.count)
     } else {
         entry.count.to_string()
     };
@@ -447,6 +461,7 @@ mod tests {
             growth_per_minute: None,
             first_seen: None,
             history: crate::report::History::default(),
+            estimated: false,
             kind: "tcp",
             resource: "socket",
             count,

@@ -42,6 +42,7 @@ pub async fn top(pids: &[u32], kinds: &[Kind], interval: Duration) -> Result<u8,
         mmap: has_kind(kinds, Kind::Mmap),
         trace_all: pids.is_empty(),
         stop_on_code_map: false,
+        sample: 1,
     })?;
     let mut session = Session::new(kernel, &config, false)?;
     let events = crate::session::readiness(&session)?;
@@ -141,6 +142,7 @@ fn current_report(
         max_examples: Config::default().examples,
         kinds: kind_names(kinds),
         min_bytes: 0,
+        sample: 1,
     };
     let (history, resolver) = session.history_and_resolver();
     Ok(build::build(context, outcome, history, resolver))

@@ -130,6 +130,27 @@ pub struct Group {
     pub other_remotes: u64,
 }
 
+impl Group {
+    fn new(kind: &'static str, resource: &'static str, stack: Arc<NormStack>) -> Group {
+        Group {
+            kind,
+            resource,
+            stack,
+            count: 0,
+            bytes: 0,
+            pids: BTreeSet::new(),
+            oldest_age_ns: 0,
+            first_acquired_ns: u64::MAX,
+            examples: Vec::new(),
+            states: BTreeMap::new(),
+            locals: BTreeMap::new(),
+            remotes: BTreeMap::new(),
+            other_locals: 0,
+            other_remotes: 0,
+        }
+    }
+}
+
 /// Distinct local or remote addresses kept per group: a server with a
 /// connection from every port of a client must not grow a group without bound.
 pub const MAX_PEERS: usize = 32;
@@ -144,36 +165,54 @@ fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: Soc
     }
 }
 
+/// Keeps the `max` oldest examples.
+fn keep_oldest(examples: &mut Vec<Example>, example: Example, max: usize) {
+    if examples.len() < max {
+        examples.push(example);
+    } else if let Some(youngest) = examples.iter_mut().min_by_key(|e| e.age_ns) {
+        if youngest.age_ns < example.age_ns {
+            *youngest = example;
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Aggregator {
-    groups: HashMap<GroupKey, Group>,
+    groups: Vec<Group>,
+    index: HashMap<GroupKey, usize>,
+    /// A group by the address of its stack's `Arc`, found without hashing
+    /// the frames: the resolver hands out one `Arc` per stack of an image, so
+    /// a million entries bring a few thousand addresses. The `Arc` is kept,
+    /// so its address cannot be reused by another stack while it is here.
+    by_address: HashMap<(usize, &'static str, &'static str), (usize, Arc<NormStack>)>,
     max_examples: usize,
 }
 
 impl Aggregator {
     pub fn new(max_examples: usize) -> Self {
-        Aggregator { groups: HashMap::new(), max_examples }
+        Aggregator { groups: Vec::new(), index: HashMap::new(), by_address: HashMap::new(), max_examples }
+    }
+
+    /// The index of the group of (kind, resource, stack), a new one if need be.
+    fn slot(&mut self, kind: &'static str, resource: &'static str, stack: &Arc<NormStack>) -> usize {
+        let address = Arc::as_ptr(stack) as usize;
+        if let Some((i, _)) = self.by_address.get(&(address, kind, resource)) {
+            return *i;
+        }
+        let next = self.groups.len();
+        let i = *self.index.entry((kind, resource, stack.clone())).or_insert(next);
+        if i == next {
+            self.groups.push(Group::new(kind, resource, stack.clone()));
+        }
+        self.by_address.insert((address, kind, resource), (i, stack.clone()));
+        i
     }
 
     pub fn add(&mut self, held: Held) {
         let (kind, resource) = held.what.kind_and_resource();
         let age_ns = held.held_until_ns.saturating_sub(held.acquired_ns);
-        let group = self.groups.entry((kind, resource, held.stack.clone())).or_insert_with(|| Group {
-            kind,
-            resource,
-            stack: held.stack.clone(),
-            count: 0,
-            bytes: 0,
-            pids: BTreeSet::new(),
-            oldest_age_ns: 0,
-            first_acquired_ns: u64::MAX,
-            examples: Vec::new(),
-            states: BTreeMap::new(),
-            locals: BTreeMap::new(),
-            remotes: BTreeMap::new(),
-            other_locals: 0,
-            other_remotes: 0,
-        });
+        let i = self.slot(kind, resource, &held.stack);
+        let group = &mut self.groups[i];
         group.count += 1;
         group.pids.insert(held.proc.tgid);
         group.oldest_age_ns = group.oldest_age_ns.max(age_ns);
@@ -194,11 +233,77 @@ impl Aggregator {
             }
         };
         let example = Example { pid: held.proc.tgid, age_ns, what };
-        if group.examples.len() < self.max_examples {
-            group.examples.push(example);
-        } else if let Some(youngest) = group.examples.iter_mut().min_by_key(|e| e.age_ns) {
-            if youngest.age_ns < example.age_ns {
-                *youngest = example;
+        keep_oldest(&mut group.examples, example, self.max_examples);
+    }
+
+    /// Adds what `other` holds, stack by stack.
+    pub fn merge(&mut self, other: Aggregator) {
+        for from in other.groups {
+            let i = self.slot(from.kind, from.resource, &from.stack);
+            let into = &mut self.groups[i];
+            if into.count == 0 && into.examples.is_empty() {
+                *into = from;
+                continue;
+            }
+            into.count += from.count;
+            into.bytes += from.bytes;
+            into.pids.extend(from.pids);
+            into.oldest_age_ns = into.oldest_age_ns.max(from.oldest_age_ns);
+            into.first_acquired_ns = into.first_acquired_ns.min(from.first_acquired_ns);
+            for (state, n) in from.states {
+                *into.states.entry(state).or_default() += n;
+            }
+            for (addr, n) in from.locals {
+                for _ in 0..n {
+                    count_peer(&mut into.locals, &mut into.other_locals, addr);
+                }
+            }
+            for (addr, n) in from.remotes {
+                for _ in 0..n {
+                    count_peer(&mut into.remotes, &mut into.other_remotes, addr);
+                }
+            }
+            into.other_locals += from.other_locals;
+            into.other_remotes += from.other_remotes;
+            for example in from.examples {
+                keep_oldest(&mut into.examples, example, self.max_examples);
+            }
+        }
+    }
+
+    /// Fills in the paths of fd examples that have none and whose process
+    /// `readable(pid)` says can be asked, with `read(pid, fd)`, on a few
+    /// threads: each is a readlink in /proc, and there can be tens of
+    /// thousands.
+    pub fn fill_paths(
+        &mut self,
+        mut readable: impl FnMut(u32) -> bool,
+        read: impl Fn(u32, u32) -> Option<String> + Sync,
+    ) {
+        let mut wanted: Vec<(usize, usize, u32, u32)> = Vec::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            for (e, example) in group.examples.iter().enumerate() {
+                if let ExampleWhat::Fd { fd, path: None, .. } = &example.what {
+                    if readable(example.pid) {
+                        wanted.push((g, e, example.pid, *fd));
+                    }
+                }
+            }
+        }
+        const THREADS: usize = 4;
+        let per_thread = wanted.len().div_ceil(THREADS).max(1);
+        let read = &read;
+        let found: Vec<Vec<(usize, usize, Option<String>)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = wanted
+                .chunks(per_thread)
+                .map(|chunk| scope.spawn(move || chunk.iter().map(|&(g, e, pid, fd)| (g, e, read(pid, fd))).collect()))
+                .collect();
+            // A worker that failed leaves its examples without paths.
+            workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
+        });
+        for (g, e, path) in found.into_iter().flatten() {
+            if let ExampleWhat::Fd { path: slot, .. } = &mut self.groups[g].examples[e].what {
+                *slot = path;
             }
         }
     }
@@ -207,21 +312,22 @@ impl Aggregator {
     pub fn observed(&self) -> HashMap<GroupKey, Observed> {
         self.groups
             .iter()
-            .map(|(key, g)| {
-                (key.clone(), Observed { count: g.count, bytes: g.bytes, oldest_acquired_ns: g.first_acquired_ns })
+            .map(|g| {
+                let key = (g.kind, g.resource, g.stack.clone());
+                (key, Observed { count: g.count, bytes: g.bytes, oldest_acquired_ns: g.first_acquired_ns })
             })
             .collect()
     }
 
     #[cfg(test)]
     pub fn total(&self) -> u64 {
-        self.groups.values().map(|g| g.count).sum()
+        self.groups.iter().map(|g| g.count).sum()
     }
 
     /// Fds and connections by count, largest first, then mappings by bytes;
     /// ties by oldest age, then stack depth so the order is stable.
     pub fn into_groups(self) -> Vec<Group> {
-        let mut groups: Vec<Group> = self.groups.into_values().collect();
+        let mut groups = self.groups;
         for g in &mut groups {
             g.examples.sort_by(|a, b| b.age_ns.cmp(&a.age_ns).then(a.pid.cmp(&b.pid)).then(a.fd().cmp(&b.fd())));
         }
@@ -298,6 +404,26 @@ mod tests {
         let ages: Vec<u64> = groups[0].examples.iter().map(|e| e.age_ns).collect();
         assert_eq!(ages, vec![99, 98, 97], "the oldest examples, oldest first");
         assert_eq!(groups[1].count + groups[2].count, 2);
+    }
+
+    #[test]
+    fn merged_aggregates_equal_one_fed_everything() {
+        let (mut whole, mut first, mut second) = (Aggregator::new(3), Aggregator::new(3), Aggregator::new(3));
+        for fd in 0..50 {
+            let h = held(10 + fd % 2, fd, Resource::File, stack(&[0x10, 0x20], 0x5500_0000_0000), fd as u64);
+            whole.add(h.clone());
+            if fd < 20 {
+                first.add(h)
+            } else {
+                second.add(h)
+            }
+        }
+        first.merge(second);
+        let (a, b) = (whole.into_groups(), first.into_groups());
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].count, a[0].oldest_age_ns, &a[0].pids), (b[0].count, b[0].oldest_age_ns, &b[0].pids));
+        assert_eq!(a[0].examples, b[0].examples);
+        assert_eq!(b[0].first_acquired_ns, a[0].first_acquired_ns);
     }
 
     #[test]
