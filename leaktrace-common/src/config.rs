@@ -66,6 +66,8 @@ pub mod globals {
     pub const MMAP: &str = "LT_MMAP";
     /// u32: record one fd acquisition in this many (0 and 1: all).
     pub const SAMPLE: &str = "LT_SAMPLE";
+    /// u32: the tracer's own pid, left out when every process is traced.
+    pub const TRACER_TGID: &str = "LT_TRACER_TGID";
     /// [`super::KernelOffsets`].
     pub const KERNEL_OFFSETS: &str = "LT_KERNEL_OFFSETS";
 }

@@ -18,6 +18,9 @@ static LT_MMAP: u32 = 0;
 #[no_mangle]
 static LT_SAMPLE: u32 = 0;
 
+#[no_mangle]
+static LT_TRACER_TGID: u32 = 0;
+
 // Zero defaults; the loader writes the real values.
 #[no_mangle]
 static LT_OFFSETS: TracepointOffsets =
@@ -67,6 +70,12 @@ pub fn tcp() -> bool {
 #[inline(always)]
 pub fn mmap() -> bool {
     unsafe { core::ptr::read_volatile(&LT_MMAP) != 0 }
+}
+
+/// The tracer's own process, never traced.
+#[inline(always)]
+pub fn tracer_tgid() -> u32 {
+    unsafe { core::ptr::read_volatile(&LT_TRACER_TGID) }
 }
 
 /// Record one fd acquisition in this many (0 and 1: every one).

@@ -4,14 +4,17 @@
 use core::intrinsics::{atomic_and, atomic_or, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     programs::TracePointContext,
 };
 use leaktrace_common::{
     config::ABSENT,
     counters,
-    event::{EventHeader, ExecEvent, ExitEvent, ForkEvent, KIND_EXEC, KIND_EXIT, KIND_FORK},
+    event::{
+        CodeMappedEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, KIND_CODE_MAPPED, KIND_EXEC, KIND_EXIT,
+        KIND_FORK,
+    },
     process::ProcState,
 };
 
@@ -31,7 +34,8 @@ fn bit_word(pid: u32) -> Option<(*mut u64, u64)> {
 #[inline(always)]
 pub fn is_traced(pid: u32) -> bool {
     if config::trace_all() {
-        return true;
+        // Not the tracer itself: its own reads of /proc would be traced.
+        return pid != config::tracer_tgid();
     }
     match bit_word(pid) {
         // SAFETY: `word` is a live, aligned slot of the array map.
@@ -43,6 +47,42 @@ pub fn is_traced(pid: u32) -> bool {
         }
         None => false,
     }
+}
+
+/// The state of a traced process. With every process traced (`attach
+/// --all`), processes that were running before tracing began have none
+/// until their first acquisition, which makes one: its generation is that
+/// moment.
+#[inline(always)]
+pub fn state(tgid: u32) -> Option<&'static ProcState> {
+    if let Some(state) = unsafe { PROCS.get(tgid) } {
+        return Some(state);
+    }
+    if !config::trace_all() {
+        return None;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let state = ProcState { gen: now, exec_seq: 0, _pad: 0 };
+    // Another thread may have made it first: then its state is the one.
+    match PROCS.insert(tgid, state, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            // Userspace reads the new process's code mappings and publishes
+            // their unwinding tables, as for code mapped by a traced process;
+            // until then its stacks are walked with frame pointers.
+            let event = CodeMappedEvent {
+                header: EventHeader { kind: KIND_CODE_MAPPED, tgid, gen: now, ts_ns: now },
+                tid: bpf_get_current_pid_tgid() as u32,
+                exec_seq: 0,
+            };
+            events::send(&event);
+        }
+        Err(_) if unsafe { PROCS.get(tgid) }.is_none() => {
+            bump(counters::PROCS_DROPPED);
+            return None;
+        }
+        Err(_) => {}
+    }
+    unsafe { PROCS.get(tgid) }
 }
 
 // Bits of different pids share words and are changed on several CPUs at once,

@@ -81,7 +81,7 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     }
     // A traced pid without process state: the process map was full when it
     // was created (counted then).
-    let Some(proc) = (unsafe { PROCS.get(tgid) }) else {
+    let Some(proc) = process::state(tgid) else {
         return Ok(());
     };
     let caller = Caller { tgid, tid: pid_tgid as u32, ip: regs.ip, sp: regs.sp, bp: regs.bp };

@@ -57,3 +57,34 @@ fn attach_ends_when_every_target_exited() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(total(&r, "outstanding"), 0);
 }
+
+/// `attach --all`: every process on the host, including those that were
+/// running before tracing began, and never the tracer itself.
+#[test]
+fn attach_all_traces_processes_it_was_not_told_about() {
+    let leaking = Background::spawn(&c_fixture("growth"), &["30", "5"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let tracer = Command::new(leaktrace())
+        .args(["attach", "--all", "--duration", "4s", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start leaktrace attach --all");
+    let tracer_pid = tracer.id();
+    let out = tracer.wait_with_output().expect("leaktrace attach --all");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.starts_with("leaktrace: tracing every process;"), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let leak = with_site(&r, "leak_steadily");
+    assert_eq!(leak.len(), 1, "{r}");
+    assert_eq!(leak[0]["pids"], serde_json::json!([leaking.pid()]));
+    // 5 a second for the 4 s window, give or take the start.
+    let n = leak[0]["count"].as_u64().expect("count");
+    assert!((15..=25).contains(&n), "{n}");
+    assert!(symbols(leak[0]).contains(&"start_thread"), "a complete stack: {}", leak[0]);
+    assert!(
+        stacks(&r).iter().all(|s| !s["pids"].as_array().expect("pids").contains(&serde_json::json!(tracer_pid))),
+        "the tracer does not trace itself"
+    );
+}

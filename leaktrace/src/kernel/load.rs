@@ -111,6 +111,7 @@ impl Kernel {
         let tcp = u32::from(options.tcp);
         let mmap = u32::from(options.mmap);
         let sample = options.sample;
+        let tracer = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::TRACE_ALL, &trace_all, true)
             .override_global(globals::STOP_ON_CODE_MAP, &stop, true)
@@ -118,6 +119,7 @@ impl Kernel {
             .override_global(globals::TCP, &tcp, true)
             .override_global(globals::MMAP, &mmap, true)
             .override_global(globals::SAMPLE, &sample, true)
+            .override_global(globals::TRACER_TGID, &tracer, true)
             .override_global(globals::KERNEL_OFFSETS, &kernel_offsets, true)
             .map_max_entries("OUTSTANDING", options.max_entries)
             .map_max_entries("STACKS", options.max_stacks)
