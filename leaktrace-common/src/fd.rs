@@ -185,6 +185,55 @@ pub fn classify_entry(nr: u64, args: &[u64; 6]) -> FdOp {
     }
 }
 
+/// Whether [`classify`] or the mappings' `classify_exit` can see anything in
+/// syscall `nr`: the exit program reads the caller's registers only then (a
+/// traced process's reads and writes cost it one 8-byte read).
+#[inline(always)]
+pub fn exit_matters(nr: u64) -> bool {
+    matches!(
+        nr,
+        sc::OPEN
+            | sc::OPENAT
+            | sc::OPEN_BY_HANDLE_AT
+            | sc::OPENAT2
+            | sc::CREAT
+            | sc::SOCKET
+            | sc::ACCEPT
+            | sc::ACCEPT4
+            | sc::SOCKETPAIR
+            | sc::PIPE
+            | sc::PIPE2
+            | sc::DUP
+            | sc::DUP2
+            | sc::DUP3
+            | sc::FCNTL
+            | sc::IOCTL
+            | sc::EVENTFD
+            | sc::EVENTFD2
+            | sc::EPOLL_CREATE
+            | sc::EPOLL_CREATE1
+            | sc::TIMERFD_CREATE
+            | sc::SIGNALFD
+            | sc::SIGNALFD4
+            | sc::INOTIFY_INIT
+            | sc::INOTIFY_INIT1
+            | sc::MEMFD_CREATE
+            | sc::MEMFD_SECRET
+            | sc::PIDFD_OPEN
+            | sc::PIDFD_GETFD
+            | sc::FANOTIFY_INIT
+            | sc::USERFAULTFD
+            | sc::PERF_EVENT_OPEN
+            | sc::IO_URING_SETUP
+            | sc::OPEN_TREE
+            | sc::FSOPEN
+            | sc::FSPICK
+            | sc::FSMOUNT
+            | sc::MMAP
+            | sc::MREMAP
+    )
+}
+
 /// What syscall `nr` with arguments `args`, having returned `ret`, did to the
 /// fd table. Failed calls are not acquisitions. Releases by close and
 /// close_range are decided at entry ([`classify_entry`]).
@@ -262,6 +311,41 @@ pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
 mod tests {
     extern crate std;
     use super::*;
+
+    /// The exit program skips every syscall `exit_matters` rules out: none of
+    /// them may be one that `classify` or `classify_exit` acts on, whatever
+    /// the arguments.
+    #[test]
+    fn exit_matters_covers_everything_classified() {
+        let interesting = [
+            0u64,
+            1,
+            2,
+            3,
+            u64::MAX,
+            sc::O_CLOEXEC,
+            sc::PROT_EXEC,
+            sc::F_DUPFD,
+            sc::F_DUPFD_CLOEXEC,
+            sc::F_SETFD,
+            sc::FIOCLEX,
+            sc::FIONCLEX,
+        ];
+        for nr in 0..1024u64 {
+            if exit_matters(nr) {
+                continue;
+            }
+            for &a in &interesting {
+                for &b in &interesting {
+                    let args = [a, b, a, b, a, b];
+                    for ret in [0i64, 3, 1 << 40] {
+                        assert_eq!(classify(nr, &args, ret), FdOp::Nothing, "nr {nr}");
+                        assert_eq!(crate::mmap::classify_exit(nr, &args, ret), crate::mmap::ExitOp::Nothing, "nr {nr}");
+                    }
+                }
+            }
+        }
+    }
 
     fn args(a: &[u64]) -> [u64; 6] {
         let mut out = [0u64; 6];

@@ -27,7 +27,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
     match op {
         FdOp::Nothing => {}
         FdOp::Acquire { fd, resource, cloexec } => {
-            if sampled_out(key(fd)) {
+            if sampled_out() {
                 return Ok(());
             }
             let cloexec = resolve_cloexec(cloexec);
@@ -46,11 +46,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
                 }
             };
             // One draw for the pair: both ends are recorded, or neither.
-            if sampled_out(key(fds[0] as u32)) {
-                if release(key(fds[1] as u32)) {
-                    bump(counters::REPLACED);
-                    bump(counters::RELEASED);
-                }
+            if sampled_out() {
                 bump(counters::ACQUIRED);
                 bump(counters::SAMPLED_OUT);
                 return Ok(());
@@ -69,7 +65,7 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
                 Some(entry) => (Resource::from_u8(entry.resource), (entry.sock_family, entry.sock_type)),
                 None => (Resource::Unknown, (0, 0)),
             };
-            if sampled_out(key(new)) {
+            if sampled_out() {
                 return Ok(());
             }
             let cloexec = resolve_cloexec(cloexec);
@@ -118,21 +114,17 @@ pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64
 }
 
 /// `--sample N`: true for the acquisitions left out (N-1 in N on average),
-/// which are counted but neither unwound nor stored. An entry still under
-/// the fd's number was released in a way not yet applied (close_range,
-/// exec): it goes, as when a recorded acquisition replaces it.
+/// which are counted but neither unwound nor stored. (An entry still under
+/// the fd's number was released by a close_range or exec that userspace has
+/// not applied yet: it will, from the event, so nothing is looked up here.)
 #[inline(always)]
-fn sampled_out(key: FdKey) -> bool {
+fn sampled_out() -> bool {
     let n = config::sample();
     if n <= 1 || unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() } % n == 0 {
         return false;
     }
     bump(counters::ACQUIRED);
     bump(counters::SAMPLED_OUT);
-    if release(key) {
-        bump(counters::REPLACED);
-        bump(counters::RELEASED);
-    }
     true
 }
 

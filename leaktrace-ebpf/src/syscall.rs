@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use leaktrace_common::{
     counters,
-    fd::{classify, classify_entry, FdOp},
+    fd::{classify, classify_entry, exit_matters, FdOp},
     mmap, syscalls as sc,
 };
 
@@ -61,6 +61,19 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     // TP_PROTO(struct pt_regs *regs, long ret) (include/trace/events/syscalls.h).
     let regs_ptr: *const PtRegs = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
+    // The number first, 8 bytes: most calls of a traced process (reads,
+    // writes, closes) need nothing more. x32 numbers carry a high bit, so
+    // they are ruled out here too.
+    let nr = match unsafe { bpf_probe_read_kernel(core::ptr::addr_of!((*regs_ptr).orig_ax)) } {
+        Ok(nr) => nr,
+        Err(e) => {
+            bump(counters::READ_ERRORS);
+            return Err(e as i64);
+        }
+    };
+    if !exit_matters(nr) {
+        return Ok(());
+    }
     let regs = match unsafe { bpf_probe_read_kernel(regs_ptr) } {
         Ok(regs) => regs,
         Err(e) => {

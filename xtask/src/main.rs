@@ -1,9 +1,10 @@
 //! Developer tasks for leaktrace: installing the toolchain, building the
-//! self-contained binary, the demo and the test suite.
+//! self-contained binary, the demo, the test suite and the benchmarks.
 //!
 //! Everything a fresh Debian machine lacks is installed here, because CI and
 //! every new machine start bare (see README.md).
 
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -33,6 +34,13 @@ enum Command {
         /// Only run tests whose name contains this string.
         filter: Option<String>,
     },
+    /// Set up, build, then benchmark leaktrace against bpftrace, strace and
+    /// no tracing, and write BENCHMARKS.md (needs root; about 15 minutes).
+    Bench {
+        /// Fewer and shorter rounds and a 60 s soak, for development (about 2 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -53,6 +61,17 @@ fn main() -> Result<()> {
             setup::run(&setup::Needs::test())?;
             let binary = build::run(&root)?;
             test::run(&root, &binary, filter.as_deref())
+        }
+        Command::Bench { quick } => {
+            bench::require_root()?;
+            setup::run(&setup::Needs::bench())?;
+            // LEAKTRACE_BIN benchmarks that binary instead of building the
+            // workspace: an older build to compare with, or one kept aside.
+            let binary = match std::env::var_os("LEAKTRACE_BIN") {
+                Some(path) => std::path::PathBuf::from(path),
+                None => build::run(&root)?,
+            };
+            bench::run(&root, &binary, bench::Mode::new(quick))
         }
     }
 }

@@ -6,7 +6,7 @@
 //! major is read from the installed rustc at set-up time: a Debian security
 //! update can move rustc-web and its LLVM together.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -35,16 +35,28 @@ impl Needs {
         Self { packages: vec!["golang-go", "gcc", "libc6-dev"] }
     }
 
-    /// Fixtures are C (gcc), Go (golang-go) and Rust (the workspace's cargo).
+    /// Fixtures are C (gcc), Go (golang-go) and Rust (the workspace's cargo);
+    /// the tests give fixtures a terminal with `script` (bsdutils).
     pub fn test() -> Self {
-        Self { packages: vec!["golang-go", "gcc", "libc6-dev", "util-linux"] }
+        Self { packages: vec!["golang-go", "gcc", "libc6-dev", "util-linux", "bsdutils"] }
+    }
+
+    /// The benchmark programs are C; bpftrace and strace are the tracers
+    /// leaktrace is compared with; nginx and wrk the real server and its load;
+    /// bpftool reads the kernel map's occupancy; taskset (util-linux) pins the
+    /// measured processes.
+    pub fn bench() -> Self {
+        Self { packages: vec!["gcc", "libc6-dev", "bpftrace", "strace", "nginx", "wrk", "bpftool", "util-linux"] }
     }
 }
 
 pub fn run(needs: &Needs) -> Result<()> {
     let mut packages: Vec<String> = TOOLCHAIN_PACKAGES.iter().map(|p| p.to_string()).collect();
     packages.extend(needs.packages.iter().map(|p| p.to_string()));
-    install_packages(&packages)?;
+    let installed = install_packages(&packages)?;
+    if installed.iter().any(|p| p == "nginx") {
+        disable_nginx_service();
+    }
 
     let llvm = debian_llvm_major()?;
     install_packages(&[format!("llvm-{llvm}-dev")])?;
@@ -62,10 +74,11 @@ fn missing_packages(packages: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn install_packages(packages: &[String]) -> Result<()> {
+/// Installs what is missing and returns what it installed.
+fn install_packages(packages: &[String]) -> Result<Vec<String>> {
     let missing = missing_packages(packages);
     if missing.is_empty() {
-        return Ok(());
+        return Ok(missing);
     }
     if !util::is_root() {
         bail!("missing Debian packages: {}; run `sudo cargo xtask setup` once", missing.join(" "));
@@ -83,7 +96,27 @@ fn install_packages(packages: &[String]) -> Result<()> {
     if !still.is_empty() {
         bail!("apt-get did not install {}", still.join(" "));
     }
-    Ok(())
+    Ok(missing)
+}
+
+/// Debian's nginx package enables the system service and starts it on
+/// install (port 80, logs in /var/log/nginx). The benchmark runs an nginx of
+/// its own on its own port, and a second server on the host would only add
+/// noise, so the service is stopped and disabled right after the install
+/// that started it. Failing to is not fatal: the benchmark does not use it.
+fn disable_nginx_service() {
+    let steps: [&[&str]; 2] = if Path::new("/run/systemd/system").exists() {
+        [&["systemctl", "stop", "nginx.service"], &["systemctl", "disable", "--quiet", "nginx.service"]]
+    } else {
+        // Without systemd (containers) the init script is the service, and
+        // policy-rc.d may have kept it from starting at all.
+        [&["service", "nginx", "stop"], &["update-rc.d", "nginx", "disable"]]
+    };
+    for step in steps {
+        if util::run(Command::new(step[0]).args(&step[1..])).is_err() {
+            eprintln!("xtask: warning: `{}` failed; the system nginx may still run", step.join(" "));
+        }
+    }
 }
 
 /// The LLVM major version Debian's rustc was built with (`LLVM version: 22.1.8`).

@@ -1,0 +1,209 @@
+//! `cargo xtask bench`: what leaktrace costs the processes it traces, the
+//! rest of the host and a real server, compared with bpftrace and strace, and
+//! how its userspace holds up at scale and over time. Writes BENCHMARKS.md.
+//!
+//! This module owns the order of the benchmarks, their sizes (full or
+//! `--quick`), and turning a failed benchmark into a line of the report
+//! rather than the end of the run. Each benchmark lives in its own module;
+//! starting and stopping processes is `process`'s and `tracer`'s.
+
+mod loops;
+mod machine;
+mod markdown;
+mod nginx;
+mod process;
+mod programs;
+mod scale;
+mod soak;
+mod stats;
+mod tracer;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use self::markdown::{Document, Section};
+use self::programs::Programs;
+use crate::util;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Quick,
+}
+
+impl Mode {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Self::Quick
+        } else {
+            Self::Full
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Quick => "quick",
+        }
+    }
+}
+
+/// How big each benchmark is. The full run stays under about 25 minutes, ten
+/// of them the soak.
+pub struct Plan {
+    /// Rounds of each condition in the loop benchmarks.
+    pub rounds: usize,
+    pub open_pairs: u64,
+    /// strace makes each pair about 100 times slower.
+    pub strace_pairs: u64,
+    pub connections: u64,
+    pub mmap_pairs: u64,
+    pub nginx_rounds: usize,
+    pub wrk_seconds: u64,
+    /// Runs of the 1,000,000-fd benchmark.
+    pub scale_runs: usize,
+    pub soak: Duration,
+    pub soak_every: Duration,
+}
+
+impl Plan {
+    pub fn new(mode: Mode) -> Self {
+        match mode {
+            Mode::Full => Self {
+                rounds: 7,
+                open_pairs: 200_000,
+                strace_pairs: 10_000,
+                connections: 20_000,
+                mmap_pairs: 200_000,
+                nginx_rounds: 3,
+                wrk_seconds: 10,
+                scale_runs: 3,
+                soak: Duration::from_secs(600),
+                soak_every: Duration::from_secs(10),
+            },
+            Mode::Quick => Self {
+                rounds: 3,
+                open_pairs: 100_000,
+                strace_pairs: 5_000,
+                connections: 10_000,
+                mmap_pairs: 100_000,
+                nginx_rounds: 2,
+                wrk_seconds: 3,
+                scale_runs: 1,
+                soak: Duration::from_secs(60),
+                soak_every: Duration::from_secs(10),
+            },
+        }
+    }
+}
+
+/// What every benchmark needs.
+pub struct Bench {
+    /// The copy of the binary under test that every benchmark runs.
+    pub leaktrace: PathBuf,
+    pub programs: Programs,
+    pub plan: Plan,
+    /// Whether this leaktrace has `attach --sample N`.
+    pub has_sample: bool,
+    /// target/bench: the compiled programs, reports, nginx's files.
+    pub work: PathBuf,
+}
+
+pub fn require_root() -> Result<()> {
+    if !util::is_root() {
+        bail!(
+            "the benchmarks load eBPF programs and trace other processes: run `sudo cargo xtask bench` \
+             (needs CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE)"
+        );
+    }
+    Ok(())
+}
+
+type Benchmark = fn(&Bench, &mut Section) -> Result<()>;
+
+pub fn run(root: &Path, leaktrace: &Path, mode: Mode) -> Result<()> {
+    require_root()?;
+    let start = Instant::now();
+    let leaktrace =
+        leaktrace.canonicalize().with_context(|| format!("no leaktrace binary at {}", leaktrace.display()))?;
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let programs = programs::build(root, &work)?;
+    process::catch_interrupt();
+    let context = machine::describe(root, &leaktrace, mode.name());
+    // A copy, so that a rebuild of the workspace during the run cannot change
+    // the binary between benchmarks.
+    let snapshot = work.join("leaktrace");
+    std::fs::copy(&leaktrace, &snapshot)
+        .with_context(|| format!("cannot copy {} to {}", leaktrace.display(), snapshot.display()))?;
+    let bench = Bench {
+        has_sample: tracer::leaktrace_has_sample(&snapshot),
+        leaktrace: snapshot,
+        programs,
+        plan: Plan::new(mode),
+        work,
+    };
+
+    let plan = &bench.plan;
+    let benchmarks: Vec<(Section, Benchmark)> = vec![
+        (loops::open_close_section(plan), loops::open_close),
+        (loops::connect_section(plan), loops::connect),
+        (loops::mmap_section(plan), loops::mmap),
+        (loops::bystander_section(plan), loops::bystanders),
+        (nginx::section(plan), nginx::run),
+        (scale::section(plan), scale::run),
+        (soak::section(plan), soak::run),
+    ];
+    let count = benchmarks.len();
+    let mut sections = Vec::new();
+    for (i, (mut section, benchmark)) in benchmarks.into_iter().enumerate() {
+        eprintln!("bench: [{}/{count}] {}", i + 1, section.title);
+        let others = other_tracers();
+        if !others.is_empty() {
+            section.notes.push(format!(
+                "Running on the host meanwhile, not started by the benchmark: {} (their probes fire on every \
+                 process's syscalls too).",
+                others.join(", ")
+            ));
+        }
+        let began = Instant::now();
+        if let Err(err) = benchmark(&bench, &mut section) {
+            eprintln!("bench: {} failed: {err:#}", section.title);
+            section.failed = Some(format!("{err:#}"));
+        }
+        eprintln!("bench: {} took {}", section.title, stats::minutes(began.elapsed().as_secs_f64()));
+        if process::interrupted() {
+            bail!("interrupted; BENCHMARKS.md is left as it was");
+        }
+        sections.push(section);
+    }
+
+    let doc = Document { context, duration: stats::minutes(start.elapsed().as_secs_f64()), sections };
+    let path = root.join("BENCHMARKS.md");
+    std::fs::write(&path, markdown::render(&doc)).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("\n{}", markdown::results_table(&doc.sections));
+    println!("bench: wrote {} ({} in all)", path.display(), doc.duration);
+    let failed: Vec<&str> = doc.sections.iter().filter(|s| s.failed.is_some()).map(|s| s.title.as_str()).collect();
+    if !failed.is_empty() {
+        bail!("{} benchmark(s) failed: {}; BENCHMARKS.md says why", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Tracers running on the host that this benchmark did not start: their
+/// probes fire on every process's syscalls and make the host slower.
+fn other_tracers() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found: Vec<(u32, String)> = dir
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let comm = comm.trim();
+            ["leaktrace", "bpftrace", "strace", "perf"].contains(&comm).then(|| (pid, comm.to_string()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(pid, comm)| format!("{comm} (pid {pid})")).collect()
+}
