@@ -33,10 +33,13 @@ pub struct StackTrace {
     /// How the walk ended: [`COMPLETE`], [`TRUNCATED_DEPTH`],
     /// [`TRUNCATED_UNWIND`], or [`FRAME_POINTERS`] alone.
     pub flags: u32,
+    /// CLOCK_MONOTONIC ns of the first acquisition with this stack: where
+    /// its history starts, released acquisitions included.
+    pub first_ns: u64,
     /// Return addresses, innermost first; `ips[0]` is the syscall site.
     pub ips: [u64; MAX_FRAMES],
 }
-const _: () = assert!(core::mem::size_of::<StackTrace>() == 8 + 8 * MAX_FRAMES);
+const _: () = assert!(core::mem::size_of::<StackTrace>() == 16 + 8 * MAX_FRAMES);
 
 crate::user_pod!(StackTrace);
 

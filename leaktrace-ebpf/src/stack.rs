@@ -55,6 +55,7 @@ pub fn capture<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState) -> u6
     if STACKS.get_ptr(id).is_some() {
         return id;
     }
+    unsafe { (*buf).first_ns = aya_ebpf::helpers::bpf_ktime_get_ns() };
     match STACKS.insert(id, unsafe { &*buf }, BPF_NOEXIST as u64) {
         Ok(()) => id,
         // Another CPU stored the same stack in between.

@@ -91,6 +91,9 @@ pub struct Session {
     /// What each stack held at each sample.
     history: History<GroupKey>,
     max_examples: usize,
+    /// When each kernel stack was first seen (its first acquisition),
+    /// forgotten with the stack.
+    stack_since: HashMap<u64, u64>,
 }
 
 /// The end state of a session, ready to become a report.
@@ -135,6 +138,7 @@ impl Session {
             mappings: Mappings::new(config.max_mappings as usize),
             history: History::new(config.max_series as usize),
             max_examples: config.examples,
+            stack_since: HashMap::new(),
         })
     }
 
@@ -529,6 +533,9 @@ impl Session {
         let unreferenced: HashSet<u64> = ids.into_iter().filter(|id| !referenced.contains(id)).collect();
         let stale: Vec<u64> = unreferenced.intersection(&self.unreferenced_stacks).copied().collect();
         self.kernel.remove_stacks(&stale)?;
+        for id in &stale {
+            self.stack_since.remove(id);
+        }
         self.unreferenced_stacks = unreferenced;
         for id in stale {
             self.unreferenced_stacks.remove(&id);
@@ -568,6 +575,7 @@ impl Session {
                     proc,
                     acquired_ns: acq.acquired_ns,
                     held_until_ns: until,
+                    stack_since_ns: self.since(acq.stack_id),
                     stack,
                     what: What::Mapping(HeldMapping {
                         address,
@@ -600,8 +608,16 @@ impl Session {
             done
         } else {
             let trace: Option<StackTrace> = self.kernel.stack(stack_id);
+            if let Some(t) = &trace {
+                self.stack_since.entry(stack_id).or_insert(t.first_ns);
+            }
             self.resolver.normalize(image, stack_id, trace.as_ref())
         }
+    }
+
+    /// When the kernel first saw stack `stack_id` (0: not known).
+    fn since(&self, stack_id: u64) -> u64 {
+        self.stack_since.get(&stack_id).copied().unwrap_or(0)
     }
 
     fn held(&mut self, key: &FdKey, entry: &FdEntry, until: u64, tcp: Option<tcp::TcpInfo>) -> Held {
@@ -618,6 +634,7 @@ impl Session {
             proc,
             acquired_ns: entry.acquired_ns,
             held_until_ns: until,
+            stack_since_ns: self.since(entry.stack_id),
             stack,
             what: What::Fd(HeldFd {
                 fd: key.fd,

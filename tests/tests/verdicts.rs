@@ -220,3 +220,28 @@ fn diff_compares_reports_from_the_command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("leaktrace: ") && err.contains("garbage.json") && err.lines().count() == 1, "{err}");
 }
+
+/// A run too short for six samples is judged by when what is still held was
+/// acquired: a loop that leaks all along is a leak, a ring that replaces its
+/// oldest is not, and `--fail-on-leak` gates on it.
+#[test]
+fn short_runs_are_judged_by_acquisition_times() {
+    let run = run_json(&[], &growth(), &["1", "25"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let leak = only(&run.report, "leak_steadily");
+    assert_eq!(leak["count"], 25);
+    assert_eq!(verdict(leak), "leak", "{leak}");
+    assert_rate(leak, 25.0 * 60.0);
+    assert!(
+        leak["verdict_reason"].as_str().is_some_and(|r| r.contains("judged from when the 25 still held")),
+        "{leak}"
+    );
+    let ring = only(&run.report, "rotate_ring");
+    assert_ne!(verdict(ring), "leak", "{ring}");
+    assert_eq!(verdict(only(&run.report, "open_pool")), "steady");
+
+    // 100 leaked on an error path in a few milliseconds.
+    let out =
+        leaktrace_output(&["run", "--fail-on-leak", "--", c_fixture("fd_leaks").to_str().expect("path"), "error-path"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}

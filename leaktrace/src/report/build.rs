@@ -11,7 +11,7 @@ use leaktrace_common::socket;
 
 use crate::track::aggregate::{ExampleWhat, GroupKey};
 use crate::track::history::{History, Samples};
-use crate::track::verdict::{self, Rule};
+use crate::track::verdict::{self, Rule, Verdict};
 
 use super::{
     mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Preexisting, Report, Sampling, StackEntry,
@@ -52,6 +52,9 @@ pub fn build(ctx: Context, outcome: Outcome, history: &History<GroupKey>, resolv
             }
             samples.first_acquired_ns =
                 samples.first_acquired_ns.map_or(Some(g.first_acquired_ns), |t| Some(t.min(g.first_acquired_ns)));
+            samples.survivors = g.survivors.clone();
+            samples.until_ns = g.last_seen_ns;
+            samples.since_ns = g.since_ns;
             let frames = resolver.symbolize(&g.stack);
             let site = leak_site(&frames).and_then(|i| frames[i].symbol.clone());
             let last = frames.last().and_then(|f| f.symbol.as_deref());
@@ -268,13 +271,45 @@ fn merge_same_source(entries: Vec<(StackEntry, Samples)>, max_examples: usize) -
 fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     let seconds = seconds_since(samples, start_ns);
     let mapping = entry.kind == "mmap";
-    let judgement = judgement(entry.kind, entry.resource, samples, &seconds);
+    let mut judgement = judgement(entry.kind, entry.resource, samples, &seconds);
+    let sampled = samples.points.len();
+    let survivors = samples.survivors.len();
+    if sampled < Rule::COUNT.min_points && entry.kind != "mmap" && survivors >= 2 {
+        // Too few samples (a short run): judge how what is still held was
+        // acquired since the stack's first acquisition instead (released
+        // ones included: a ring that replaces its oldest holds only recent
+        // ones, a loop that leaks holds them from all along).
+        let from = if samples.since_ns > 0 { samples.since_ns } else { start_ns };
+        let (x, y) = samples.survivors.curve(entry.count, from, samples.until_ns.max(from), SURVIVOR_POINTS);
+        let unit = if entry.kind == "tcp" { "connections".to_string() } else { super::text::plural(entry.resource) };
+        let mut by_time = verdict::judge(&x, &y, &Rule::COUNT, &unit);
+        // A ring that replaces its oldest holds only what it acquired last,
+        // which also rises: a leak must still hold some of what it acquired
+        // in the first half of the stack's life.
+        let until = samples.until_ns.max(from);
+        let half = from + (until - from) / 2;
+        if by_time.verdict == Verdict::Leak && samples.survivors.oldest().is_some_and(|t| t > half) {
+            by_time.verdict = Verdict::Suspect;
+            by_time.reason = format!(
+                "rose late: everything still held was acquired in the last {:.0}% of the stack's {:.2}s",
+                100.0 * (until - samples.survivors.oldest().unwrap_or(until)) as f64 / (until - from).max(1) as f64,
+                (until - from) as f64 / NS
+            );
+        }
+        judgement.verdict = by_time.verdict;
+        judgement.reason = format!(
+            "{}, judged from when the {} still held were acquired (sampled {sampled} time{})",
+            by_time.reason,
+            entry.count,
+            if sampled == 1 { "" } else { "s" }
+        );
+        // The acquisition times of all still held say more than a few samples.
+        judgement.per_minute = by_time.per_minute;
+    } else if samples.points.is_empty() {
+        judgement.reason = "not sampled while held (its process lived less than an interval)".to_string();
+    }
     entry.verdict = judgement.verdict.name();
-    entry.verdict_reason = if samples.points.is_empty() {
-        "not sampled while held (its process lived less than an interval)".to_string()
-    } else {
-        judgement.reason
-    };
+    entry.verdict_reason = judgement.reason;
     entry.growth_per_minute = judgement.per_minute.map(|g| (g * 100.0).round() / 100.0);
     entry.first_seen =
         samples.first_acquired_ns.filter(|t| *t != u64::MAX).map(|t| procfs::rfc3339(procfs::wall_time(t)));
@@ -285,6 +320,11 @@ fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
         oldest_age_seconds: samples.points.iter().map(|p| (p.oldest_age_ns as f64 / 1e6).round() / 1000.0).collect(),
     };
 }
+
+/// Moments the acquisition times of a stack too briefly sampled are judged
+/// at: more than the rule's minimum, fewer than would make one acquisition
+/// a trend.
+const SURVIVOR_POINTS: usize = 12;
 
 fn seconds_since(samples: &Samples, start_ns: u64) -> Vec<f64> {
     samples.times_ns.iter().map(|t| t.saturating_sub(start_ns) as f64 / NS).collect()

@@ -10,6 +10,7 @@ use leaktrace_common::{fd::Resource, mmap::MapResource};
 
 use super::fd::{resource_from_link, resource_name};
 use super::history::Observed;
+use super::survivors::Survivors;
 use super::tcp::TcpInfo;
 use super::ProcId;
 use crate::symbolize::NormStack;
@@ -21,6 +22,8 @@ pub struct Held {
     pub acquired_ns: u64,
     /// When it was last seen held: its process's exit, or the report.
     pub held_until_ns: u64,
+    /// When its stack was first seen acquiring anything (0: not known).
+    pub stack_since_ns: u64,
     pub stack: Arc<NormStack>,
     pub what: What,
 }
@@ -118,6 +121,12 @@ pub struct Group {
     pub oldest_age_ns: u64,
     /// CLOCK_MONOTONIC ns of the earliest acquisition held.
     pub first_acquired_ns: u64,
+    /// When they were acquired (bounded), and when last seen held.
+    pub survivors: Survivors,
+    pub last_seen_ns: u64,
+    /// The first acquisition with this stack, released ones included (0:
+    /// not known).
+    pub since_ns: u64,
     /// The oldest few, oldest first.
     pub examples: Vec<Example>,
     /// TCP: connections per state name.
@@ -141,6 +150,9 @@ impl Group {
             pids: BTreeSet::new(),
             oldest_age_ns: 0,
             first_acquired_ns: u64::MAX,
+            survivors: Survivors::default(),
+            last_seen_ns: 0,
+            since_ns: 0,
             examples: Vec::new(),
             states: BTreeMap::new(),
             locals: BTreeMap::new(),
@@ -162,6 +174,14 @@ fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: Soc
         peers.insert(addr, 1);
     } else {
         *others += 1;
+    }
+}
+
+/// The earlier of two times where 0 means not known.
+pub fn earliest_known(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, t) | (t, 0) => t,
+        (a, b) => a.min(b),
     }
 }
 
@@ -217,6 +237,9 @@ impl Aggregator {
         group.pids.insert(held.proc.tgid);
         group.oldest_age_ns = group.oldest_age_ns.max(age_ns);
         group.first_acquired_ns = group.first_acquired_ns.min(held.acquired_ns);
+        group.survivors.add(held.acquired_ns);
+        group.last_seen_ns = group.last_seen_ns.max(held.held_until_ns);
+        group.since_ns = earliest_known(group.since_ns, held.stack_since_ns);
         let what = match held.what {
             What::Fd(fd) => {
                 if let Some(t) = fd.tcp {
@@ -250,6 +273,9 @@ impl Aggregator {
             into.pids.extend(from.pids);
             into.oldest_age_ns = into.oldest_age_ns.max(from.oldest_age_ns);
             into.first_acquired_ns = into.first_acquired_ns.min(from.first_acquired_ns);
+            into.survivors.merge(&from.survivors);
+            into.last_seen_ns = into.last_seen_ns.max(from.last_seen_ns);
+            into.since_ns = earliest_known(into.since_ns, from.since_ns);
             for (state, n) in from.states {
                 *into.states.entry(state).or_default() += n;
             }
@@ -369,6 +395,7 @@ mod tests {
 
     fn held(pid: u32, fd: u32, resource: Resource, stack: Arc<NormStack>, age: u64) -> Held {
         Held {
+            stack_since_ns: 0,
             proc: ProcId { tgid: pid, gen: 1 },
             acquired_ns: 1000,
             held_until_ns: 1000 + age,
@@ -489,6 +516,7 @@ mod tests {
         };
         for (bytes, regions) in [(8192, 1), (4096, 2)] {
             agg.add(Held {
+                stack_since_ns: 0,
                 proc: ProcId { tgid: 10, gen: 1 },
                 acquired_ns: 1000,
                 held_until_ns: 1010,

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::survivors::Survivors;
+
 /// Samples kept on the timeline.
 pub const MAX_POINTS: usize = 128;
 
@@ -67,13 +69,18 @@ impl From<Stored> for Point {
 }
 
 /// One stack's samples, ready for judging and reporting.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Samples {
     /// CLOCK_MONOTONIC ns of each point.
     pub times_ns: Vec<u64>,
     pub points: Vec<Point>,
     /// The earliest acquisition ever seen held by the stack.
     pub first_acquired_ns: Option<u64>,
+    /// When what the stack holds at the end was acquired, that end, and
+    /// the stack's first acquisition (0: not known).
+    pub survivors: Survivors,
+    pub until_ns: u64,
+    pub since_ns: u64,
 }
 
 impl Samples {
@@ -81,6 +88,10 @@ impl Samples {
     /// timeline is shared, so one is a suffix of the other).
     pub fn add(&mut self, other: &Samples) {
         let first = self.first_acquired_ns;
+        let mut survivors = std::mem::take(&mut self.survivors);
+        survivors.merge(&other.survivors);
+        let until_ns = self.until_ns.max(other.until_ns);
+        let since_ns = super::aggregate::earliest_known(self.since_ns, other.since_ns);
         if other.times_ns.len() > self.times_ns.len() {
             let mut longer = other.clone();
             longer.add_aligned(self);
@@ -88,6 +99,9 @@ impl Samples {
         } else {
             self.add_aligned(other);
         }
+        self.survivors = survivors;
+        self.until_ns = until_ns;
+        self.since_ns = since_ns;
         self.first_acquired_ns = match (first, other.first_acquired_ns) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -184,6 +198,7 @@ impl<K: Hash + Eq + Clone> History<K> {
             times_ns: self.times_ns[series.start..].to_vec(),
             points: series.points.iter().map(|&p| p.into()).collect(),
             first_acquired_ns: Some(series.first_acquired_ns),
+            ..Samples::default()
         })
     }
 
@@ -283,11 +298,15 @@ mod tests {
             times_ns: vec![1, 2, 3],
             points: vec![Point { count: 1, ..Point::default() }; 3],
             first_acquired_ns: Some(5),
+            ..Samples::default()
         };
+        long.survivors.add(5);
         let short = Samples {
             times_ns: vec![2, 3],
             points: vec![Point { count: 2, ..Point::default() }; 2],
             first_acquired_ns: Some(1),
+            until_ns: 9,
+            ..Samples::default()
         };
         let mut other = short.clone();
         other.add(&long);
@@ -295,5 +314,6 @@ mod tests {
         assert_eq!(long, other);
         assert_eq!(long.points.iter().map(|p| p.count).collect::<Vec<_>>(), vec![1, 3, 3]);
         assert_eq!(long.first_acquired_ns, Some(1));
+        assert_eq!((long.survivors.len(), long.until_ns), (1, 9));
     }
 }

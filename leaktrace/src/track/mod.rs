@@ -8,6 +8,7 @@ pub mod history;
 pub mod mappings;
 pub mod mmap;
 pub mod process;
+pub mod survivors;
 pub mod tcp;
 pub mod verdict;
 
