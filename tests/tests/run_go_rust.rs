@@ -57,3 +57,41 @@ fn unused_stacks_are_freed_so_the_stack_map_never_fills() {
         leaked[0]["stack"].as_array().expect("frames").iter().filter(|f| f["symbol"] == "main.leakDeep").count();
     assert_eq!(depth, 46, "the whole recursion is in the stack");
 }
+
+/// `leaktrace run --fail-on-leak -- go test ./...`: the go tool, the
+/// compiler and the test binary are dozens of short processes that each hold
+/// the Go runtime's poller until they exit, which is not a leak; a test that
+/// keeps files is.
+#[test]
+fn fail_on_leak_gates_go_test() {
+    let dir = scratch_dir("gotest");
+    let cache = dir.join("cache");
+    let report = dir.join("report.json");
+    let go_test = |leaky: &str| {
+        std::process::Command::new(leaktrace())
+            .args(["run", "--fail-on-leak", "--format", "json", "-o"])
+            .arg(&report)
+            .args(["--", "go", "test", "-count=1", "./..."])
+            .current_dir(workspace().join("tests/fixtures/go/gotest"))
+            .env("HOME", &dir)
+            .env("GOCACHE", &cache)
+            .env("GOFLAGS", "-buildvcs=false")
+            .env("LEAKY", leaky)
+            .output()
+            .expect("leaktrace run go test")
+    };
+    let clean = go_test("0");
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+
+    let leaky = go_test("1");
+    assert_eq!(leaky.status.code(), Some(3), "{}", String::from_utf8_lossy(&leaky.stderr));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report file")).expect("json report");
+    let leaks: Vec<_> = stacks(&r).iter().filter(|s| s["verdict"] == "leak").collect();
+    assert_eq!(leaks.len(), 1, "{leaks:?}");
+    assert_eq!(leaks[0]["count"], 40);
+    // go test links its test binaries stripped (no .symtab, no DWARF): the
+    // frames are named by module and offset (see the README's limits).
+    let module = leaks[0]["stack"][0]["module"].as_str().unwrap_or_default();
+    assert!(module.ends_with("/gotest.test"), "{}", leaks[0]);
+}

@@ -237,7 +237,7 @@ impl Aggregator {
         group.pids.insert(held.proc.tgid);
         group.oldest_age_ns = group.oldest_age_ns.max(age_ns);
         group.first_acquired_ns = group.first_acquired_ns.min(held.acquired_ns);
-        group.survivors.add(held.acquired_ns);
+        group.survivors.add(held.acquired_ns, held.held_until_ns);
         group.last_seen_ns = group.last_seen_ns.max(held.held_until_ns);
         group.since_ns = earliest_known(group.since_ns, held.stack_since_ns);
         let what = match held.what {

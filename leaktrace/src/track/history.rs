@@ -300,7 +300,7 @@ mod tests {
             first_acquired_ns: Some(5),
             ..Samples::default()
         };
-        long.survivors.add(5);
+        long.survivors.add(5, 9);
         let short = Samples {
             times_ns: vec![2, 3],
             points: vec![Point { count: 2, ..Point::default() }; 2],
