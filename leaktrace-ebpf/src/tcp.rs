@@ -47,7 +47,20 @@ pub fn link(key: &FdKey, acquired_ns: u64, sk: u64, family: u16) -> Result<(), (
         daddr: [0; 16],
     };
     read_endpoints(sk, &mut conn)?;
-    TCP_SOCKS.insert(sk, conn, BPF_ANY as u64).map_err(|_| ())
+    TCP_SOCKS.insert(sk, conn, BPF_ANY as u64).map_err(|_| ())?;
+    // A state change on another CPU (a peer's FIN, in softirq) between the
+    // read above and the insert found no entry to update: read it again now
+    // that changes from here on land in the entry.
+    let now: u8 = read(sk + config::kernel_offsets().skc_state as u64)?;
+    if u32::from(now) != conn.state {
+        if let Some(entry) = TCP_SOCKS.get_ptr_mut(sk) {
+            unsafe {
+                (*entry).state = now.into();
+                (*entry).state_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The socket's addresses and ports as they are now, into `conn`.
