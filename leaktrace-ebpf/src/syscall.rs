@@ -41,6 +41,16 @@ struct PtRegs {
     ss: u64,
 }
 
+/// Reads kernel memory; a failure is counted (`READ_ERRORS`) and ends the
+/// program.
+#[inline(always)]
+fn read_kernel<T>(src: *const T) -> Result<T, i64> {
+    unsafe { bpf_probe_read_kernel(src) }.map_err(|e| {
+        bump(counters::READ_ERRORS);
+        e as i64
+    })
+}
+
 /// The calling thread and its user registers at the syscall.
 pub struct Caller {
     pub tgid: u32,
@@ -64,23 +74,11 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     // The number first, 8 bytes: most calls of a traced process (reads,
     // writes, closes) need nothing more. x32 numbers carry a high bit, so
     // they are ruled out here too.
-    let nr = match unsafe { bpf_probe_read_kernel(core::ptr::addr_of!((*regs_ptr).orig_ax)) } {
-        Ok(nr) => nr,
-        Err(e) => {
-            bump(counters::READ_ERRORS);
-            return Err(e as i64);
-        }
-    };
+    let nr: u64 = read_kernel(unsafe { core::ptr::addr_of!((*regs_ptr).orig_ax) })?;
     if !exit_matters(nr) {
         return Ok(());
     }
-    let regs = match unsafe { bpf_probe_read_kernel(regs_ptr) } {
-        Ok(regs) => regs,
-        Err(e) => {
-            bump(counters::READ_ERRORS);
-            return Err(e as i64);
-        }
-    };
+    let regs = read_kernel(regs_ptr)?;
     // ia32 and x32 syscall numbers mean other calls; only the native ABI is decoded.
     if regs.cs != sc::USER_CS_64 || regs.orig_ax & sc::X32_SYSCALL_BIT != 0 {
         return Ok(());
@@ -121,13 +119,7 @@ pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let regs_ptr: *const PtRegs = ctx.arg(0);
-    let regs = match unsafe { bpf_probe_read_kernel(regs_ptr) } {
-        Ok(regs) => regs,
-        Err(e) => {
-            bump(counters::READ_ERRORS);
-            return Err(e as i64);
-        }
-    };
+    let regs = read_kernel(regs_ptr)?;
     if regs.cs != sc::USER_CS_64 || regs.orig_ax & sc::X32_SYSCALL_BIT != 0 {
         return Ok(());
     }

@@ -29,15 +29,10 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
     }
     let output = Output::open(common, config.top)?;
     let kernel = Kernel::load(&LoadOptions {
-        max_entries: config.max_entries,
-        max_stacks: config.max_stacks,
-        max_procs: config.max_procs,
-        max_unwind_rows: config.max_unwind_rows,
         tcp: common.tcp(),
         mmap: common.mmap(),
         trace_all: all,
-        stop_on_code_map: false,
-        sample: config.sample,
+        ..LoadOptions::from(&config)
     })?;
     let mut session = Session::new(kernel, &config, false)?;
     let events = crate::session::readiness(&session)?;

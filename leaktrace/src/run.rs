@@ -30,15 +30,10 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
     let program = launch::resolve(&command[0])?;
     let output = Output::open(common, config.top)?;
     let kernel = Kernel::load(&LoadOptions {
-        max_entries: config.max_entries,
-        max_stacks: config.max_stacks,
-        max_procs: config.max_procs,
-        max_unwind_rows: config.max_unwind_rows,
         tcp: common.tcp(),
         mmap: common.mmap(),
-        trace_all: false,
         stop_on_code_map: true,
-        sample: config.sample,
+        ..LoadOptions::from(&config)
     })?;
     let mut session = Session::new(kernel, &config, true)?;
     let events = crate::session::readiness(&session)?;

@@ -340,8 +340,10 @@ impl Session {
     }
 
     /// Applies pending releases and moves the entries of exited processes
-    /// into the aggregate (live processes' are sampled, not taken).
-    pub fn sweep(&mut self) -> Result<(), KernelError> {
+    /// into the aggregate (live processes' are sampled, not taken). Returns
+    /// the entries left, those of live processes, so a sample that follows
+    /// need not read the map again.
+    pub fn sweep(&mut self) -> Result<Vec<(FdKey, FdEntry)>, KernelError> {
         self.drain_events();
         let now = procfs::monotonic_ns();
         let mut entries = self.kernel.outstanding()?;
@@ -415,15 +417,17 @@ impl Session {
                 self.procs.remove(proc);
             }
         }
-        Ok(())
+        entries.retain(|(k, _)| alive[&ProcId { tgid: k.tgid, gen: k.gen }]);
+        Ok(entries)
     }
 
     /// The periodic sweep: reads paths of live processes' fds while they can
     /// be read, samples what each stack holds, and frees stacks no
     /// outstanding entry uses any more. Returns the sample.
     pub fn refresh(&mut self) -> Result<Aggregator, KernelError> {
-        self.sweep()?;
-        let entries = self.kernel.outstanding()?;
+        // Unconditional, unlike the sample's: it also finds processes whose
+        // exit event was lost.
+        let entries = self.sweep()?;
         for (proc, held) in held_per_process(&entries) {
             if held <= LINKS_FULL_READ {
                 self.read_fd_links(proc, proc.tgid);
@@ -435,7 +439,7 @@ impl Session {
                 self.name_mapped_files(proc, proc.tgid);
             }
         }
-        let live = self.sample(false)?;
+        let live = self.sample_of(&entries, false, false)?;
         self.free_stacks(&entries)?;
         Ok(live)
     }
@@ -451,12 +455,18 @@ impl Session {
     /// and the maps' use is noted for the report.
     fn sample_as(&mut self, keep: bool, end: bool) -> Result<Aggregator, KernelError> {
         self.drain_events();
-        if !self.exited.is_empty() || !self.pending_ops.is_empty() {
-            // Releases by close_range and exec, and exits, first.
-            self.sweep()?;
-        }
+        // Releases by close_range and exec, and exits, first.
+        let entries = if !self.exited.is_empty() || !self.pending_ops.is_empty() {
+            self.sweep()?
+        } else {
+            self.kernel.outstanding()?
+        };
+        self.sample_of(&entries, keep, end)
+    }
+
+    /// A sample of `entries`, the outstanding map as just read.
+    fn sample_of(&mut self, entries: &[(FdKey, FdEntry)], keep: bool, end: bool) -> Result<Aggregator, KernelError> {
         let now = procfs::monotonic_ns();
-        let entries = self.kernel.outstanding()?;
         let socks = self.kernel.tcp_socks()?;
         let tcp = tcp::index(&socks);
         if end {
@@ -467,10 +477,10 @@ impl Session {
             self.kernel_maps.mapping_regions =
                 MapUse { used: self.mappings.regions() as u64, capacity: self.mappings.max_regions() as u64 };
         }
-        let held = if end { held_per_process(&entries) } else { HashMap::new() };
+        let held = if end { held_per_process(entries) } else { HashMap::new() };
         let mut live = Aggregator::new(self.max_examples);
         let mut alive: HashMap<ProcId, bool> = HashMap::new();
-        for (key, entry) in &entries {
+        for (key, entry) in entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
             let is_live = match alive.get(&proc) {
                 Some(live) => *live,

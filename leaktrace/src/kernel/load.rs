@@ -49,6 +49,24 @@ pub struct LoadOptions {
     pub sample: u32,
 }
 
+/// A config's capacities and sampling; what to follow and how is the
+/// mode's (false unless it says otherwise).
+impl From<&crate::config::Config> for LoadOptions {
+    fn from(config: &crate::config::Config) -> Self {
+        LoadOptions {
+            max_entries: config.max_entries,
+            max_stacks: config.max_stacks,
+            max_procs: config.max_procs,
+            max_unwind_rows: config.max_unwind_rows,
+            sample: config.sample,
+            trace_all: false,
+            stop_on_code_map: false,
+            tcp: false,
+            mmap: false,
+        }
+    }
+}
+
 /// The event ring buffer: process events only, or also every mapping
 /// operation (about 64 bytes each, read by userspace every
 /// `run::EVENT_LATENCY` or when a quarter full).

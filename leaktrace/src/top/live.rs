@@ -34,15 +34,10 @@ pub async fn top(pids: &[u32], kinds: &[Kind], interval: Duration) -> Result<u8,
     }
     let config = Config { interval, ..Config::default() };
     let kernel = Kernel::load(&LoadOptions {
-        max_entries: config.max_entries,
-        max_stacks: config.max_stacks,
-        max_procs: config.max_procs,
-        max_unwind_rows: config.max_unwind_rows,
         tcp: has_kind(kinds, Kind::Tcp),
         mmap: has_kind(kinds, Kind::Mmap),
         trace_all: pids.is_empty(),
-        stop_on_code_map: false,
-        sample: 1,
+        ..LoadOptions::from(&config)
     })?;
     let mut session = Session::new(kernel, &config, false)?;
     let events = crate::session::readiness(&session)?;
