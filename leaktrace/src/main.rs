@@ -4,6 +4,7 @@
 mod attach;
 mod cli;
 mod config;
+mod container;
 mod decode;
 mod diff;
 mod elf;
