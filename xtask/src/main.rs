@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod demo;
+mod deploy;
 mod setup;
 mod test;
 mod util;

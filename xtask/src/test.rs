@@ -15,6 +15,7 @@ pub fn run(root: &Path, leaktrace: &Path, filter: Option<&str>) -> Result<()> {
         unit.args(["--", f]);
     }
     util::run(&mut unit)?;
+    crate::deploy::check(root)?;
 
     if !util::is_root() {
         bail!("the integration tests load eBPF programs: run `sudo cargo xtask test`");
