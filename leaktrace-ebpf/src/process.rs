@@ -32,11 +32,7 @@ fn bit_word(pid: u32) -> Option<(*mut u64, u64)> {
 }
 
 #[inline(always)]
-pub fn is_traced(pid: u32) -> bool {
-    if config::trace_all() {
-        // Not the tracer itself: its own reads of /proc would be traced.
-        return pid != config::tracer_tgid();
-    }
+fn bit_set(pid: u32) -> bool {
     match bit_word(pid) {
         // SAFETY: `word` is a live, aligned slot of the array map.
         Some((word, bit)) => {
@@ -47,6 +43,24 @@ pub fn is_traced(pid: u32) -> bool {
         }
         None => false,
     }
+}
+
+/// With every process traced (`attach --all`, `daemon`), a pid's bit means
+/// the opposite: userspace filtered the process out (`daemon --comm` and
+/// friends), and so are the children it forks until one execs.
+#[inline(always)]
+pub fn is_traced(pid: u32) -> bool {
+    if config::trace_all() {
+        // Not the tracer itself: its own reads of /proc would be traced.
+        return pid != config::tracer_tgid() && !bit_set(pid);
+    }
+    bit_set(pid)
+}
+
+/// A process userspace filtered out while every process is traced.
+#[inline(always)]
+fn filtered_out(pid: u32) -> bool {
+    config::trace_all() && pid != config::tracer_tgid() && bit_set(pid)
 }
 
 /// The state of a traced process. With every process traced (`attach
@@ -107,6 +121,10 @@ fn clear_traced(pid: u32) {
 pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_traced(tgid) {
+        if filtered_out(tgid) {
+            let child: u32 = config::field(ctx, config::offsets().fork_child_pid)?;
+            set_traced(child);
+        }
         return Ok(());
     }
     let child: u32 = config::field(ctx, config::offsets().fork_child_pid)?;
@@ -120,7 +138,13 @@ pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         bump(counters::PROCS_DROPPED);
         return Ok(());
     }
-    set_traced(child);
+    // A stale bit of an earlier process with this pid must not filter the
+    // child out.
+    if config::trace_all() {
+        clear_traced(child);
+    } else {
+        set_traced(child);
+    }
     // Until it execs, a child runs its parent's mappings: it inherits the
     // parent's unwinding tables if they describe the parent's current image.
     if let (Some(parent), Some(maps)) = (unsafe { PROCS.get(tgid) }, PROC_UNWIND.get_ptr(tgid)) {
@@ -144,6 +168,14 @@ pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
 /// `sched:sched_process_exec`, in the new image's context.
 pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if filtered_out(tgid) {
+        // A new image is judged again (a shell that execs the service the
+        // filter names): the process is traced as new, and userspace sees it
+        // at its first acquisition, when its state is made.
+        clear_traced(tgid);
+        let _ = PROCS.remove(tgid);
+        return Ok(());
+    }
     if !is_traced(tgid) {
         return Ok(());
     }
@@ -178,7 +210,10 @@ pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
 pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if !is_traced(tgid) {
+    let traced = is_traced(tgid);
+    // A filtered-out process's state and bits go too, so its pid, reused,
+    // starts afresh.
+    if !traced && !filtered_out(tgid) {
         return Ok(());
     }
     let offsets = config::offsets();
@@ -190,14 +225,14 @@ pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         config::field::<u8>(ctx, offsets.exit_group_dead)? != 0
     };
     if tid != tgid {
-        let _ = PROCS.remove(tid)?;
+        let _ = PROCS.remove(tid);
         let _ = PROC_UNWIND.remove(tid);
         clear_traced(tid);
     }
     if !group_dead {
         return Ok(());
     }
-    if let Some(state) = unsafe { PROCS.get(tgid) } {
+    if let Some(state) = unsafe { PROCS.get(tgid) }.filter(|_| traced) {
         let event = ExitEvent {
             header: EventHeader { kind: KIND_EXIT, tgid, gen: state.gen, ts_ns: unsafe { bpf_ktime_get_ns() } },
         };

@@ -131,6 +131,7 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
         kinds: common.kind_names(),
         min_bytes: config.min_bytes,
         sample: config.sample,
+        per_process: false,
     };
     let (history, resolver) = session.history_and_resolver();
     let report: report::Report = build::build(context, outcome, history, resolver);

@@ -67,6 +67,83 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
         interval: Duration,
     },
+    /// Trace the whole host (or the processes the filters name) until
+    /// stopped: per-process stacks with their verdicts, served over HTTP as
+    /// Prometheus metrics (/metrics), the JSON report (/report) and pprof
+    /// profiles (/profile?kind=fd|tcp|mmap).
+    Daemon(DaemonArgs),
+}
+
+/// `leaktrace daemon`; each option overrides the config file's value.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Address of the HTTP endpoints [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// How often what every process holds is sampled [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// A TOML config file (see deploy/kubernetes/configmap.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Trace only this process and its children (repeatable).
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+    /// Trace only processes with this name (/proc/PID/comm; repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// Trace only processes in this cgroup v2 path or below it (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+    /// Trace only processes of this container (id or prefix; repeatable).
+    #[arg(long = "container", value_name = "ID")]
+    pub containers: Vec<String>,
+    /// Resource kinds, as for run and attach [default: fd,tcp].
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    pub kinds: Vec<Kind>,
+    /// Capacity of the kernel's outstanding-fd map [default: 262144].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_entries: Option<u32>,
+    /// Stacks whose history is kept, all processes together [default: 16384].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
+    pub max_series: Option<u32>,
+    /// Record one fd acquisition in N (counts become estimates).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sample: Option<u32>,
+}
+
+impl DaemonArgs {
+    /// Command line over the file over the daemon's defaults.
+    pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(&Config::daemon(), path)?,
+            None => Config::daemon(),
+        };
+        if let Some(listen) = self.listen {
+            config.daemon.listen = listen;
+        }
+        if let Some(interval) = self.interval {
+            config.interval = interval;
+        }
+        if !self.kinds.is_empty() {
+            config.kinds = self.kinds.clone();
+        }
+        config.max_entries = self.max_entries.unwrap_or(config.max_entries);
+        config.max_series = self.max_series.unwrap_or(config.max_series);
+        config.sample = self.sample.unwrap_or(config.sample);
+        let f = &mut config.filter;
+        for (into, from) in
+            [(&mut f.comms, &self.comms), (&mut f.cgroups, &self.cgroups), (&mut f.containers, &self.containers)]
+        {
+            if !from.is_empty() {
+                *into = from.clone();
+            }
+        }
+        if !self.pids.is_empty() {
+            f.pids = self.pids.clone();
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -96,7 +173,8 @@ pub enum Unwind {
 }
 
 /// Resource kinds leaktrace can follow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Kind {
     Fd,
     /// TCP sockets as connections, with their states and peers.
@@ -116,6 +194,20 @@ impl Kind {
             Kind::Mmap => "mmap",
             Kind::All => "all",
         }
+    }
+}
+
+impl TryFrom<String> for Kind {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Kind, String> {
+        parse_kind(&text)
+    }
+}
+
+impl From<Kind> for &'static str {
+    fn from(kind: Kind) -> &'static str {
+        kind.name()
     }
 }
 
@@ -323,6 +415,33 @@ mod tests {
         assert_eq!(parse_bytes("64K"), Ok(65536));
         assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn daemon_options_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("leaktrace-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("leaktrace.toml");
+        std::fs::write(
+            &file,
+            "interval = \"30s\"\n[filter]\ncomms = [\"redis-server\"]\n[daemon]\nlisten = \"0.0.0.0:9500\"\n",
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8");
+        let Command::Daemon(args) =
+            parse(&["daemon", "--config", path, "--interval", "2s", "--comm", "nginx"]).expect("parses").command
+        else {
+            panic!()
+        };
+        let config = args.config().expect("config");
+        assert_eq!(config.interval, Duration::from_secs(2));
+        assert_eq!(config.filter.comms, vec!["nginx"]);
+        assert_eq!(config.daemon.listen.port(), 9500);
+        assert_eq!(config.max_entries, Config::daemon().max_entries);
+        let Command::Daemon(args) = parse(&["daemon"]).expect("parses").command else { panic!() };
+        assert_eq!(args.config().expect("defaults"), Config::daemon());
+        assert!(parse(&["daemon", "--listen", "localhost"]).is_err(), "an address is ip:port");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

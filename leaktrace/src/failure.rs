@@ -27,6 +27,16 @@ pub enum Failure {
     Runtime(#[source] std::io::Error),
     #[error("the tracer thread stopped unexpectedly")]
     TracerLost,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::daemon::kubernetes::KubernetesError),
+    #[error("cannot listen on {addr}: {source} (choose another address with --listen)")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("the HTTP server stopped: {0}")]
+    Server(String),
 }
 
 impl Failure {

@@ -4,7 +4,7 @@
 mod attach;
 mod cli;
 mod config;
-mod container;
+mod daemon;
 mod decode;
 mod diff;
 mod elf;
@@ -52,6 +52,7 @@ fn main() -> ExitCode {
                 })
             }
             Command::Top { pids, kinds, interval } => top::live::top(pids, kinds, *interval).await,
+            Command::Daemon(args) => daemon::daemon(args).await,
         }
     });
     match result {

@@ -76,6 +76,11 @@ pub fn comm(tgid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tgid}/comm")).ok().map(|s| s.trim_end().to_string())
 }
 
+/// `/proc/PID/cgroup`: the process's cgroups (the v2 path on the `0::` line).
+pub fn cgroup(tgid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()
+}
+
 pub fn exe(tgid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
 }
@@ -122,9 +127,42 @@ fn status_field(pid: u32, name: &str) -> Option<String> {
     status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string())
 }
 
+/// How many fds the process has open now.
+pub fn open_fds(tgid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?.count() as u64)
+}
+
+/// The process's soft RLIMIT_NOFILE: None when unreadable, Some(None)
+/// when unlimited.
+pub fn fd_limit(tgid: u32) -> Option<Option<u64>> {
+    parse_fd_limit(&std::fs::read_to_string(format!("/proc/{tgid}/limits")).ok()?)
+}
+
+/// From `/proc/PID/limits`: `Max open files  1024  1048576  files`.
+fn parse_fd_limit(limits: &str) -> Option<Option<u64>> {
+    let soft = limits.lines().find_map(|l| l.strip_prefix("Max open files"))?.split_whitespace().next()?;
+    if soft == "unlimited" {
+        return Some(None);
+    }
+    soft.parse().ok().map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fd_limits_are_read_from_the_limits_table() {
+        let table = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                     Max processes             95712                95712                processes \n\
+                     Max open files            1024                 1048576              files     \n";
+        assert_eq!(parse_fd_limit(table), Some(Some(1024)));
+        assert_eq!(parse_fd_limit("Max open files  unlimited  unlimited  files\n"), Some(None));
+        assert_eq!(parse_fd_limit("Max processes 1 1 processes\n"), None);
+        let me = std::process::id();
+        assert!(fd_limit(me).flatten().is_some_and(|n| n > 0));
+        assert!(open_fds(me).is_some_and(|n| n >= 3));
+    }
 
     #[test]
     fn reads_this_process() {

@@ -31,14 +31,14 @@ impl Progress {
             return;
         }
         let observed = live.observed();
-        let held: u64 = observed.iter().filter(|(k, _)| k.0 != "mmap").map(|(_, o)| o.count).sum();
+        let held: u64 = observed.iter().filter(|(k, _)| k.kind != "mmap").map(|(_, o)| o.count).sum();
         let bytes: u64 = observed.values().map(|o| o.bytes).sum();
         let leaks = observed
             .keys()
             .filter_map(|key| Some((key, history.samples(key)?)))
             .filter(|(key, samples)| {
                 let seconds: Vec<f64> = samples.times_ns.iter().map(|t| *t as f64 / 1e9).collect();
-                judgement(key.0, key.1, samples, &seconds).verdict == Verdict::Leak
+                judgement(key.kind, key.resource, samples, &seconds).verdict == Verdict::Leak
             })
             .count();
         let mapped =

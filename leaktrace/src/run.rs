@@ -109,6 +109,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         kinds: common.kind_names(),
         min_bytes: config.min_bytes,
         sample: config.sample,
+        per_process: false,
     };
     let (history, resolver) = session.history_and_resolver();
     let report: report::Report = build::build(context, outcome, history, resolver);

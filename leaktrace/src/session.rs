@@ -94,7 +94,17 @@ pub struct Session {
     /// When each kernel stack was first seen (its first acquisition),
     /// forgotten with the stack.
     stack_since: HashMap<u64, u64>,
+    /// Each process's stacks are aggregated and followed apart (daemon).
+    per_process: bool,
+    /// Which processes are traced, judged when they appear, fork and exec
+    /// (daemon `--comm` and friends); None traces all.
+    filter: Option<ProcessFilter>,
+    /// Processes the filter left out that the kernel still knows.
+    filtered: HashSet<ProcId>,
 }
+
+/// Says whether the process with this pid is to be traced.
+pub type ProcessFilter = Box<dyn Fn(u32) -> bool>;
 
 /// The end state of a session, ready to become a report.
 pub struct Outcome {
@@ -139,7 +149,39 @@ impl Session {
             history: History::new(config.max_series as usize),
             max_examples: config.examples,
             stack_since: HashMap::new(),
+            per_process: false,
+            filter: None,
+            filtered: HashSet::new(),
         })
+    }
+
+    /// Follows and judges each process's stacks apart from other processes'.
+    pub fn per_process(&mut self) {
+        self.per_process = true;
+        self.agg = self.aggregator();
+    }
+
+    /// Traces only the processes `filter` accepts.
+    pub fn set_filter(&mut self, filter: ProcessFilter) {
+        self.filter = Some(filter);
+    }
+
+    fn aggregator(&self) -> Aggregator {
+        Aggregator::new(self.max_examples).per_process(self.per_process)
+    }
+
+    /// Asks the filter about a process that appeared, forked or exec'd; one
+    /// it leaves out is not traced from now on, and what it holds is dropped
+    /// at the next sweep.
+    fn judge_process(&mut self, proc: ProcId) {
+        let Some(filter) = &self.filter else { return };
+        if filter(proc.tgid) {
+            self.filtered.remove(&proc);
+        } else {
+            self.kernel.filter_out(proc.tgid);
+            self.filtered.insert(proc);
+            self.mappings.take(proc);
+        }
     }
 
     fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -290,6 +332,7 @@ impl Session {
                 self.exited.insert(proc);
             }
             Event::Exec { proc, at_ns, .. } => {
+                self.judge_process(proc);
                 self.pending_ops.push(RangeOp { proc, at_ns, kind: RangeKind::Exec });
                 self.mappings.exec(proc, at_ns);
                 if !self.held_by_tracer {
@@ -301,6 +344,7 @@ impl Session {
                 self.pending_ops.push(RangeOp::close_range(proc, at_ns, first, last, flags));
             }
             Event::CodeMapped { proc, .. } => {
+                self.judge_process(proc);
                 if !self.held_by_tracer {
                     self.capture_image(proc.tgid);
                 }
@@ -320,6 +364,7 @@ impl Session {
             Event::MremapStart { proc, at_ns, event } => self.mappings.mremap_start(proc, at_ns, &event),
             Event::MremapDone { proc, at_ns, tid, result } => self.mappings.mremap_done(proc, at_ns, tid, result),
             Event::Fork { child, parent_tgid } => {
+                self.judge_process(child);
                 // A child that never execs runs its parent's code. (For a thread
                 // this adds a harmless snapshot under its tid, dropped at exit.)
                 if let Some(parent) = self.image_of(parent_tgid) {
@@ -359,6 +404,10 @@ impl Session {
                 self.kernel.remove_tcp_socks(&connections)?;
                 entries.retain(|(k, _)| !released.contains(k));
             }
+        }
+
+        if !self.filtered.is_empty() {
+            self.drop_filtered(&mut entries)?;
         }
 
         let mut alive: HashMap<ProcId, bool> = HashMap::new();
@@ -421,6 +470,45 @@ impl Session {
         Ok(entries)
     }
 
+    /// Drops what processes the filter left out acquired before it judged
+    /// them, and forgets those that are gone.
+    fn drop_filtered(&mut self, entries: &mut Vec<(FdKey, FdEntry)>) -> Result<(), KernelError> {
+        let filtered = &self.filtered;
+        let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(entries)
+            .into_iter()
+            .partition(|(k, _)| filtered.contains(&ProcId { tgid: k.tgid, gen: k.gen }));
+        *entries = kept;
+        if !dropped.is_empty() {
+            let keys: Vec<FdKey> = dropped.iter().map(|(k, _)| *k).collect();
+            self.kernel.remove_outstanding(&keys)?;
+            let socks: Vec<u64> = dropped.iter().filter(|(_, e)| e.sk != 0).map(|(_, e)| e.sk).collect();
+            self.kernel.remove_tcp_socks(&socks)?;
+        }
+        for proc in self.filtered.iter().copied().collect::<Vec<_>>() {
+            self.mappings.take(proc);
+        }
+        let kernel = &self.kernel;
+        self.filtered.retain(|p| kernel.proc_state(p.tgid).is_some_and(|s| s.gen == p.gen));
+        Ok(())
+    }
+
+    /// Forgets the history of processes that are gone (or filtered out):
+    /// the daemon reported them while they were there, and a busy host's
+    /// short-lived processes must not fill the history.
+    pub fn forget_gone(&mut self) {
+        let mut live: HashMap<ProcId, bool> = HashMap::new();
+        let (kernel, filtered, exited) = (&self.kernel, &self.filtered, &self.exited);
+        self.history.retain(|key| {
+            key.owner.is_none_or(|p| {
+                *live.entry(p).or_insert_with(|| {
+                    !filtered.contains(&p)
+                        && !exited.contains(&p)
+                        && kernel.proc_state(p.tgid).is_some_and(|s| s.gen == p.gen)
+                })
+            })
+        });
+    }
+
     /// The periodic sweep: reads paths of live processes' fds while they can
     /// be read, samples what each stack holds, and frees stacks no
     /// outstanding entry uses any more. Returns the sample.
@@ -469,7 +557,7 @@ impl Session {
         let now = procfs::monotonic_ns();
         let socks = self.kernel.tcp_socks()?;
         let tcp = tcp::index(&socks);
-        if end {
+        {
             let options = self.kernel.options();
             self.kernel_maps.outstanding = MapUse { used: entries.len() as u64, capacity: options.max_entries.into() };
             self.kernel_maps.tcp =
@@ -478,7 +566,7 @@ impl Session {
                 MapUse { used: self.mappings.regions() as u64, capacity: self.mappings.max_regions() as u64 };
         }
         let held = if end { held_per_process(entries) } else { HashMap::new() };
-        let mut live = Aggregator::new(self.max_examples);
+        let mut live = self.aggregator();
         let mut alive: HashMap<ProcId, bool> = HashMap::new();
         for (key, entry) in entries {
             let proc = ProcId { tgid: key.tgid, gen: key.gen };
@@ -525,6 +613,11 @@ impl Session {
     }
 
     /// What each stack held at each sample.
+    /// Series the history follows, and how many it may.
+    pub fn series_use(&self) -> MapUse {
+        MapUse { used: self.history.len() as u64, capacity: self.history.max_series() as u64 }
+    }
+
     pub fn history(&self) -> &History<GroupKey> {
         &self.history
     }
@@ -534,6 +627,7 @@ impl Session {
     /// Only done past half capacity, so short sessions never lose a stack.
     fn free_stacks(&mut self, entries: &[(FdKey, FdEntry)]) -> Result<(), KernelError> {
         let ids = self.kernel.stack_ids()?;
+        self.kernel_maps.stacks = MapUse { used: ids.len() as u64, capacity: self.kernel.options().max_stacks.into() };
         if (ids.len() as u64) * 2 < u64::from(self.kernel.options().max_stacks) {
             self.unreferenced_stacks.clear();
             return Ok(());
@@ -694,7 +788,7 @@ impl Session {
     /// views; what processes that ended held is dropped (it is not held
     /// any more, and a view of a busy host must not accumulate it).
     pub fn live_outcome(&mut self, live: Aggregator) -> Result<Outcome, KernelError> {
-        self.agg = Aggregator::new(0);
+        self.agg = self.aggregator();
         self.outcome(live)
     }
 

@@ -248,11 +248,28 @@ impl Kernel {
     }
 
     pub fn untrace_all(&self) {
-        self.pids.clear_all();
+        // With every process traced, a set bit leaves a process out.
+        if self.options.trace_all {
+            self.pids.set_all();
+        } else {
+            self.pids.clear_all();
+        }
+    }
+
+    /// Leaves out a process (and the children it forks until one execs)
+    /// while every process is traced; its entries are the caller's to drop.
+    pub fn filter_out(&self, tgid: u32) {
+        if self.options.trace_all {
+            self.pids.set(tgid);
+        }
     }
 
     pub fn is_traced(&self, tgid: u32) -> bool {
-        self.options.trace_all || self.pids.contains(tgid)
+        if self.options.trace_all {
+            !self.pids.contains(tgid)
+        } else {
+            self.pids.contains(tgid)
+        }
     }
 
     /// The kernel's state for a traced process, if it still has one.

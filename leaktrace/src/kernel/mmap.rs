@@ -73,8 +73,16 @@ impl PidBitmap {
     }
 
     pub fn clear_all(&self) {
+        self.fill(0);
+    }
+
+    pub fn set_all(&self) {
+        self.fill(u64::MAX);
+    }
+
+    fn fill(&self, value: u64) {
         for index in 0..self.words {
-            self.word(index).store(0, Ordering::SeqCst);
+            self.word(index).store(value, Ordering::SeqCst);
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Context {
     pub min_bytes: u64,
     /// One fd acquisition in this many was recorded (`--sample`).
     pub sample: u32,
+    /// Each process's stacks are its own (the daemon): the same code in
+    /// two processes is two entries.
+    pub per_process: bool,
 }
 
 const NS: f64 = 1e9;
@@ -44,7 +47,7 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
         .iter_mut()
         .filter(|g| ctx.kinds.contains(&g.kind))
         .map(|g| {
-            let mut samples = history.samples(&(g.kind, g.resource, g.stack.clone())).unwrap_or_default();
+            let mut samples = history.samples(&g.key()).unwrap_or_default();
             // Sampled fds stand for `scale` each (mappings are never sampled).
             let scale = if g.kind != "mmap" { u64::from(ctx.sample.max(1)) } else { 1 };
             for p in &mut samples.points {
@@ -94,7 +97,7 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
             (entry, samples)
         })
         .collect();
-    let mut stacks: Vec<StackEntry> = merge_same_source(entries, ctx.max_examples)
+    let mut stacks: Vec<StackEntry> = merge_same_source(entries, ctx.max_examples, ctx.per_process)
         .into_iter()
         .map(|(mut entry, samples)| {
             judge(&mut entry, &samples, ctx.start_ns);
@@ -140,6 +143,7 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
         complete,
         losses,
         kernel_maps: outcome.kernel_maps,
+        processes: None,
     }
 }
 
@@ -226,12 +230,17 @@ fn frame_key(f: &Frame) -> FrameKey {
 /// Merges entries whose stacks differ only in addresses that map to the same
 /// source lines (an unrolled loop, or one call site reached at several
 /// offsets): one entry per source stack, counts added, oldest kept.
-fn merge_same_source(entries: Vec<(StackEntry, Samples)>, max_examples: usize) -> Vec<(StackEntry, Samples)> {
+fn merge_same_source(
+    entries: Vec<(StackEntry, Samples)>,
+    max_examples: usize,
+    per_process: bool,
+) -> Vec<(StackEntry, Samples)> {
+    type Key = (&'static str, &'static str, Vec<FrameKey>, Vec<u32>);
     let mut merged: Vec<(StackEntry, Samples)> = Vec::with_capacity(entries.len());
-    let mut index: std::collections::HashMap<(&'static str, &'static str, Vec<FrameKey>), usize> =
-        std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
     for (entry, samples) in entries {
-        let key = (entry.kind, entry.resource, entry.stack.iter().map(frame_key).collect::<Vec<_>>());
+        let owner = if per_process { entry.pids.clone() } else { Vec::new() };
+        let key = (entry.kind, entry.resource, entry.stack.iter().map(frame_key).collect::<Vec<_>>(), owner);
         match index.get(&key) {
             Some(&i) => {
                 let (into, into_samples) = &mut merged[i];

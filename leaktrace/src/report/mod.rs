@@ -36,6 +36,29 @@ pub struct Report {
     /// What the kernel side could not store or deliver, by cause.
     pub losses: Losses,
     pub kernel_maps: KernelMaps,
+    /// The daemon's: each process that holds something, with the container
+    /// and pod it runs in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<Process>>,
+}
+
+/// A process as the daemon attributes it.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub comm: Option<String>,
+    /// The container id, from the process's cgroup.
+    pub container: Option<String>,
+    /// `containerd`, `cri-o`, `docker` (`unknown` for a bare id in a pod).
+    pub runtime: Option<&'static str>,
+    pub pod_uid: Option<String>,
+    /// From the Kubernetes API, when the daemon reads it.
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+    /// fds open now (all of them, traced or not) and the soft limit
+    /// (RLIMIT_NOFILE; null when unlimited).
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -365,6 +388,7 @@ pub(crate) mod tests {
                 stacks: MapUse { used: 1, capacity: 16384 },
                 mapping_regions: MapUse { used: 0, capacity: 65536 },
             },
+            processes: None,
         }
     }
 

@@ -138,6 +138,7 @@ fn current_report(
         kinds: kind_names(kinds),
         min_bytes: 0,
         sample: 1,
+        per_process: false,
     };
     let (history, resolver) = session.history_and_resolver();
     Ok(build::build(context, outcome, history, resolver))

@@ -51,8 +51,16 @@ impl What {
     }
 }
 
-/// What a stack is aggregated and followed over time under.
-pub type GroupKey = (&'static str, &'static str, Arc<NormStack>);
+/// What a stack is aggregated and followed over time under: with
+/// `owner`, one process's use of the stack apart from other processes'
+/// (the daemon follows and judges each process by itself).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub kind: &'static str,
+    pub resource: &'static str,
+    pub stack: Arc<NormStack>,
+    pub owner: Option<ProcId>,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldFd {
@@ -114,6 +122,8 @@ pub struct Group {
     pub kind: &'static str,
     pub resource: &'static str,
     pub stack: Arc<NormStack>,
+    /// The one process it belongs to, when aggregated per process.
+    pub owner: Option<ProcId>,
     pub count: u64,
     /// Memory mappings: bytes still mapped.
     pub bytes: u64,
@@ -140,11 +150,12 @@ pub struct Group {
 }
 
 impl Group {
-    fn new(kind: &'static str, resource: &'static str, stack: Arc<NormStack>) -> Group {
+    fn new(key: GroupKey) -> Group {
         Group {
-            kind,
-            resource,
-            stack,
+            kind: key.kind,
+            resource: key.resource,
+            stack: key.stack,
+            owner: key.owner,
             count: 0,
             bytes: 0,
             pids: BTreeSet::new(),
@@ -160,6 +171,10 @@ impl Group {
             other_locals: 0,
             other_remotes: 0,
         }
+    }
+
+    pub fn key(&self) -> GroupKey {
+        GroupKey { kind: self.kind, resource: self.resource, stack: self.stack.clone(), owner: self.owner }
     }
 }
 
@@ -204,34 +219,56 @@ pub struct Aggregator {
     /// the frames: the resolver hands out one `Arc` per stack of an image, so
     /// a million entries bring a few thousand addresses. The `Arc` is kept,
     /// so its address cannot be reused by another stack while it is here.
-    by_address: HashMap<(usize, &'static str, &'static str), (usize, Arc<NormStack>)>,
+    by_address: HashMap<(usize, &'static str, &'static str, Option<ProcId>), (usize, Arc<NormStack>)>,
     max_examples: usize,
+    per_process: bool,
 }
 
 impl Aggregator {
     pub fn new(max_examples: usize) -> Self {
-        Aggregator { groups: Vec::new(), index: HashMap::new(), by_address: HashMap::new(), max_examples }
+        Aggregator {
+            groups: Vec::new(),
+            index: HashMap::new(),
+            by_address: HashMap::new(),
+            max_examples,
+            per_process: false,
+        }
     }
 
-    /// The index of the group of (kind, resource, stack), a new one if need be.
-    fn slot(&mut self, kind: &'static str, resource: &'static str, stack: &Arc<NormStack>) -> usize {
+    /// Keeps each process's use of a stack in a group of its own.
+    pub fn per_process(mut self, yes: bool) -> Self {
+        self.per_process = yes;
+        self
+    }
+
+    /// The index of the group of (kind, resource, stack, owner), a new one
+    /// if need be.
+    fn slot(
+        &mut self,
+        kind: &'static str,
+        resource: &'static str,
+        stack: &Arc<NormStack>,
+        owner: Option<ProcId>,
+    ) -> usize {
         let address = Arc::as_ptr(stack) as usize;
-        if let Some((i, _)) = self.by_address.get(&(address, kind, resource)) {
+        if let Some((i, _)) = self.by_address.get(&(address, kind, resource, owner)) {
             return *i;
         }
         let next = self.groups.len();
-        let i = *self.index.entry((kind, resource, stack.clone())).or_insert(next);
+        let key = GroupKey { kind, resource, stack: stack.clone(), owner };
+        let i = *self.index.entry(key.clone()).or_insert(next);
         if i == next {
-            self.groups.push(Group::new(kind, resource, stack.clone()));
+            self.groups.push(Group::new(key));
         }
-        self.by_address.insert((address, kind, resource), (i, stack.clone()));
+        self.by_address.insert((address, kind, resource, owner), (i, stack.clone()));
         i
     }
 
     pub fn add(&mut self, held: Held) {
         let (kind, resource) = held.what.kind_and_resource();
         let age_ns = held.held_until_ns.saturating_sub(held.acquired_ns);
-        let i = self.slot(kind, resource, &held.stack);
+        let owner = self.per_process.then_some(held.proc);
+        let i = self.slot(kind, resource, &held.stack, owner);
         let group = &mut self.groups[i];
         group.count += 1;
         group.pids.insert(held.proc.tgid);
@@ -262,7 +299,8 @@ impl Aggregator {
     /// Adds what `other` holds, stack by stack.
     pub fn merge(&mut self, other: Aggregator) {
         for from in other.groups {
-            let i = self.slot(from.kind, from.resource, &from.stack);
+            let owner = if self.per_process { from.owner } else { None };
+            let i = self.slot(from.kind, from.resource, &from.stack, owner);
             let into = &mut self.groups[i];
             if into.count == 0 && into.examples.is_empty() {
                 *into = from;
@@ -338,10 +376,7 @@ impl Aggregator {
     pub fn observed(&self) -> HashMap<GroupKey, Observed> {
         self.groups
             .iter()
-            .map(|g| {
-                let key = (g.kind, g.resource, g.stack.clone());
-                (key, Observed { count: g.count, bytes: g.bytes, oldest_acquired_ns: g.first_acquired_ns })
-            })
+            .map(|g| (g.key(), Observed { count: g.count, bytes: g.bytes, oldest_acquired_ns: g.first_acquired_ns }))
             .collect()
     }
 

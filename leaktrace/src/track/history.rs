@@ -202,13 +202,22 @@ impl<K: Hash + Eq + Clone> History<K> {
         })
     }
 
+    /// Keeps only the series `keep` says to (those of processes still
+    /// there, in the daemon).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.series.retain(|k, _| keep(k));
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.series.len()
+    }
+
+    pub fn max_series(&self) -> usize {
+        self.max_series
     }
 }
 

@@ -1,0 +1,137 @@
+//! The daemon's HTTP endpoints (axum): `/metrics`, `/report`,
+//! `/profile?kind=`, `/healthz`. Handlers only read the last published
+//! snapshot; sampling happens in the daemon's loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use prometheus::Registry;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::report::{pprof, Report};
+
+/// One sample, as served.
+pub struct Snapshot {
+    pub report: Report,
+    /// The report as JSON, serialized once per sample, not per request.
+    pub json: Bytes,
+    pub taken: Instant,
+}
+
+#[derive(Clone)]
+pub struct Shared {
+    pub registry: Registry,
+    pub snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// A sample older than this makes `/healthz` fail: the loop is stuck.
+    pub stale_after: Duration,
+}
+
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/report", get(report))
+        .route("/profile", get(profile))
+        .route("/healthz", get(healthz))
+        .with_state(shared)
+}
+
+fn current(shared: &Shared) -> Result<Arc<Snapshot>, Response> {
+    shared.snapshot.borrow().clone().ok_or_else(|| (StatusCode::SERVICE_UNAVAILABLE, "no sample yet\n").into_response())
+}
+
+async fn metrics(State(shared): State<Shared>) -> Response {
+    match super::metrics::encode(&shared.registry) {
+        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the metrics: {e}\n")).into_response(),
+    }
+}
+
+async fn report(State(shared): State<Shared>) -> Response {
+    match current(&shared) {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s.json.clone()).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct ProfileQuery {
+    kind: Option<String>,
+    // Profilers that scrape Go's pprof endpoints send `seconds`: what is
+    // outstanding needs no collection time, so it is accepted and ignored.
+    #[allow(dead_code)]
+    seconds: Option<u64>,
+}
+
+async fn profile(State(shared): State<Shared>, Query(query): Query<ProfileQuery>) -> Response {
+    let snapshot = match current(&shared) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let report = match profile_of(&snapshot.report, query.kind.as_deref()) {
+        Ok(r) => r,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"profile.pb.gz\""),
+        ],
+        pprof::encode(&report),
+    )
+        .into_response()
+}
+
+/// The report cut down to one kind (all traced kinds without one).
+pub fn profile_of(report: &Report, kind: Option<&str>) -> Result<Report, String> {
+    let Some(kind) = kind else { return Ok(report.clone()) };
+    if !["fd", "tcp", "mmap"].contains(&kind) {
+        return Err(format!("unknown kind '{kind}' (expected fd, tcp or mmap)\n"));
+    }
+    let Some(&traced) = report.kinds.iter().find(|k| **k == kind) else {
+        return Err(format!("the daemon does not trace {kind} (it traces {}; see --kinds)\n", report.kinds.join(", ")));
+    };
+    let mut cut = report.clone();
+    cut.kinds = vec![traced];
+    cut.stacks.retain(|s| s.kind == kind);
+    Ok(cut)
+}
+
+async fn healthz(State(shared): State<Shared>) -> Response {
+    match current(&shared) {
+        Ok(s) if s.taken.elapsed() <= shared.stale_after => (StatusCode::OK, "ok\n").into_response(),
+        Ok(s) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stale: the last sample is {:.0} s old\n", s.taken.elapsed().as_secs_f64()),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_are_cut_to_a_traced_kind() {
+        let mut report = crate::report::tests::sample();
+        report.kinds = vec!["fd", "tcp"];
+        let mut tcp = report.stacks[0].clone();
+        tcp.kind = "tcp";
+        report.stacks.push(tcp);
+        let fd = profile_of(&report, Some("fd")).expect("fd is traced");
+        assert_eq!(fd.kinds, vec!["fd"]);
+        assert!(fd.stacks.iter().all(|s| s.kind == "fd") && !fd.stacks.is_empty());
+        assert_eq!(profile_of(&report, None).expect("all").stacks.len(), report.stacks.len());
+        let err = profile_of(&report, Some("mmap")).expect_err("not traced");
+        assert!(err.contains("does not trace mmap"), "{err}");
+        assert!(profile_of(&report, Some("files")).expect_err("unknown").contains("unknown kind"));
+    }
+}
