@@ -239,3 +239,131 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// A `leaktrace daemon` on a free loopback port, stopped with SIGTERM when
+/// dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts the daemon with `args` (besides `--listen`) and `envs`, and
+    /// waits until it serves.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let mut child = Command::new(leaktrace())
+            .arg("daemon")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start leaktrace daemon");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr");
+        let (ready, serving) = std::sync::mpsc::channel();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains("serving http://") {
+                    let _ = ready.send(());
+                }
+                log.lock().expect("log").push_str(&(line + "\n"));
+            }
+        });
+        let mut daemon = Daemon { child: Some(child), port, stderr };
+        if serving.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            let status = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!("the daemon did not start ({status:?}): {}", daemon.stderr());
+        }
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// GET `path`: the status and the body.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response =
+            agent.get(&format!("http://127.0.0.1:{}{path}", self.port)).call().expect("an HTTP response");
+        let status = response.status().as_u16();
+        let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().expect("a body");
+        (status, body)
+    }
+
+    pub fn text(&self, path: &str) -> String {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        String::from_utf8(body).expect("utf-8")
+    }
+
+    pub fn report(&self) -> Value {
+        serde_json::from_str(&self.text("/report")).expect("a JSON report")
+    }
+
+    /// Stops it with SIGTERM; its exit status and everything it said.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait for the daemon");
+        // The reader thread sees the pipe close after the exit.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        (status, self.stderr())
+    }
+
+    /// Resident memory of the daemon, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: as in stop().
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, where
+/// `labels` must all be among the sample's labels.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if n != name {
+            return None;
+        }
+        let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        all.then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Every sample of `name` with its label text.
+pub fn metric_lines<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))).collect()
+}

@@ -36,9 +36,22 @@ impl Needs {
     }
 
     /// Fixtures are C (gcc), Go (golang-go) and Rust (the workspace's cargo);
-    /// the tests give fixtures a terminal with `script` (bsdutils).
+    /// the tests give fixtures a terminal with `script` (bsdutils); the
+    /// Kubernetes manifests are validated in a Python venv (python3-venv);
+    /// promtool (prometheus) checks the alert rules and runs their unit tests.
     pub fn test() -> Self {
-        Self { packages: vec!["golang-go", "gcc", "libc6-dev", "util-linux", "bsdutils"] }
+        Self {
+            packages: vec![
+                "golang-go",
+                "gcc",
+                "libc6-dev",
+                "util-linux",
+                "bsdutils",
+                "python3",
+                "python3-venv",
+                "prometheus",
+            ],
+        }
     }
 
     /// The benchmark programs are C; bpftrace and strace are the tracers
@@ -53,10 +66,7 @@ impl Needs {
 pub fn run(needs: &Needs) -> Result<()> {
     let mut packages: Vec<String> = TOOLCHAIN_PACKAGES.iter().map(|p| p.to_string()).collect();
     packages.extend(needs.packages.iter().map(|p| p.to_string()));
-    let installed = install_packages(&packages)?;
-    if installed.iter().any(|p| p == "nginx") {
-        disable_nginx_service();
-    }
+    install_packages(&packages)?;
 
     let llvm = debian_llvm_major()?;
     install_packages(&[format!("llvm-{llvm}-dev")])?;
@@ -74,11 +84,29 @@ fn missing_packages(packages: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Installs what is missing and returns what it installed.
-fn install_packages(packages: &[String]) -> Result<Vec<String>> {
+/// Packages whose Debian install enables their system service and starts it
+/// (service and package have the same name). The tasks use only the
+/// packages' programs or run instances of their own, on their own ports, so a
+/// second server on the host would only add noise and hold the port: the
+/// service is stopped and disabled right after the install that started it.
+const STARTED_ON_INSTALL: &[&str] = &[
+    // Port 80, logs in /var/log/nginx; the benchmark runs its own nginx.
+    "nginx",
+    // Port 9090, data in /var/lib/prometheus; the tests use promtool.
+    "prometheus",
+];
+
+/// Packages installed without what they recommend. prometheus recommends
+/// prometheus-node-exporter, which recommends its collectors, which recommend
+/// smartmontools, ipmitool and nvme-cli: four more services started on
+/// install and timers that poll the disks, for nothing the tasks use.
+const WITHOUT_RECOMMENDS: &[&str] = &["prometheus"];
+
+/// Installs what is missing.
+fn install_packages(packages: &[String]) -> Result<()> {
     let missing = missing_packages(packages);
     if missing.is_empty() {
-        return Ok(missing);
+        return Ok(());
     }
     if !util::is_root() {
         bail!("missing Debian packages: {}; run `sudo cargo xtask setup` once", missing.join(" "));
@@ -89,32 +117,44 @@ fn install_packages(packages: &[String]) -> Result<Vec<String>> {
             .args(["-o", "Acquire::Retries=3", "update", "-q"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    util::run(
-        Command::new("apt-get").args(["install", "-y", "-q"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    let (lean, full): (Vec<&String>, Vec<&String>) =
+        missing.iter().partition(|p| WITHOUT_RECOMMENDS.contains(&p.as_str()));
+    for (group, flags) in [(full, &[][..]), (lean, &["--no-install-recommends"][..])] {
+        if group.is_empty() {
+            continue;
+        }
+        util::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(flags)
+                .args(group)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    for service in missing.iter().filter(|p| STARTED_ON_INSTALL.contains(&p.as_str())) {
+        disable_service(service);
+    }
     let still = missing_packages(&missing);
     if !still.is_empty() {
         bail!("apt-get did not install {}", still.join(" "));
     }
-    Ok(missing)
+    Ok(())
 }
 
-/// Debian's nginx package enables the system service and starts it on
-/// install (port 80, logs in /var/log/nginx). The benchmark runs an nginx of
-/// its own on its own port, and a second server on the host would only add
-/// noise, so the service is stopped and disabled right after the install
-/// that started it. Failing to is not fatal: the benchmark does not use it.
-fn disable_nginx_service() {
-    let steps: [&[&str]; 2] = if Path::new("/run/systemd/system").exists() {
-        [&["systemctl", "stop", "nginx.service"], &["systemctl", "disable", "--quiet", "nginx.service"]]
+/// Stops and disables a service its package's install started (see
+/// [`STARTED_ON_INSTALL`]). Failing to is not fatal: the tasks do not use it.
+fn disable_service(name: &str) {
+    let unit = format!("{name}.service");
+    let steps: [Vec<&str>; 2] = if Path::new("/run/systemd/system").exists() {
+        [vec!["systemctl", "stop", &unit], vec!["systemctl", "disable", "--quiet", &unit]]
     } else {
         // Without systemd (containers) the init script is the service, and
         // policy-rc.d may have kept it from starting at all.
-        [&["service", "nginx", "stop"], &["update-rc.d", "nginx", "disable"]]
+        [vec!["service", name, "stop"], vec!["update-rc.d", name, "disable"]]
     };
     for step in steps {
         if util::run(Command::new(step[0]).args(&step[1..])).is_err() {
-            eprintln!("xtask: warning: `{}` failed; the system nginx may still run", step.join(" "));
+            eprintln!("xtask: warning: `{}` failed; the system {name} may still run", step.join(" "));
         }
     }
 }

@@ -42,8 +42,13 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-fn current(shared: &Shared) -> Result<Arc<Snapshot>, Response> {
-    shared.snapshot.borrow().clone().ok_or_else(|| (StatusCode::SERVICE_UNAVAILABLE, "no sample yet\n").into_response())
+/// The last sample; None until the first (answered with [`not_yet`]).
+fn current(shared: &Shared) -> Option<Arc<Snapshot>> {
+    shared.snapshot.borrow().clone()
+}
+
+fn not_yet() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "no sample yet\n").into_response()
 }
 
 async fn metrics(State(shared): State<Shared>) -> Response {
@@ -55,8 +60,8 @@ async fn metrics(State(shared): State<Shared>) -> Response {
 
 async fn report(State(shared): State<Shared>) -> Response {
     match current(&shared) {
-        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s.json.clone()).into_response(),
-        Err(r) => r,
+        Some(s) => ([(header::CONTENT_TYPE, "application/json")], s.json.clone()).into_response(),
+        None => not_yet(),
     }
 }
 
@@ -70,10 +75,7 @@ struct ProfileQuery {
 }
 
 async fn profile(State(shared): State<Shared>, Query(query): Query<ProfileQuery>) -> Response {
-    let snapshot = match current(&shared) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let Some(snapshot) = current(&shared) else { return not_yet() };
     let report = match profile_of(&snapshot.report, query.kind.as_deref()) {
         Ok(r) => r,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
@@ -105,13 +107,13 @@ pub fn profile_of(report: &Report, kind: Option<&str>) -> Result<Report, String>
 
 async fn healthz(State(shared): State<Shared>) -> Response {
     match current(&shared) {
-        Ok(s) if s.taken.elapsed() <= shared.stale_after => (StatusCode::OK, "ok\n").into_response(),
-        Ok(s) => (
+        Some(s) if s.taken.elapsed() <= shared.stale_after => (StatusCode::OK, "ok\n").into_response(),
+        Some(s) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("stale: the last sample is {:.0} s old\n", s.taken.elapsed().as_secs_f64()),
         )
             .into_response(),
-        Err(r) => r,
+        None => not_yet(),
     }
 }
 

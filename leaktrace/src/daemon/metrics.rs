@@ -135,8 +135,8 @@ pub fn export(report: &Report, caps: &MetricsConfig) -> Exported {
     ranked.sort_by(|(pa, a), (pb, b)| {
         b.leaking_stacks.cmp(&a.leaking_stacks).then(b.total().cmp(&a.total())).then(pa.cmp(pb))
     });
-    let mut out = Exported::default();
-    out.processes_left_out = ranked.len().saturating_sub(caps.max_processes) as u64;
+    let mut out =
+        Exported { processes_left_out: ranked.len().saturating_sub(caps.max_processes) as u64, ..Exported::default() };
     ranked.truncate(caps.max_processes);
     for (index, (pid, row)) in ranked.into_iter().enumerate() {
         let mut own: Vec<SiteRow> = sites.remove(&pid).unwrap_or_default().into_values().collect();

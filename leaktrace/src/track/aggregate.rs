@@ -211,6 +211,9 @@ fn keep_oldest(examples: &mut Vec<Example>, example: Example, max: usize) {
     }
 }
 
+/// A stack's `Arc` address, kind, resource and owner.
+type AddressKey = (usize, &'static str, &'static str, Option<ProcId>);
+
 #[derive(Clone)]
 pub struct Aggregator {
     groups: Vec<Group>,
@@ -219,7 +222,7 @@ pub struct Aggregator {
     /// the frames: the resolver hands out one `Arc` per stack of an image, so
     /// a million entries bring a few thousand addresses. The `Arc` is kept,
     /// so its address cannot be reused by another stack while it is here.
-    by_address: HashMap<(usize, &'static str, &'static str, Option<ProcId>), (usize, Arc<NormStack>)>,
+    by_address: HashMap<AddressKey, (usize, Arc<NormStack>)>,
     max_examples: usize,
     per_process: bool,
 }
