@@ -256,6 +256,21 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_map_is_a_valid_config() {
+        // The TOML block under `leaktrace.toml: |` in the ConfigMap.
+        let yaml = include_str!("../../deploy/kubernetes/configmap.yaml");
+        let mut lines = yaml.lines().skip_while(|l| !l.trim_start().starts_with("leaktrace.toml: |")).skip(1);
+        let first = lines.next().expect("the TOML block");
+        let indent = first.len() - first.trim_start().len();
+        let toml: String = std::iter::once(first)
+            .chain(lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent))
+            .map(|l| l.get(indent..).unwrap_or("").to_string() + "\n")
+            .collect();
+        let config = Config::from_toml(&Config::daemon(), &toml).expect("the ConfigMap's config parses");
+        assert_eq!(config.daemon.listen.port(), 9464);
+    }
+
+    #[test]
     fn a_missing_file_is_an_error_naming_it() {
         let err = Config::from_file(&Config::daemon(), Path::new("/nonexistent/leaktrace.toml")).expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/leaktrace.toml"), "{err}");

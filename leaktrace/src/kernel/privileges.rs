@@ -8,7 +8,7 @@ use thiserror::Error;
 pub enum PrivilegeError {
     #[error(
         "leaktrace needs {missing} to {purpose}; run it as root or grant them \
-         (setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep leaktrace)"
+         (setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search,cap_checkpoint_restore+ep leaktrace)"
     )]
     Missing { missing: String, purpose: &'static str },
     #[error("cannot read this process's capabilities: {0}")]
@@ -41,8 +41,16 @@ pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
                 .collect(),
                 "load its eBPF tracing programs",
             ),
+            // /proc/PID/fd is readable by its owner only, whatever ptrace
+            // allows: another user's fds need CAP_DAC_READ_SEARCH too.
             Need::InspectOthers => (
-                (!has(Capability::CAP_SYS_PTRACE)).then_some("CAP_SYS_PTRACE").into_iter().collect(),
+                [
+                    (!has(Capability::CAP_SYS_PTRACE)).then_some("CAP_SYS_PTRACE"),
+                    (!has(Capability::CAP_DAC_READ_SEARCH)).then_some("CAP_DAC_READ_SEARCH"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
                 "read the fd tables and mappings of processes it attaches to",
             ),
         };
