@@ -492,10 +492,12 @@ impl Session {
         Ok(())
     }
 
-    /// Forgets the history of processes that are gone (or filtered out):
-    /// the daemon reported them while they were there, and a busy host's
-    /// short-lived processes must not fill the history.
+    /// Forgets the history of processes that are gone (or filtered out),
+    /// and the symbols of code no process runs any more: the daemon
+    /// reported them while they were there, and a busy host's short-lived
+    /// processes must not fill its memory.
     pub fn forget_gone(&mut self) {
+        self.resolver.trim();
         let mut live: HashMap<ProcId, bool> = HashMap::new();
         let (kernel, filtered, exited) = (&self.kernel, &self.filtered, &self.exited);
         self.history.retain(|key| {

@@ -23,7 +23,7 @@ use leaktrace_common::stack::{StackTrace, FRAME_POINTERS, MAX_FRAMES, TRUNCATED_
 
 use crate::track::{ImageId, ProcId};
 use debuginfo::{symbol_source, SymbolSource};
-use maps::{Location, Mapping, MapsSnapshot, Module};
+use maps::{FileId, Location, Mapping, MapsSnapshot, Module};
 use modules::ModuleFiles;
 use perfmap::PerfMap;
 
@@ -114,6 +114,17 @@ pub struct Resolver {
     perf_maps: HashMap<ProcId, Option<Arc<PerfMap>>>,
     symbolizer: Symbolizer,
     symbols: HashMap<(Module, u64, bool), Arc<Vec<SymFrame>>>,
+    /// Modules forgotten since the symbolizer (and its caches) was made.
+    forgotten: usize,
+}
+
+/// blazesym keeps what it parsed of every file it symbolized, with no way
+/// to forget one: the symbolizer is made anew once this many modules were
+/// forgotten.
+const FORGOTTEN_BEFORE_RENEW: usize = 64;
+
+fn symbolizer() -> Symbolizer {
+    Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).enable_demangling(true).build()
 }
 
 impl Default for Resolver {
@@ -124,16 +135,34 @@ impl Default for Resolver {
 
 impl Resolver {
     pub fn new() -> Self {
-        let symbolizer =
-            Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).enable_demangling(true).build();
         Resolver {
             snapshots: HashMap::new(),
             normalized: HashMap::new(),
             files: ModuleFiles::default(),
             sources: HashMap::new(),
             perf_maps: HashMap::new(),
-            symbolizer,
+            symbolizer: symbolizer(),
             symbols: HashMap::new(),
+            forgotten: 0,
+        }
+    }
+
+    /// Forgets what was kept for modules that no process the resolver still
+    /// knows maps (the daemon, after each sample): its caches then follow
+    /// the code that runs now, not every binary a host ran in days.
+    pub fn trim(&mut self) {
+        let live: std::collections::HashSet<&Module> =
+            self.snapshots.values().flat_map(|s| s.mappings.iter().map(|m| &m.module)).collect();
+        let ids: std::collections::HashSet<FileId> =
+            self.snapshots.values().flat_map(|s| s.mappings.iter().filter_map(|m| m.file)).collect();
+        let before = self.sources.len();
+        self.sources.retain(|m, _| live.contains(m));
+        self.symbols.retain(|(m, _, _), _| live.contains(m));
+        self.files.retain(|id| ids.contains(id));
+        self.forgotten += before - self.sources.len();
+        if self.forgotten >= FORGOTTEN_BEFORE_RENEW {
+            self.symbolizer = symbolizer();
+            self.forgotten = 0;
         }
     }
 
@@ -420,4 +449,26 @@ fn lookup_uncached(
 /// directory for most C and Rust code).
 fn code_file(ci: &symbolize::CodeInfo<'_>) -> String {
     Path::new(&*ci.file).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_forgets_the_modules_no_process_maps() {
+        let exe: Arc<Path> = std::env::current_exe().expect("exe").into();
+        let module = Module::File { path: exe, id: None };
+        let mut resolver = Resolver::new();
+        let image = ImageId { proc: ProcId { tgid: 1, gen: 1 }, exec_seq: 0 };
+        let mapping = Mapping { start: 0x1000, end: 0x2000, offset: 0, module: module.clone(), file: None };
+        resolver.insert(image, Arc::new(MapsSnapshot { mappings: vec![mapping] }));
+        resolver.lookup(&module, 0x1000, false);
+        resolver.trim();
+        assert_eq!((resolver.sources.len(), resolver.symbols.len()), (1, 1), "a live process maps it");
+        resolver.forget(image.proc);
+        resolver.trim();
+        assert!(resolver.sources.is_empty() && resolver.symbols.is_empty());
+        assert_eq!(resolver.forgotten, 1);
+    }
 }

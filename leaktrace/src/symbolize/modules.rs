@@ -34,6 +34,11 @@ impl ModuleFiles {
         Some(open)
     }
 
+    /// Closes the files `keep` says no longer matter.
+    pub fn retain(&mut self, mut keep: impl FnMut(&FileId) -> bool) {
+        self.files.retain(|id, _| keep(id));
+    }
+
     /// A path blazesym can open for the file: its own path when that still
     /// names the same file here (so a `.gnu_debuglink` file beside it is
     /// found), otherwise our handle on it.

@@ -90,6 +90,11 @@ impl Unwinder {
             Loaded { table, rows_start: 0, rows_len: 0, buckets_start: 0, buckets_len: 0 }
         };
         self.stats.modules += 1;
+        // The rows live in the kernel's array (or nowhere, when they did not
+        // fit): only the layout is needed from here on. A daemon that meets
+        // new binaries for days must not keep a copy of each one's rows.
+        let mut loaded = loaded;
+        loaded.table.rows = Vec::new();
         let loaded = Arc::new(loaded);
         self.modules.insert(file, loaded.clone());
         loaded
