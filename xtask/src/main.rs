@@ -41,6 +41,10 @@ enum Command {
         /// Fewer and shorter rounds and a 60 s soak, for development (about 2 minutes).
         #[arg(long)]
         quick: bool,
+        /// Run only this benchmark (open-close, connect, mmap, bystanders, nginx, scale,
+        /// daemon, soak) and write target/bench/BENCHMARKS-NAME.md instead of BENCHMARKS.md.
+        #[arg(long, value_name = "NAME")]
+        only: Option<String>,
     },
 }
 
@@ -63,7 +67,7 @@ fn main() -> Result<()> {
             let binary = build::run(&root)?;
             test::run(&root, &binary, filter.as_deref())
         }
-        Command::Bench { quick } => {
+        Command::Bench { quick, only } => {
             bench::require_root()?;
             setup::run(&setup::Needs::bench())?;
             // LEAKTRACE_BIN benchmarks that binary instead of building the
@@ -72,7 +76,7 @@ fn main() -> Result<()> {
                 Some(path) => std::path::PathBuf::from(path),
                 None => build::run(&root)?,
             };
-            bench::run(&root, &binary, bench::Mode::new(quick))
+            bench::run(&root, &binary, bench::Mode::new(quick), only.as_deref())
         }
     }
 }

@@ -7,6 +7,7 @@
 //! rather than the end of the run. Each benchmark lives in its own module;
 //! starting and stopping processes is `process`'s and `tracer`'s.
 
+mod daemon;
 mod loops;
 mod machine;
 mod markdown;
@@ -66,6 +67,12 @@ pub struct Plan {
     pub scale_runs: usize,
     pub soak: Duration,
     pub soak_every: Duration,
+    /// Processes the daemon traces besides the host's own.
+    pub daemon_processes: usize,
+    /// Samples the daemon takes of them before anything is measured.
+    pub daemon_samples: usize,
+    /// Each window of the daemon's CPU time: idle, then scraped.
+    pub daemon_window: Duration,
 }
 
 impl Plan {
@@ -82,6 +89,9 @@ impl Plan {
                 scale_runs: 3,
                 soak: Duration::from_secs(600),
                 soak_every: Duration::from_secs(10),
+                daemon_processes: 500,
+                daemon_samples: 5,
+                daemon_window: Duration::from_secs(6),
             },
             Mode::Quick => Self {
                 rounds: 3,
@@ -94,6 +104,9 @@ impl Plan {
                 scale_runs: 1,
                 soak: Duration::from_secs(60),
                 soak_every: Duration::from_secs(10),
+                daemon_processes: 100,
+                daemon_samples: 3,
+                daemon_window: Duration::from_secs(4),
             },
         }
     }
@@ -123,7 +136,33 @@ pub fn require_root() -> Result<()> {
 
 type Benchmark = fn(&Bench, &mut Section) -> Result<()>;
 
-pub fn run(root: &Path, leaktrace: &Path, mode: Mode) -> Result<()> {
+/// Every benchmark in the order they run, each with the name `--only` takes.
+fn benchmarks(plan: &Plan) -> Vec<(&'static str, Section, Benchmark)> {
+    vec![
+        ("open-close", loops::open_close_section(plan), loops::open_close),
+        ("connect", loops::connect_section(plan), loops::connect),
+        ("mmap", loops::mmap_section(plan), loops::mmap),
+        ("bystanders", loops::bystander_section(plan), loops::bystanders),
+        ("nginx", nginx::section(plan), nginx::run),
+        ("scale", scale::section(plan), scale::run),
+        ("daemon", daemon::section(plan), daemon::run),
+        ("soak", soak::section(plan), soak::run),
+    ]
+}
+
+/// Runs every benchmark, or only the one named `only`, whose results then go
+/// to target/bench/BENCHMARKS-NAME.md: BENCHMARKS.md is only ever written
+/// whole, by a run of them all.
+pub fn run(root: &Path, leaktrace: &Path, mode: Mode, only: Option<&str>) -> Result<()> {
+    let plan = Plan::new(mode);
+    let mut benchmarks = benchmarks(&plan);
+    if let Some(only) = only {
+        let names: Vec<&str> = benchmarks.iter().map(|b| b.0).collect();
+        benchmarks.retain(|b| b.0 == only);
+        if benchmarks.is_empty() {
+            bail!("there is no benchmark named {only:?}; the names are {}", names.join(", "));
+        }
+    }
     require_root()?;
     let start = Instant::now();
     let leaktrace =
@@ -138,27 +177,12 @@ pub fn run(root: &Path, leaktrace: &Path, mode: Mode) -> Result<()> {
     let snapshot = work.join("leaktrace");
     std::fs::copy(&leaktrace, &snapshot)
         .with_context(|| format!("cannot copy {} to {}", leaktrace.display(), snapshot.display()))?;
-    let bench = Bench {
-        has_sample: tracer::leaktrace_has_sample(&snapshot),
-        leaktrace: snapshot,
-        programs,
-        plan: Plan::new(mode),
-        work,
-    };
+    let bench =
+        Bench { has_sample: tracer::leaktrace_has_sample(&snapshot), leaktrace: snapshot, programs, plan, work };
 
-    let plan = &bench.plan;
-    let benchmarks: Vec<(Section, Benchmark)> = vec![
-        (loops::open_close_section(plan), loops::open_close),
-        (loops::connect_section(plan), loops::connect),
-        (loops::mmap_section(plan), loops::mmap),
-        (loops::bystander_section(plan), loops::bystanders),
-        (nginx::section(plan), nginx::run),
-        (scale::section(plan), scale::run),
-        (soak::section(plan), soak::run),
-    ];
     let count = benchmarks.len();
     let mut sections = Vec::new();
-    for (i, (mut section, benchmark)) in benchmarks.into_iter().enumerate() {
+    for (i, (_, mut section, benchmark)) in benchmarks.into_iter().enumerate() {
         eprintln!("bench: [{}/{count}] {}", i + 1, section.title);
         let others = other_tracers();
         if !others.is_empty() {
@@ -180,10 +204,23 @@ pub fn run(root: &Path, leaktrace: &Path, mode: Mode) -> Result<()> {
         sections.push(section);
     }
 
-    let doc = Document { context, duration: stats::minutes(start.elapsed().as_secs_f64()), sections };
-    let path = root.join("BENCHMARKS.md");
-    std::fs::write(&path, markdown::render(&doc)).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("\n{}", markdown::results_table(&doc.sections));
+    let doc = Document {
+        context,
+        only: only.map(str::to_string),
+        duration: stats::minutes(start.elapsed().as_secs_f64()),
+        sections,
+    };
+    let path = match only {
+        None => root.join("BENCHMARKS.md"),
+        Some(name) => bench.work.join(format!("BENCHMARKS-{name}.md")),
+    };
+    let text = markdown::render(&doc);
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    if only.is_some() {
+        println!("\n{text}");
+    } else {
+        println!("\n{}", markdown::results_table(&doc.sections));
+    }
     println!("bench: wrote {} ({} in all)", path.display(), doc.duration);
     let failed: Vec<&str> = doc.sections.iter().filter(|s| s.failed.is_some()).map(|s| s.title.as_str()).collect();
     if !failed.is_empty() {

@@ -20,6 +20,8 @@ pub struct Programs {
     pub stacks: PathBuf,
     /// Two threads opening and closing, a bounded ring kept.
     pub soak: PathBuf,
+    /// N processes holding 13 fds each, one rotated every second.
+    pub hold: PathBuf,
 }
 
 pub fn build(root: &Path, out: &Path) -> Result<Programs> {
@@ -39,5 +41,6 @@ pub fn build(root: &Path, out: &Path) -> Result<Programs> {
         mmap_munmap: compile("mmap_munmap")?,
         stacks: compile("stacks")?,
         soak: compile("soak")?,
+        hold: compile("hold")?,
     })
 }

@@ -12,6 +12,19 @@ pub fn median(values: &[f64]) -> Option<f64> {
     Some(if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
 }
 
+/// The `p`th percentile (0 to 100) by nearest rank: the smallest value that
+/// at least `p`% of the values do not exceed; `None` when there is nothing
+/// to take it of.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
 /// A number with thousands separators and `decimals` decimals: 12,345.6.
 pub fn thousands(value: f64, decimals: usize) -> String {
     let text = format!("{:.*}", decimals, value.abs());
@@ -96,6 +109,17 @@ mod tests {
     fn median_ignores_what_is_not_a_number() {
         assert_eq!(median(&[f64::NAN, 5.0, 1.0, f64::INFINITY, 3.0]), Some(3.0));
         assert_eq!(median(&[f64::NAN]), None);
+    }
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&values, 90.0), Some(9.0));
+        assert_eq!(percentile(&values, 50.0), Some(5.0));
+        assert_eq!(percentile(&values, 100.0), Some(10.0));
+        assert_eq!(percentile(&values, 0.0), Some(1.0));
+        assert_eq!(percentile(&[3.0, f64::NAN], 90.0), Some(3.0));
+        assert_eq!(percentile(&[], 90.0), None);
     }
 
     #[test]
