@@ -2,7 +2,7 @@
 //! `/profile?kind=`, `/healthz`. Handlers only read the last published
 //! snapshot; sampling happens in the daemon's loop.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
@@ -23,6 +23,8 @@ pub struct Snapshot {
     /// The report as JSON, serialized once per sample, not per request.
     pub json: Bytes,
     pub taken: Instant,
+    /// Which sample this is (1, 2, …).
+    pub seq: u64,
 }
 
 #[derive(Clone)]
@@ -31,6 +33,12 @@ pub struct Shared {
     pub snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
     /// A sample older than this makes `/healthz` fail: the loop is stuck.
     pub stale_after: Duration,
+    /// `/metrics` as encoded for a sample: the series change only with
+    /// samples, and encoding thousands of them for every scrape (several
+    /// Prometheus replicas, a dashboard) would cost far more than the
+    /// sample. The daemon's own `process_*` figures are then as of the first
+    /// scrape after the sample.
+    pub encoded: Arc<Mutex<Option<(u64, Bytes)>>>,
 }
 
 pub fn router(shared: Shared) -> Router {
@@ -52,10 +60,24 @@ fn not_yet() -> Response {
 }
 
 async fn metrics(State(shared): State<Shared>) -> Response {
-    match super::metrics::encode(&shared.registry) {
-        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the metrics: {e}\n")).into_response(),
-    }
+    let seq = current(&shared).map_or(0, |s| s.seq);
+    let Ok(mut cached) = shared.encoded.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the metrics cache is poisoned\n").into_response();
+    };
+    let body = match &*cached {
+        Some((at, body)) if *at == seq && seq != 0 => body.clone(),
+        _ => match super::metrics::encode(&shared.registry) {
+            Ok(body) => {
+                let body = Bytes::from(body);
+                *cached = Some((seq, body.clone()));
+                body
+            }
+            Err(e) => {
+                return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the metrics: {e}\n")).into_response()
+            }
+        },
+    };
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }
 
 async fn report(State(shared): State<Shared>) -> Response {
@@ -120,6 +142,34 @@ async fn healthz(State(shared): State<Shared>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_encoded_once_per_sample() {
+        let registry = Registry::new();
+        let gauge = prometheus::IntGauge::new("leaktrace_test", "a gauge").expect("gauge");
+        registry.register(Box::new(gauge.clone())).expect("register");
+        let snapshot = |seq| {
+            let report = crate::report::tests::sample();
+            Some(Arc::new(Snapshot { report, json: Bytes::new(), taken: Instant::now(), seq }))
+        };
+        let (publish, receiver) = watch::channel(snapshot(1));
+        let shared =
+            Shared { registry, snapshot: receiver, stale_after: Duration::from_secs(60), encoded: Default::default() };
+        let body = |shared: &Shared| {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(async {
+                let response = metrics(State(shared.clone())).await;
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                String::from_utf8(bytes.to_vec()).expect("utf-8")
+            })
+        };
+        gauge.set(1);
+        assert!(body(&shared).contains("leaktrace_test 1"));
+        gauge.set(2);
+        assert!(body(&shared).contains("leaktrace_test 1"), "the same sample, the same text");
+        publish.send_replace(snapshot(2));
+        assert!(body(&shared).contains("leaktrace_test 2"), "a new sample, new text");
+    }
 
     #[test]
     fn profiles_are_cut_to_a_traced_kind() {

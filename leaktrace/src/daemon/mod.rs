@@ -80,6 +80,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
         snapshot,
         // A few missed samples, or one slow one on a huge host, are not a failure.
         stale_after: config.interval * 3 + Duration::from_secs(30),
+        encoded: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
@@ -100,6 +101,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     let mut sample = tokio::time::interval(config.interval);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failure = None;
+    let mut samples = 0;
     loop {
         tokio::select! {
             guard = events.readable() => {
@@ -117,7 +119,9 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
             _ = sample.tick() => {
                 let taken = take_sample(&mut session, &config, start_ns, pods.as_deref(), &mut metrics);
                 match taken {
-                    Ok(snapshot) => {
+                    Ok(mut snapshot) => {
+                        samples += 1;
+                        snapshot.seq = samples;
                         publish.send_replace(Some(Arc::new(snapshot)));
                     }
                     Err(e) => {
@@ -216,5 +220,5 @@ fn take_sample(
     };
     metrics.update(&report, &extra, &config.metrics);
     let json = bytes::Bytes::from(report.to_json());
-    Ok(Snapshot { report, json, taken: Instant::now() })
+    Ok(Snapshot { report, json, taken: Instant::now(), seq: 0 })
 }
