@@ -794,6 +794,20 @@ impl Session {
         self.outcome(live)
     }
 
+    /// What live processes hold now, with what processes that ended since
+    /// the last call held at their exit (the daemon reports those once,
+    /// then forgets them), and the pids of the latter.
+    pub fn interval_outcome(
+        &mut self,
+        live: Aggregator,
+    ) -> Result<(Outcome, std::collections::BTreeSet<u32>), KernelError> {
+        let fresh = self.aggregator();
+        let mut ended = std::mem::replace(&mut self.agg, fresh);
+        let exited = ended.pids();
+        ended.merge(live);
+        Ok((self.outcome(ended)?, exited))
+    }
+
     fn outcome(&mut self, agg: Aggregator) -> Result<Outcome, KernelError> {
         let c = self.kernel.counters()?;
         let losses = Losses {

@@ -494,3 +494,37 @@ fn prometheus_scrapes_the_growing_series_of_a_leak() {
     let per_minute: f64 = flat[0]["value"][1].as_str().and_then(|v| v.parse().ok()).expect("a slope");
     assert!(per_minute.abs() < 1.0, "the ring is flat: {per_minute}/min");
 }
+
+#[test]
+fn a_process_that_exits_between_samples_is_reported_once_then_forgotten() {
+    let growth = c_fixture("growth");
+    let daemon = Daemon::start(&["--interval", "3s", "--comm", "c-growth"], &[]);
+    // 30 fds from leak_steadily in one second, then the process exits.
+    let mut job = Background::spawn(&growth, &["1", "30"]);
+    let pid = job.pid();
+    assert!(job.0.wait().expect("the job").success());
+    // The first sample after its exit reports what it held at its exit.
+    let mut seen = None;
+    for _ in 0..40 {
+        sleep(0.25);
+        let (r, metrics) = report_and_metrics(&daemon);
+        let exited = r["processes"].as_array().expect("processes").iter().any(|p| p["pid"] == pid && p["exited"] == true);
+        if exited {
+            seen = Some((r, metrics));
+            break;
+        }
+    }
+    let (r, metrics) = seen.expect("a report with the job, exited");
+    let mine = of_pid(&r, pid);
+    assert_eq!(count(&site_of(&mine, "leak_steadily")), 30, "{mine:#?}");
+    assert_eq!(opened(&mine), 30 + 4 + 8);
+    // Gone from the per-process series, counted as held at exit.
+    assert_eq!(metric(&metrics, "leaktrace_outstanding_resources", &[("pid", &pid.to_string())]), None);
+    let at_exit = metric(&metrics, "leaktrace_held_at_exit_total", &[("kind", "fd")]).expect("held at exit");
+    assert!(at_exit >= 42.0, "{at_exit}");
+    // The next sample has forgotten it.
+    sleep(3.5);
+    let r = daemon.report();
+    assert!(of_pid(&r, pid).is_empty());
+    assert!(r["processes"].as_array().expect("processes").iter().all(|p| p["pid"] != pid));
+}

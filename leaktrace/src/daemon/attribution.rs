@@ -1,8 +1,9 @@
 //! Who each process in a report is: its name, container and pod, and how
 //! close it is to its fd limit. Read from /proc at every sample, for the
-//! processes that hold something (a process can change cgroup or name).
+//! processes that hold something (a process can change cgroup or name);
+//! a process that exited keeps what the previous sample read of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::procfs;
 use crate::report::{Process, Report};
@@ -10,9 +11,24 @@ use crate::report::{Process, Report};
 use super::container;
 use super::kubernetes::Pods;
 
-pub fn processes(report: &Report, pods: Option<&Pods>) -> Vec<Process> {
+/// The processes of `report`; `exited` ended since `previous` was read.
+pub fn processes(
+    report: &Report,
+    pods: Option<&Pods>,
+    exited: &BTreeSet<u32>,
+    previous: &HashMap<u32, Process>,
+) -> Vec<Process> {
     let pids: BTreeSet<u32> = report.stacks.iter().flat_map(|s| s.pids.iter().copied()).collect();
-    pids.into_iter().map(|pid| process(pid, pods)).collect()
+    pids.into_iter()
+        .map(|pid| {
+            if exited.contains(&pid) {
+                let known = previous.get(&pid).cloned().unwrap_or(Process { pid, ..Process::default() });
+                Process { exited: true, open_fds: None, max_fds: None, ..known }
+            } else {
+                process(pid, pods)
+            }
+        })
+        .collect()
 }
 
 fn process(pid: u32, pods: Option<&Pods>) -> Process {
@@ -29,5 +45,6 @@ fn process(pid: u32, pods: Option<&Pods>) -> Process {
         namespace: pod.map(|p| p.namespace),
         open_fds: procfs::open_fds(pid),
         max_fds: limit.flatten(),
+        exited: false,
     }
 }

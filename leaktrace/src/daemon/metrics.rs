@@ -58,6 +58,9 @@ pub struct Exported {
     /// Processes and sites that held something but got no series of their own.
     pub processes_left_out: u64,
     pub sites_left_out: u64,
+    /// By kind: what processes that exited since the last sample still held
+    /// at their exit (they have no series: they are gone).
+    pub held_at_exit: BTreeMap<&'static str, u64>,
 }
 
 /// A site's label: the program's own innermost function with its file and
@@ -97,9 +100,14 @@ pub fn export(report: &Report, caps: &MetricsConfig) -> Exported {
     let about: HashMap<u32, &Process> = report.processes.iter().flatten().map(|p| (p.pid, p)).collect();
     let mut rows: BTreeMap<u32, ProcessRow> = BTreeMap::new();
     let mut sites: BTreeMap<u32, BTreeMap<(&'static str, &'static str, String), SiteRow>> = BTreeMap::new();
+    let mut held_at_exit: BTreeMap<&'static str, u64> = BTreeMap::new();
     for stack in &report.stacks {
         // The daemon's stacks are per process: one pid each.
         let Some(&pid) = stack.pids.first() else { continue };
+        if about.get(&pid).is_some_and(|p| p.exited) {
+            *held_at_exit.entry(stack.kind).or_default() += stack.count;
+            continue;
+        }
         let row = rows.entry(pid).or_insert_with(|| ProcessRow {
             labels: labels(pid, about.get(&pid).copied()),
             open_fds: about.get(&pid).and_then(|p| p.open_fds),
@@ -135,8 +143,11 @@ pub fn export(report: &Report, caps: &MetricsConfig) -> Exported {
     ranked.sort_by(|(pa, a), (pb, b)| {
         b.leaking_stacks.cmp(&a.leaking_stacks).then(b.total().cmp(&a.total())).then(pa.cmp(pb))
     });
-    let mut out =
-        Exported { processes_left_out: ranked.len().saturating_sub(caps.max_processes) as u64, ..Exported::default() };
+    let mut out = Exported {
+        processes_left_out: ranked.len().saturating_sub(caps.max_processes) as u64,
+        held_at_exit,
+        ..Exported::default()
+    };
     ranked.truncate(caps.max_processes);
     for (index, (pid, row)) in ranked.into_iter().enumerate() {
         let mut own: Vec<SiteRow> = sites.remove(&pid).unwrap_or_default().into_values().collect();
@@ -194,6 +205,7 @@ pub struct Metrics {
     site_growth: GaugeVec,
     acquisitions: IntCounterVec,
     releases: IntCounterVec,
+    held_at_exit: IntCounterVec,
     lost: IntCounterVec,
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
@@ -247,6 +259,13 @@ impl Metrics {
                 &["kind"],
             )?,
             releases: IntCounterVec::new(Opts::new("leaktrace_releases_total", "Releases seen, by kind."), &["kind"])?,
+            held_at_exit: IntCounterVec::new(
+                Opts::new(
+                    "leaktrace_held_at_exit_total",
+                    "Resources acquired while traced that their process still held when it exited, by kind.",
+                ),
+                &["kind"],
+            )?,
             lost: IntCounterVec::new(
                 Opts::new("leaktrace_lost_total", "What the tracer could not keep or export, by cause."),
                 &["cause"],
@@ -277,6 +296,7 @@ impl Metrics {
             Box::new(metrics.site_growth.clone()),
             Box::new(metrics.acquisitions.clone()),
             Box::new(metrics.releases.clone()),
+            Box::new(metrics.held_at_exit.clone()),
             Box::new(metrics.lost.clone()),
             Box::new(metrics.map_entries.clone()),
             Box::new(metrics.map_capacity.clone()),
@@ -327,6 +347,9 @@ impl Metrics {
             ("series_dropped", l.series_dropped),
         ] {
             self.count("lost", cause, n);
+        }
+        for (kind, n) in &exported.held_at_exit {
+            self.held_at_exit.with_label_values(&[kind]).inc_by(*n);
         }
         // Left out at this sample: added up over samples, like the drops.
         self.lost.with_label_values(&["process_series"]).inc_by(exported.processes_left_out);
@@ -495,6 +518,20 @@ mod tests {
         assert_eq!(e.sites[0].site, "load_config (config.c:16)");
         assert_eq!((e.sites[0].outstanding, e.sites[0].leaking), (30, true));
         assert_eq!((e.processes_left_out, e.sites_left_out), (0, 0));
+    }
+
+    #[test]
+    fn processes_that_exited_are_counted_not_exported() {
+        let gone = Process { exited: true, ..process(20, "job") };
+        let r = report(
+            vec![stack(10, "fd", "file", 3, "serve", false), stack(20, "fd", "file", 30, "load_config", true)],
+            vec![process(10, "server"), gone],
+        );
+        let e = export(&r, &MetricsConfig::default());
+        assert_eq!(e.processes.len(), 1);
+        assert_eq!(e.processes[0].labels[0], "10");
+        assert!(e.sites.iter().all(|s| s.process == 0));
+        assert_eq!(e.held_at_exit.get("fd"), Some(&30));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod http;
 pub mod kubernetes;
 mod metrics;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +27,7 @@ use crate::config::Config;
 use crate::failure::Failure;
 use crate::kernel::{privileges, Kernel, KernelError, LoadOptions};
 use crate::procfs;
-use crate::report::{build, Target};
+use crate::report::{build, Process, Target};
 use crate::run::EVENT_LATENCY;
 use crate::session::Session;
 
@@ -102,6 +103,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failure = None;
     let mut samples = 0;
+    let mut known = HashMap::new();
     loop {
         tokio::select! {
             guard = events.readable() => {
@@ -117,7 +119,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
                 }
             }
             _ = sample.tick() => {
-                let taken = take_sample(&mut session, &config, start_ns, pods.as_deref(), &mut metrics);
+                let taken = take_sample(&mut session, &config, start_ns, pods.as_deref(), &mut metrics, &mut known);
                 match taken {
                     Ok(mut snapshot) => {
                         samples += 1;
@@ -176,19 +178,21 @@ fn who(config: &Config) -> String {
     }
 }
 
-/// One sample: what live processes hold, judged per process and stack,
+/// One sample: what live processes hold (and what those that exited since
+/// the last sample held at their exit), judged per process and stack,
 /// attributed to containers and pods, as a snapshot to serve; the metrics
-/// follow it.
+/// follow it. `known` is what the last sample read of live processes.
 fn take_sample(
     session: &mut Session,
     config: &Config,
     start_ns: u64,
     pods: Option<&Pods>,
     metrics: &mut Metrics,
+    known: &mut HashMap<u32, Process>,
 ) -> Result<Snapshot, KernelError> {
     let begun = Instant::now();
     let live = session.refresh()?;
-    let outcome = session.live_outcome(live)?;
+    let (outcome, exited) = session.interval_outcome(live)?;
     let targets = config
         .filter
         .pids
@@ -211,7 +215,9 @@ fn take_sample(
     let mut report = build::build(context, outcome, history, resolver);
     // Reported now for the last time if gone: their histories go.
     session.forget_gone();
-    report.processes = Some(attribution::processes(&report, pods));
+    let processes = attribution::processes(&report, pods, &exited, known);
+    *known = processes.iter().filter(|p| !p.exited).map(|p| (p.pid, p.clone())).collect();
+    report.processes = Some(processes);
     let extra = Extra {
         series: session.series_use(),
         sample_seconds: begun.elapsed().as_secs_f64(),

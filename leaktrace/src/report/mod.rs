@@ -59,6 +59,10 @@ pub struct Process {
     /// (RLIMIT_NOFILE; null when unlimited).
     pub open_fds: Option<u64>,
     pub max_fds: Option<u64>,
+    /// It exited since the previous sample: its stacks are what it held at
+    /// its exit, reported this once.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exited: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]

@@ -375,6 +375,11 @@ impl Aggregator {
         }
     }
 
+    /// Every process that holds something here.
+    pub fn pids(&self) -> BTreeSet<u32> {
+        self.groups.iter().flat_map(|g| g.pids.iter().copied()).collect()
+    }
+
     /// What each stack holds now, as one sample of the history.
     pub fn observed(&self) -> HashMap<GroupKey, Observed> {
         self.groups

@@ -40,6 +40,7 @@ const METRICS: &[&str] = &[
     "leaktrace_site_growth_per_minute",
     "leaktrace_acquisitions_total",
     "leaktrace_releases_total",
+    "leaktrace_held_at_exit_total",
     "leaktrace_lost_total",
     "leaktrace_map_entries",
     "leaktrace_map_capacity",
