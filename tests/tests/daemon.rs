@@ -508,7 +508,8 @@ fn a_process_that_exits_between_samples_is_reported_once_then_forgotten() {
     for _ in 0..40 {
         sleep(0.25);
         let (r, metrics) = report_and_metrics(&daemon);
-        let exited = r["processes"].as_array().expect("processes").iter().any(|p| p["pid"] == pid && p["exited"] == true);
+        let exited =
+            r["processes"].as_array().expect("processes").iter().any(|p| p["pid"] == pid && p["exited"] == true);
         if exited {
             seen = Some((r, metrics));
             break;
