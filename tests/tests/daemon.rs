@@ -529,3 +529,34 @@ fn a_process_that_exits_between_samples_is_reported_once_then_forgotten() {
     assert!(of_pid(&r, pid).is_empty());
     assert!(r["processes"].as_array().expect("processes").iter().all(|p| p["pid"] != pid));
 }
+
+#[test]
+fn daemon_follows_the_pids_it_is_given_with_their_mappings() {
+    let dir = scratch_dir("daemon-pid");
+    let ready = dir.join("ready");
+    let target = Background::spawn(&c_fixture("mmap_leaks"), &["attach", ready.to_str().expect("path")]);
+    let other = Background::spawn(&c_fixture("growth"), &["30", "5"]);
+    let pid = target.pid().to_string();
+    let daemon = Daemon::start(&["--pid", &pid, "--kinds", "all", "--interval", "1s"], &[]);
+    std::fs::write(&ready, b"").expect("ready");
+    sleep(3.0);
+    let (r, metrics) = report_and_metrics(&daemon);
+    assert_eq!(r["targets"][0]["pid"], target.pid());
+    assert!(stacks(&r).iter().all(|s| s["pids"] == serde_json::json!([target.pid()])), "only the pid given");
+    assert!(of_pid(&r, other.pid()).is_empty());
+    let maps = site_of(&of_pid(&r, target.pid()), "attach_maps");
+    assert_eq!(count(&maps), 3);
+    assert_eq!(maps.iter().map(|s| s["bytes"].as_u64().unwrap_or(0)).sum::<u64>(), 12 * 4096);
+    // Mapped bytes and mappings: the report's sums, as metrics.
+    let bytes: u64 =
+        of_pid(&r, target.pid()).iter().filter(|s| s["kind"] == "mmap").map(|s| s["bytes"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(metric(&metrics, "leaktrace_mapped_bytes", &[("pid", &pid)]), Some(bytes as f64));
+    let held: u64 =
+        of_pid(&r, target.pid()).iter().filter(|s| s["kind"] == "mmap").map(|s| s["count"].as_u64().unwrap_or(0)).sum();
+    let exported: f64 = metric_lines(&metrics, "leaktrace_outstanding_resources")
+        .iter()
+        .filter(|l| l.contains(&format!("pid=\"{pid}\"")) && l.contains("kind=\"mmap\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(exported, held as f64);
+}
