@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use leaktrace_common::fd::Resource;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::Common;
 use crate::failure::Failure;
@@ -61,8 +60,7 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
             .join(", ")
     };
     eprintln!("leaktrace: tracing {who}; Ctrl-C ends it and writes the report");
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
+    let mut stop = crate::session::StopSignals::new()?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
     let mut progress = crate::progress::Progress::new();
     let mut sweep = tokio::time::interval(config.interval);
@@ -70,12 +68,7 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            guard = events.readable() => {
-                if let Ok(mut guard) = guard {
-                    session.drain_events();
-                    guard.clear_ready();
-                }
-            }
+            _ = events.ready() => session.drain_events(),
             _ = tick.tick() => {
                 session.tick()?;
                 if !all && targets.iter().all(|t| !session.is_traced(t.tgid)) {
@@ -87,8 +80,7 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
                 progress.update(&live, session.history());
             }
             _ = &mut deadline => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = stop.recv() => break,
         }
     }
     drop(progress);

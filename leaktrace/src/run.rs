@@ -73,12 +73,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
                 Some(TracerMsg::Failed(e)) => return Err(e.into()),
                 None => return Err(Failure::TracerLost),
             },
-            guard = events.readable() => {
-                if let Ok(mut guard) = guard {
-                    session.drain_events();
-                    guard.clear_ready();
-                }
-            }
+            _ = events.ready() => session.drain_events(),
             _ = tick.tick() => session.tick()?,
             _ = sweep.tick() => {
                 let live = session.refresh()?;

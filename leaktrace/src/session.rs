@@ -40,11 +40,47 @@ use crate::unwind::Unwinder;
 
 /// Readiness of the session's event ring buffer for the event loop (a
 /// duplicate descriptor: the session keeps reading through its own).
-pub fn readiness(session: &Session) -> Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, crate::failure::Failure> {
+pub struct Events(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl Events {
+    /// Resolves when the kernel has queued events; the loop then reads them
+    /// with [`Session::drain_events`]. Readiness is cleared first, so events
+    /// queued while the loop reads wake it again.
+    pub async fn ready(&self) {
+        if let Ok(mut guard) = self.0.readable().await {
+            guard.clear_ready();
+        }
+    }
+}
+
+pub fn readiness(session: &Session) -> Result<Events, crate::failure::Failure> {
     use crate::failure::Failure;
     let fd = session.events_fd().try_clone_to_owned().map_err(Failure::Runtime)?;
     // SAFETY: the AsyncFd owns this duplicate and nothing else closes it.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| Failure::Runtime(e.into()))
+    let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| Failure::Runtime(e.into()))?;
+    Ok(Events(fd))
+}
+
+/// SIGINT and SIGTERM, either of which ends tracing (and writes the report).
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn new() -> Result<StopSignals, crate::failure::Failure> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind| signal(kind).map_err(crate::failure::Failure::Runtime);
+        Ok(StopSignals { interrupt: listen(SignalKind::interrupt())?, terminate: listen(SignalKind::terminate())? })
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// A live process's fd table is read whole (for the paths of its fds) at

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{oneshot, watch};
 
 use crate::cli::{has_kind, kind_names, DaemonArgs, Kind};
@@ -96,8 +95,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
         who(&config)
     );
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
+    let mut signals = crate::session::StopSignals::new()?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
     let mut sample = tokio::time::interval(config.interval);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -106,12 +104,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     let mut known = HashMap::new();
     loop {
         tokio::select! {
-            guard = events.readable() => {
-                if let Ok(mut guard) = guard {
-                    session.drain_events();
-                    guard.clear_ready();
-                }
-            }
+            _ = events.ready() => session.drain_events(),
             _ = tick.tick() => {
                 if let Err(e) = session.tick() {
                     failure = Some(e.into());
@@ -141,8 +134,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
                 failure = Some(Failure::Server(why));
                 break;
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = signals.recv() => break,
         }
     }
     // In-flight requests finish; then nothing is traced any more, and the

@@ -5,8 +5,6 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{signal, SignalKind};
-
 use super::{Action, Screen, Status};
 use crate::cli::{has_kind, kind_names, Kind};
 use crate::config::Config;
@@ -64,19 +62,13 @@ pub async fn top(pids: &[u32], kinds: &[Kind], interval: Duration) -> Result<u8,
     let started = Instant::now();
     let mut status = Status { targets: who, interval, elapsed: Duration::ZERO, paused: false, error: None };
     let mut report: Option<Report> = None;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
     // Raw mode makes Ctrl-C a key; a SIGINT sent by kill still ends the view.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
+    let mut stop = crate::session::StopSignals::new()?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
     let mut refresh = tokio::time::interval(interval);
     loop {
         tokio::select! {
-            guard = events.readable() => {
-                if let Ok(mut guard) = guard {
-                    session.drain_events();
-                    guard.clear_ready();
-                }
-            }
+            _ = events.ready() => session.drain_events(),
             _ = tick.tick() => {
                 session.tick()?;
                 // Keys are read here, without blocking the loop.
@@ -106,8 +98,7 @@ pub async fn top(pids: &[u32], kinds: &[Kind], interval: Duration) -> Result<u8,
                     screen.draw(report, &status).map_err(Failure::Terminal)?;
                 }
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = stop.recv() => break,
         }
     }
     drop(screen);
