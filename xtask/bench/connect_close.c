@@ -7,19 +7,13 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "rounds.h"
 
 static int listen_fd;
 static struct sockaddr_in server;
-
-static long long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void *accept_and_close(void *arg) {
     (void)arg;
@@ -48,7 +42,6 @@ static __attribute__((noinline)) int connect_close(void) {
 int main(void) {
     socklen_t len = sizeof server;
     pthread_t thread;
-    char line[64];
 
     server.sin_family = AF_INET;
     server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -62,18 +55,5 @@ int main(void) {
         perror("pthread_create");
         return 1;
     }
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    while (fgets(line, sizeof line, stdin)) {
-        long n = atol(line);
-        if (n <= 0) return 2;
-        long long start = now_ns();
-        for (long i = 0; i < n; i++) {
-            if (connect_close() < 0) {
-                perror("connect_close");
-                return 1;
-            }
-        }
-        printf("%.1f\n", (double)(now_ns() - start) / n);
-    }
-    return 0;
+    return serve_rounds(connect_close, "connect_close");
 }
