@@ -213,8 +213,6 @@ pub struct Metrics {
     last_sample: Gauge,
     sample_duration: Gauge,
     kubernetes_errors: IntCounter,
-    /// Last totals seen, so counters move by what changed.
-    seen: HashMap<(&'static str, String), u64>,
 }
 
 impl Metrics {
@@ -282,7 +280,6 @@ impl Metrics {
                 "leaktrace_kubernetes_errors_total",
                 "Pod lists from the Kubernetes API that failed.",
             )?,
-            seen: HashMap::new(),
             registry: registry.clone(),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
@@ -326,27 +323,14 @@ impl Metrics {
         self.traced_processes.set(gauge((exported.processes.len() as u64) + exported.processes_left_out));
 
         let totals = &report.totals;
-        self.count("acquisitions", "fd", totals.acquired);
-        self.count("releases", "fd", totals.released);
+        advance(&self.acquisitions.with_label_values(&["fd"]), totals.acquired);
+        advance(&self.releases.with_label_values(&["fd"]), totals.released);
         if let Some(m) = &totals.mappings {
-            self.count("acquisitions", "mmap", m.acquired);
-            self.count("releases", "mmap", m.released);
+            advance(&self.acquisitions.with_label_values(&["mmap"]), m.acquired);
+            advance(&self.releases.with_label_values(&["mmap"]), m.released);
         }
-        let l = &report.losses;
-        for (cause, n) in [
-            ("map_full", l.map_full),
-            ("stacks_dropped", l.stacks_dropped),
-            ("stack_errors", l.stack_errors),
-            ("events_lost", l.events_lost),
-            ("procs_dropped", l.procs_dropped),
-            ("read_errors", l.read_errors),
-            ("undecodable_events", l.undecodable_events),
-            ("unwind_modules_dropped", l.unwind_modules_dropped),
-            ("unwind_mappings_dropped", l.unwind_mappings_dropped),
-            ("mappings_dropped", l.mappings_dropped),
-            ("series_dropped", l.series_dropped),
-        ] {
-            self.count("lost", cause, n);
+        for (cause, n, _) in report.losses.by_cause() {
+            advance(&self.lost.with_label_values(&[cause]), n);
         }
         for (kind, n) in &exported.held_at_exit {
             self.held_at_exit.with_label_values(&[kind]).inc_by(*n);
@@ -354,7 +338,7 @@ impl Metrics {
         // Left out at this sample: added up over samples, like the drops.
         self.lost.with_label_values(&["process_series"]).inc_by(exported.processes_left_out);
         self.lost.with_label_values(&["site_series"]).inc_by(exported.sites_left_out);
-        self.count("kubernetes", "", extra.kubernetes_errors);
+        advance(&self.kubernetes_errors, extra.kubernetes_errors);
 
         let maps = &report.kernel_maps;
         for (map, usage) in [
@@ -404,19 +388,12 @@ impl Metrics {
             self.site_growth.with_label_values(&l).set(site.growth_per_minute);
         }
     }
+}
 
-    /// Moves a counter to the cumulative `total`.
-    fn count(&mut self, counter: &'static str, label: &str, total: u64) {
-        let seen = self.seen.entry((counter, label.to_string())).or_default();
-        let delta = total.saturating_sub(*seen);
-        *seen = (*seen).max(total);
-        match counter {
-            "acquisitions" => self.acquisitions.with_label_values(&[label]).inc_by(delta),
-            "releases" => self.releases.with_label_values(&[label]).inc_by(delta),
-            "lost" => self.lost.with_label_values(&[label]).inc_by(delta),
-            _ => self.kubernetes_errors.inc_by(delta),
-        }
-    }
+/// Moves `counter` up to `total`, a cumulative count of the session's (which
+/// only grows); the counter's own value is what it was moved to last time.
+fn advance(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 fn gauge(n: u64) -> i64 {

@@ -287,6 +287,53 @@ impl Losses {
     pub fn any(&self) -> bool {
         *self != Losses::default()
     }
+
+    /// Every cause: its name (the JSON key, and the `cause` label of
+    /// `leaktrace_lost_total`), its count, and what it means for a report,
+    /// the most telling first.
+    pub fn by_cause(&self) -> [(&'static str, u64, &'static str); 11] {
+        [
+            (
+                "map_full",
+                self.map_full,
+                "acquisitions were dropped because the outstanding map was full (raise --max-entries)",
+            ),
+            (
+                "stacks_dropped",
+                self.stacks_dropped,
+                "acquisitions have no stack: the stack map was full (raise --max-stacks)",
+            ),
+            ("events_lost", self.events_lost, "process events were lost: the ring buffer was full"),
+            ("undecodable_events", self.undecodable_events, "kernel events could not be decoded"),
+            (
+                "procs_dropped",
+                self.procs_dropped,
+                "child processes were not followed: the process map was full (raise --max-procs)",
+            ),
+            (
+                "unwind_modules_dropped",
+                self.unwind_modules_dropped,
+                "modules got no unwinding table (raise --max-unwind-rows); their stacks may be cut short",
+            ),
+            (
+                "unwind_mappings_dropped",
+                self.unwind_mappings_dropped,
+                "code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
+            ),
+            (
+                "mappings_dropped",
+                self.mappings_dropped,
+                "mmap calls were not followed: the mapping table was full (raise --max-mappings)",
+            ),
+            (
+                "series_dropped",
+                self.series_dropped,
+                "stacks got no history and no verdict: the history was full (raise --max-series)",
+            ),
+            ("stack_errors", self.stack_errors, "stacks could not be read"),
+            ("read_errors", self.read_errors, "syscall arguments could not be read"),
+        ]
+    }
 }
 
 impl Report {
@@ -299,6 +346,16 @@ impl Report {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn every_loss_has_a_cause_named_as_its_json_key() {
+        let value = serde_json::to_value(Losses::default()).expect("losses serialize");
+        let mut keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+        let mut causes: Vec<&str> = Losses::default().by_cause().iter().map(|(name, _, _)| *name).collect();
+        keys.sort_unstable();
+        causes.sort_unstable();
+        assert_eq!(causes, keys);
+    }
 
     /// A report as a run of a small C program produces it.
     pub fn sample() -> Report {

@@ -58,28 +58,13 @@ pub fn render(report: &Report, view: &View) -> String {
 
 /// Says what was lost and which option avoids it.
 pub fn losses_warning(report: &Report) -> String {
-    let l = &report.losses;
-    let causes: [(u64, &str); 11] = [
-        (l.map_full, "acquisitions were dropped because the outstanding map was full (raise --max-entries)"),
-        (l.stacks_dropped, "acquisitions have no stack: the stack map was full (raise --max-stacks)"),
-        (l.events_lost, "process events were lost: the ring buffer was full"),
-        (l.undecodable_events, "kernel events could not be decoded"),
-        (l.procs_dropped, "child processes were not followed: the process map was full (raise --max-procs)"),
-        (
-            l.unwind_modules_dropped,
-            "modules got no unwinding table (raise --max-unwind-rows); their stacks may be cut short",
-        ),
-        (
-            l.unwind_mappings_dropped,
-            "code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
-        ),
-        (l.mappings_dropped, "mmap calls were not followed: the mapping table was full (raise --max-mappings)"),
-        (l.series_dropped, "stacks got no history and no verdict: the history was full (raise --max-series)"),
-        (l.stack_errors, "stacks could not be read"),
-        (l.read_errors, "syscall arguments could not be read"),
-    ];
-    let parts: Vec<String> =
-        causes.iter().filter(|(count, _)| *count > 0).map(|(count, what)| format!("{count} {what}")).collect();
+    let parts: Vec<String> = report
+        .losses
+        .by_cause()
+        .iter()
+        .filter(|(_, count, _)| *count > 0)
+        .map(|(_, count, what)| format!("{count} {what}"))
+        .collect();
     let what = if report.complete { "stacks are missing" } else { "the report is incomplete" };
     format!("warning: {what}: {}", parts.join("; "))
 }
