@@ -14,6 +14,8 @@ mod launch;
 mod output;
 mod procfs;
 mod progress;
+#[allow(dead_code)] // Wired to the CLI with `leaktrace record`.
+mod record;
 mod report;
 mod run;
 mod session;

@@ -1,0 +1,219 @@
+//! The recording file: an SQLite database (queryable with `sqlite3`), its
+//! versioned schema, and the checks that refuse what is not a recording
+//! this leaktrace can read.
+//!
+//! SQLite was chosen by measurement (see BENCHMARKS.md, "recording"): a
+//! transaction per checkpoint costs about 0.3 µs per acquisition written and
+//! one fsync a second, and a transaction is all or nothing, so a recorder
+//! killed or a host losing power leaves every checkpoint before the last one
+//! whole.
+//!
+//! Times are wall-clock nanoseconds since the Unix epoch, so a recording is
+//! read on another machine, after a reboot, as it was written.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+use thiserror::Error;
+
+/// `PRAGMA application_id`: "LTRK".
+pub const APPLICATION_ID: i32 = 0x4c54_524b;
+/// `PRAGMA user_version`: the schema's version; readers refuse newer ones.
+pub const VERSION: i32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- One row per process instance (a pid reused is a new row).
+CREATE TABLE processes (
+    id INTEGER PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    comm TEXT, exe TEXT, cmdline TEXT,
+    container TEXT, pod_uid TEXT,
+    first_seen_ns INTEGER NOT NULL,
+    exited_ns INTEGER
+);
+-- A symbolized stack, innermost frame first, as the report's frames (JSON).
+CREATE TABLE stacks (
+    id INTEGER PRIMARY KEY,
+    frames TEXT NOT NULL,
+    site TEXT,
+    truncated TEXT
+);
+-- What a checkpoint saw held, written once, at the first checkpoint that saw it.
+CREATE TABLE acquisitions (
+    id INTEGER PRIMARY KEY,
+    process INTEGER NOT NULL REFERENCES processes(id),
+    stack INTEGER NOT NULL REFERENCES stacks(id),
+    kind TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    acquired_ns INTEGER NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    path TEXT,
+    tcp_state TEXT, local TEXT, remote TEXT
+);
+-- The first checkpoint that no longer saw an acquisition held (append-only:
+-- acquisitions are never updated).
+CREATE TABLE releases (
+    acquisition INTEGER PRIMARY KEY REFERENCES acquisitions(id),
+    released_ns INTEGER NOT NULL
+);
+CREATE TABLE checkpoints (
+    id INTEGER PRIMARY KEY,
+    at_ns INTEGER NOT NULL,
+    outstanding INTEGER NOT NULL,
+    acquired_total INTEGER NOT NULL,
+    released_total INTEGER NOT NULL,
+    losses TEXT NOT NULL
+);
+CREATE INDEX acquisitions_by_time ON acquisitions(acquired_ns);
+CREATE INDEX releases_by_time ON releases(released_ns);
+CREATE INDEX checkpoints_by_time ON checkpoints(at_ns);
+";
+
+#[derive(Debug, Error)]
+pub enum RecordingError {
+    #[error("cannot create the recording {path}: {source} (it must not exist yet)")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the recording {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a leaktrace recording (not an SQLite database)")]
+    NotSqlite { path: PathBuf },
+    #[error("{path} is an SQLite database but not a leaktrace recording")]
+    Foreign { path: PathBuf },
+    #[error(
+        "{path} is a recording of format {found}, newer than this leaktrace reads ({VERSION}); use a newer leaktrace"
+    )]
+    Newer { path: PathBuf, found: i32 },
+    #[error("{path} is damaged: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("recording {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+}
+
+/// Creates a new recording at `path`: never over an existing file or
+/// through a symlink, readable by its owner only (it names files, peers
+/// and command lines).
+pub fn create(path: &Path) -> Result<Connection, RecordingError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| RecordingError::Create { path: path.into(), source })?;
+    let sqlite = |source| RecordingError::Sqlite { path: path.into(), source };
+    let conn = Connection::open(path).map_err(sqlite)?;
+    // FULL: the write-ahead log is synced at every commit (one a
+    // checkpoint), so a power loss costs at most the checkpoint under way.
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {VERSION}; {SCHEMA}"
+    ))
+    .map_err(sqlite)?;
+    Ok(conn)
+}
+
+/// Opens a recording to read, after checking it is one this leaktrace reads.
+pub fn open(path: &Path) -> Result<Connection, RecordingError> {
+    let mut header = [0u8; 16];
+    {
+        use std::io::Read;
+        let mut file =
+            std::fs::File::open(path).map_err(|source| RecordingError::Read { path: path.into(), source })?;
+        if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
+            return Err(RecordingError::NotSqlite { path: path.into() });
+        }
+    }
+    let sqlite = |source| RecordingError::Sqlite { path: path.into(), source };
+    let corrupt = |e: rusqlite::Error| RecordingError::Corrupt { path: path.into(), detail: e.to_string() };
+    // Read-write so a write-ahead log left by a killed recorder is replayed
+    // (SQLite does it at open); the reader itself writes nothing.
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .or_else(|_| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY))
+        .map_err(sqlite)?;
+    let id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(corrupt)?;
+    if id != APPLICATION_ID {
+        return Err(RecordingError::Foreign { path: path.into() });
+    }
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+    if version > VERSION {
+        return Err(RecordingError::Newer { path: path.into(), found: version });
+    }
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(corrupt)?;
+    if check != "ok" {
+        return Err(RecordingError::Corrupt { path: path.into(), detail: check });
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("leaktrace-schema-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    #[test]
+    fn a_new_recording_is_private_and_never_replaces_a_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("create");
+        let path = d.join("rec.db");
+        drop(create(&path).expect("created"));
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(create(&path), Err(RecordingError::Create { .. })), "exists already");
+        let link = d.join("link.db");
+        std::os::unix::fs::symlink(d.join("elsewhere.db"), &link).expect("symlink");
+        assert!(matches!(create(&link), Err(RecordingError::Create { .. })), "through a symlink");
+        assert!(!d.join("elsewhere.db").exists());
+        open(&path).expect("reads back");
+    }
+
+    #[test]
+    fn what_is_not_a_recording_is_named_as_such() {
+        let d = dir("foreign");
+        let garbage = d.join("garbage");
+        std::fs::write(&garbage, b"hello, this is not a database at all").expect("write");
+        assert!(matches!(open(&garbage), Err(RecordingError::NotSqlite { .. })));
+        let empty = d.join("empty");
+        std::fs::write(&empty, b"").expect("write");
+        assert!(matches!(open(&empty), Err(RecordingError::NotSqlite { .. })));
+        let other = d.join("other.db");
+        Connection::open(&other).and_then(|c| c.execute_batch("CREATE TABLE t(x)")).expect("other db");
+        assert!(matches!(open(&other), Err(RecordingError::Foreign { .. })));
+        let newer = d.join("newer.db");
+        drop(create(&newer).expect("created"));
+        Connection::open(&newer)
+            .and_then(|c| c.execute_batch(&format!("PRAGMA user_version = {}", VERSION + 1)))
+            .expect("bump");
+        let err = open(&newer).expect_err("newer");
+        assert!(err.to_string().contains("newer than this leaktrace reads"), "{err}");
+        assert!(matches!(open(&d.join("missing.db")), Err(RecordingError::Read { .. })));
+    }
+
+    #[test]
+    fn a_damaged_recording_is_refused() {
+        let d = dir("damaged");
+        let path = d.join("rec.db");
+        {
+            let conn = create(&path).expect("created");
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+        }
+        // Overwrite the b-tree header of the second page (a table's root).
+        // (Damage inside a record's bytes is not caught by SQLite, which
+        // keeps no page checksums: see the checkpoint digests.)
+        let mut bytes = std::fs::read(&path).expect("read");
+        for b in &mut bytes[4096..4096 + 64] {
+            *b = 0xa5;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let err = open(&path).expect_err("damaged");
+        assert!(matches!(err, RecordingError::Corrupt { .. } | RecordingError::Sqlite { .. }), "{err}");
+    }
+}
