@@ -570,6 +570,43 @@ impl Session {
         Ok(live)
     }
 
+    /// The periodic sweep without a sample (recordings): what live processes
+    /// hold now, entry by entry, with their fd paths and code mappings read.
+    pub fn live_entries(&mut self) -> Result<Vec<(FdKey, FdEntry)>, KernelError> {
+        let entries = self.sweep()?;
+        for (proc, held) in held_per_process(&entries) {
+            if held <= LINKS_FULL_READ {
+                self.read_fd_links(proc, proc.tgid);
+            }
+            self.ensure_snapshot(proc.tgid);
+        }
+        self.free_stacks(&entries)?;
+        // What ended processes held was taken by the sweep; a recording has
+        // it already (it sees it gone at this checkpoint).
+        self.agg = self.aggregator();
+        Ok(entries)
+    }
+
+    /// `entries` of live processes as held resources, with their stacks and
+    /// TCP connections.
+    pub fn held_entries(&mut self, entries: &[(FdKey, FdEntry)]) -> Result<Vec<Held>, KernelError> {
+        let now = procfs::monotonic_ns();
+        let socks = self.kernel.tcp_socks()?;
+        let tcp = tcp::index(&socks);
+        Ok(entries
+            .iter()
+            .map(|(key, entry)| {
+                let connection = tcp.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied();
+                self.held(key, entry, now, connection)
+            })
+            .collect())
+    }
+
+    /// A stack's frames, symbolized.
+    pub fn symbolize(&mut self, stack: &NormStack) -> Vec<crate::symbolize::SymFrame> {
+        self.resolver.symbolize(stack)
+    }
+
     /// Takes one sample of what live processes hold, per stack, into the
     /// history; returns it aggregated (for live views).
     pub fn sample(&mut self, keep: bool) -> Result<Aggregator, KernelError> {

@@ -5,3 +5,4 @@
 
 pub mod delta;
 pub mod schema;
+pub mod writer;

@@ -205,7 +205,7 @@ fn add_counts(into: &mut Option<BTreeMap<String, u64>>, from: Option<BTreeMap<St
     }
 }
 
-fn frame(f: &SymFrame) -> Frame {
+pub fn frame(f: &SymFrame) -> Frame {
     Frame {
         address: format!("{:#x}", f.addr),
         symbol: f.symbol.clone(),

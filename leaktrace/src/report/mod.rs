@@ -228,7 +228,7 @@ pub struct History {
     pub oldest_age_seconds: Vec<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Frame {
     pub address: String,
     pub symbol: Option<String>,
@@ -237,7 +237,7 @@ pub struct Frame {
     pub line: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inlined: bool,
     /// Why the frame has no symbol.
     #[serde(skip_serializing_if = "Option::is_none")]
