@@ -72,6 +72,47 @@ pub enum Command {
     /// Prometheus metrics (/metrics), the JSON report (/report) and pprof
     /// profiles (/profile?kind=fd|tcp|mmap).
     Daemon(DaemonArgs),
+    /// Record what processes hold, checkpoint by checkpoint, into a file
+    /// read later with `leaktrace report FILE` (work in progress).
+    Record(RecordArgs),
+    /// What a recording says was held at a moment (work in progress).
+    Report {
+        /// The recording (`leaktrace record --output`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The moment: an RFC 3339 time or an offset from the start (2s,
+        /// 1m30s) [default: the last checkpoint].
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Only this process.
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+/// `leaktrace record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The recording to create (it must not exist).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Processes to record (repeatable), with their children.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+    /// Every process on the host.
+    #[arg(long, conflicts_with = "pids")]
+    pub all: bool,
+    /// Only processes with this name (repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// How long to record; Ctrl-C or SIGTERM ends it sooner.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// How often a checkpoint is written.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
 }
 
 /// `leaktrace daemon`; each option overrides the config file's value.

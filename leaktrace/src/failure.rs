@@ -35,6 +35,8 @@ pub enum Failure {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot set up the metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Recording(#[from] crate::record::schema::RecordingError),
     #[error("the HTTP server stopped: {0}")]
     Server(String),
 }

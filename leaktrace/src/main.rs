@@ -14,7 +14,6 @@ mod launch;
 mod output;
 mod procfs;
 mod progress;
-#[allow(dead_code)] // Wired to the CLI with `leaktrace record`.
 mod record;
 mod report;
 mod run;
@@ -55,6 +54,8 @@ fn main() -> ExitCode {
             }
             Command::Top { pids, kinds, interval } => top::live::top(pids, kinds, *interval).await,
             Command::Daemon(args) => daemon::daemon(args).await,
+            Command::Record(args) => record::record(args).await,
+            Command::Report { file, at, pid, format } => record::report(file, at.as_deref(), *pid, *format),
         }
     });
     match result {

@@ -10,7 +10,7 @@
 
 mod attribution;
 pub mod container;
-mod filter;
+pub mod filter;
 mod http;
 pub mod kubernetes;
 mod metrics;

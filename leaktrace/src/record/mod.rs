@@ -1,8 +1,195 @@
 //! Recordings for post-incident work (`leaktrace record`, `leaktrace
 //! report FILE`): what was held, by which code, at any moment, readable
-//! later on another machine. Work in progress: the file format and the
-//! checkpoint deltas.
+//! later on another machine. Work in progress: recording fds and TCP
+//! connections; the reader comes next.
 
 pub mod delta;
+pub mod reader;
 pub mod schema;
 pub mod writer;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::RecordArgs;
+use crate::config::{Config, FilterConfig};
+use crate::failure::Failure;
+use crate::kernel::{privileges, Kernel, KernelError, LoadOptions};
+use crate::procfs;
+use crate::run::EVENT_LATENCY;
+use crate::session::Session;
+use crate::track::aggregate::What;
+
+use self::delta::{AcqId, Tracker};
+use self::writer::{AcquisitionRow, CheckpointRow, ProcessRow, Writer};
+
+pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
+    privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
+    for &pid in &args.pids {
+        if !procfs::is_live_process(pid) {
+            return Err(Failure::NoSuchProcess { pid });
+        }
+    }
+    let config = Config { interval: args.interval, ..Config::default() };
+    let conn = schema::create(&args.output)?;
+    let mut writer = Writer::new(conn);
+    let kernel =
+        Kernel::load(&LoadOptions { tcp: true, trace_all: args.pids.is_empty(), ..LoadOptions::from(&config) })?;
+    let mut session = Session::new(kernel, &config, false)?;
+    let filter = FilterConfig { comms: args.comms.clone(), ..FilterConfig::default() };
+    if let Some(filter) = crate::daemon::filter::Filter::new(&filter) {
+        session.set_filter(Box::new(move |pid| filter.admits_pid(pid)));
+    }
+    let events = crate::session::readiness(&session)?;
+    for &pid in &args.pids {
+        session.trace_target(pid)?;
+        session.observe(pid);
+    }
+    let started = wall_ns(procfs::monotonic_ns());
+    let sqlite = |source| crate::record::schema::RecordingError::Sqlite { path: args.output.clone(), source };
+    writer.meta("started_ns", &started.to_string()).map_err(sqlite)?;
+    writer.meta("leaktrace", env!("CARGO_PKG_VERSION")).map_err(sqlite)?;
+    writer.meta("interval", &humantime::format_duration(args.interval).to_string()).map_err(sqlite)?;
+    eprintln!("leaktrace: recording into {}; Ctrl-C ends it", args.output.display());
+
+    let mut tracker = Tracker::default();
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
+    let mut tick = tokio::time::interval(EVENT_LATENCY);
+    let mut checkpoint = tokio::time::interval(args.interval);
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            guard = events.readable() => {
+                if let Ok(mut guard) = guard {
+                    session.drain_events();
+                    guard.clear_ready();
+                }
+            }
+            _ = tick.tick() => session.tick()?,
+            _ = checkpoint.tick() => write_checkpoint(&mut session, &mut writer, &mut tracker).map_err(|e| e.into_failure(&args.output))?,
+            _ = &mut deadline => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    write_checkpoint(&mut session, &mut writer, &mut tracker).map_err(|e| e.into_failure(&args.output))?;
+    session.untrace_all();
+    eprintln!("leaktrace: recording {} complete", args.output.display());
+    Ok(0)
+}
+
+enum CheckpointError {
+    Kernel(KernelError),
+    Sqlite(rusqlite::Error),
+}
+
+impl CheckpointError {
+    fn into_failure(self, path: &std::path::Path) -> Failure {
+        match self {
+            CheckpointError::Kernel(e) => e.into(),
+            CheckpointError::Sqlite(source) => schema::RecordingError::Sqlite { path: path.into(), source }.into(),
+        }
+    }
+}
+
+fn wall_ns(mono_ns: u64) -> i64 {
+    i64::try_from(procfs::wall_time(mono_ns).unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// One checkpoint: what is held now compared with the last one.
+fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tracker) -> Result<(), CheckpointError> {
+    let now = procfs::monotonic_ns();
+    let entries = session.live_entries().map_err(CheckpointError::Kernel)?;
+    let ids: Vec<AcqId> = entries
+        .iter()
+        .map(|(k, e)| AcqId { tgid: k.tgid, gen: k.gen, slot: u64::from(k.fd), acquired_ns: e.acquired_ns })
+        .collect();
+    let delta = tracker.step(&ids);
+    let new: HashSet<AcqId> = delta.new.iter().copied().collect();
+    let fresh: Vec<_> = entries
+        .iter()
+        .filter(|(k, e)| {
+            new.contains(&AcqId { tgid: k.tgid, gen: k.gen, slot: u64::from(k.fd), acquired_ns: e.acquired_ns })
+        })
+        .copied()
+        .collect();
+    let held = session.held_entries(&fresh).map_err(CheckpointError::Kernel)?;
+    let rows: Vec<_> = held
+        .into_iter()
+        .map(|h| {
+            let (kind, resource) = h.what.kind_and_resource();
+            let (slot, path, tcp) = match &h.what {
+                What::Fd(fd) => (
+                    u64::from(fd.fd),
+                    fd.link.clone(),
+                    fd.tcp.map(|t| (t.state_name().to_string(), t.local.to_string(), t.remote.to_string())),
+                ),
+                What::Mapping(m) => (m.address, m.path.clone(), None),
+            };
+            let id = AcqId { tgid: h.proc.tgid, gen: h.proc.gen, slot, acquired_ns: h.acquired_ns };
+            let row = AcquisitionRow { id, kind, resource, acquired_ns: wall_ns(h.acquired_ns), bytes: 0, path, tcp };
+            (h.proc, h.stack, row)
+        })
+        .collect();
+    let gone: Vec<i64> = delta.gone.iter().map(|(_, row)| *row).collect();
+    let checkpoint = CheckpointRow {
+        at_ns: wall_ns(now),
+        outstanding: ids.len() as u64,
+        acquired_total: 0,
+        released_total: 0,
+        losses: "{}".into(),
+    };
+    let written = writer
+        .checkpoint(
+            &rows,
+            &gone,
+            &checkpoint,
+            |p| {
+                let container = procfs::cgroup(p.tgid).as_deref().and_then(crate::daemon::container::from_proc_cgroup);
+                ProcessRow {
+                    pid: p.tgid,
+                    comm: procfs::comm(p.tgid),
+                    exe: procfs::exe(p.tgid),
+                    cmdline: None,
+                    pod_uid: container.as_ref().and_then(|c| c.pod_uid.clone()),
+                    container: container.map(|c| c.id),
+                }
+            },
+            |stack| {
+                let frames = session.symbolize(stack);
+                let site = crate::report::site::leak_site(&frames).and_then(|i| frames[i].symbol.clone());
+                (frames.iter().map(crate::report::build::frame).collect(), site, stack.truncated.map(String::from))
+            },
+        )
+        .map_err(CheckpointError::Sqlite)?;
+    for ((_, _, row), written) in rows.iter().zip(written) {
+        tracker.written(row.id, written);
+    }
+    Ok(())
+}
+
+/// `leaktrace report FILE`.
+pub fn report(
+    file: &std::path::Path,
+    at: Option<&str>,
+    pid: Option<u32>,
+    format: crate::cli::Format,
+) -> Result<u8, Failure> {
+    let recording = reader::Recording::open(file)?;
+    let at_ns = match at {
+        Some(text) => recording.moment(text).map_err(|detail| schema::RecordingError::Moment { detail })?,
+        None => recording.last_checkpoint_ns.unwrap_or(recording.started_ns),
+    };
+    let report = recording.report_at(at_ns, pid)?;
+    let body = match format {
+        crate::cli::Format::Json => report.to_json() + "\n",
+        _ => crate::report::text::render(&report, &crate::report::text::View { top: 10, all_mappings: false }),
+    };
+    use std::io::Write;
+    std::io::stdout().write_all(body.as_bytes()).map_err(|e| Failure::Output(crate::output::OutputError::Write(e)))?;
+    Ok(0)
+}

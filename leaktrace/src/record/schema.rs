@@ -88,6 +88,8 @@ pub enum RecordingError {
     Newer { path: PathBuf, found: i32 },
     #[error("{path} is damaged: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{detail}")]
+    Moment { detail: String },
     #[error("recording {path}: {source}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
 }

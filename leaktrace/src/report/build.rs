@@ -278,7 +278,7 @@ fn merge_same_source(
 /// The verdict, growth and history of a stack from its samples. A stack that
 /// held resources at its process's exit but was never sampled holding them
 /// (a process shorter than the interval) has no evidence either way.
-fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
+pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     let seconds = seconds_since(samples, start_ns);
     let mapping = entry.kind == "mmap";
     let mut judgement = judgement(entry.kind, entry.resource, samples, &seconds);

@@ -172,7 +172,7 @@ pub struct Preexisting {
     pub open_at_end: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct StackEntry {
     /// `leak`, `suspect` or `steady`: how the count from this stack moved
     /// over the window (see [`crate::track::verdict`]).
@@ -244,7 +244,7 @@ pub struct Frame {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Example {
     pub pid: u32,
     /// Fd kinds.

@@ -1,0 +1,210 @@
+//! Reads a recording back: what was held at a moment, with each stack's
+//! history from the checkpoints before it, as a report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+
+use crate::report::{self, Frame, History, Report, StackEntry, Target, Totals, Window};
+use crate::track::history::{Point, Samples};
+
+use super::schema::{self, RecordingError};
+
+pub struct Recording {
+    conn: Connection,
+    path: PathBuf,
+    pub started_ns: i64,
+    pub last_checkpoint_ns: Option<i64>,
+}
+
+impl Recording {
+    pub fn open(path: &Path) -> Result<Recording, RecordingError> {
+        let conn = schema::open(path)?;
+        let corrupt = |detail: String| RecordingError::Corrupt { path: path.into(), detail };
+        let started: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'started_ns'", [], |r| r.get(0))
+            .map_err(|e| corrupt(format!("no start time ({e})")))?;
+        let started_ns = started.parse().map_err(|_| corrupt(format!("start time {started:?}")))?;
+        let last_checkpoint_ns = conn
+            .query_row("SELECT MAX(at_ns) FROM checkpoints", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Recording { conn, path: path.into(), started_ns, last_checkpoint_ns })
+    }
+
+    /// `text` as a moment: an RFC 3339 time, or an offset from the start
+    /// (`2s`, `1m30s`).
+    pub fn moment(&self, text: &str) -> Result<i64, String> {
+        if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+            return i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{text} is out of range"));
+        }
+        let offset = humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is neither an RFC 3339 time nor an offset like 2s or 1m30s ({e})"))?;
+        Ok(self.started_ns.saturating_add(i64::try_from(offset.as_nanos()).unwrap_or(i64::MAX)))
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> RecordingError {
+        RecordingError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// What was held at `at_ns` (of `pid` only, if given), with histories
+    /// from the checkpoints since the start.
+    pub fn report_at(&self, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
+        // What the last checkpoint at or before the moment saw: releases are
+        // known at the checkpoint that no longer sees them held, so between
+        // two checkpoints only the earlier one is exact.
+        let at_ns: i64 = self
+            .conn
+            .query_row("SELECT MAX(at_ns) FROM checkpoints WHERE at_ns <= ?1", params![at_ns], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(|e| self.sqlite(e))?
+            .unwrap_or(self.started_ns);
+        type Key = (i64, String, String, u32);
+        let mut groups: BTreeMap<Key, (StackEntry, Vec<i64>)> = BTreeMap::new();
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT s.id, s.frames, s.site, s.truncated, a.kind, a.resource, p.pid, a.slot, a.acquired_ns, a.path \
+                 FROM acquisitions a JOIN processes p ON p.id = a.process JOIN stacks s ON s.id = a.stack \
+                 LEFT JOIN releases r ON r.acquisition = a.id \
+                 WHERE a.acquired_ns <= ?1 AND (r.released_ns IS NULL OR r.released_ns > ?1) \
+                 AND (?2 IS NULL OR p.pid = ?2)",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = statement
+            .query_map(params![at_ns, pid], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, u32>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?;
+        for row in rows {
+            let (stack, frames, site, truncated, kind, resource, pid, slot, acquired, path) =
+                row.map_err(|e| self.sqlite(e))?;
+            let entry = groups.entry((stack, kind.clone(), resource.clone(), pid)).or_insert_with(|| {
+                let frames: Vec<Frame> = serde_json::from_str(&frames).unwrap_or_default();
+                let mut e = StackEntry::default();
+                e.kind = leak_str(&kind);
+                e.resource = leak_str(&resource);
+                e.stack = frames;
+                e.site = site;
+                e.truncated = truncated;
+                e.pids = vec![pid];
+                (e, Vec::new())
+            });
+            entry.0.count += 1;
+            entry.1.push(acquired);
+            if entry.0.examples.len() < 5 {
+                entry.0.examples.push(report::Example {
+                    pid,
+                    fd: u32::try_from(slot).ok(),
+                    path,
+                    age_seconds: (at_ns - acquired) as f64 / 1e9,
+                    ..report::Example::default()
+                });
+            }
+        }
+        // Each stack's count at every checkpoint up to the moment.
+        let checkpoints: Vec<i64> = {
+            let mut s = self
+                .conn
+                .prepare("SELECT at_ns FROM checkpoints WHERE at_ns <= ?1 ORDER BY at_ns")
+                .map_err(|e| self.sqlite(e))?;
+            let rows = s.query_map(params![at_ns], |r| r.get(0)).map_err(|e| self.sqlite(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))?
+        };
+        let mut stacks = Vec::new();
+        for ((stack, kind, resource, pid), (mut entry, acquired)) in groups {
+            let mut counts = self
+                .conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM acquisitions a JOIN processes p ON p.id = a.process \
+                     LEFT JOIN releases r ON r.acquisition = a.id \
+                     WHERE a.stack = ?1 AND a.kind = ?2 AND a.resource = ?3 AND p.pid = ?4 \
+                     AND a.acquired_ns <= ?5 AND (r.released_ns IS NULL OR r.released_ns > ?5)",
+                )
+                .map_err(|e| self.sqlite(e))?;
+            let mut samples = Samples::default();
+            for &c in &checkpoints {
+                let n: i64 = counts
+                    .query_row(params![stack, kind, resource, pid, c], |r| r.get(0))
+                    .map_err(|e| self.sqlite(e))?;
+                samples.times_ns.push(c as u64);
+                samples.points.push(Point { count: n as u64, bytes: 0, oldest_age_ns: 0 });
+            }
+            for &a in &acquired {
+                samples.survivors.add(a as u64, at_ns as u64);
+            }
+            samples.until_ns = at_ns as u64;
+            samples.first_acquired_ns = acquired.iter().min().map(|&t| t as u64);
+            entry.history = History {
+                seconds: samples.times_ns.iter().map(|&t| (t as i64 - self.started_ns) as f64 / 1e9).collect(),
+                count: samples.points.iter().map(|p| p.count).collect(),
+                bytes: None,
+                oldest_age_seconds: vec![0.0; samples.points.len()],
+            };
+            crate::report::build::judge(&mut entry, &samples, self.started_ns as u64);
+            stacks.push(entry);
+        }
+        stacks.sort_by(|a, b| b.count.cmp(&a.count));
+        let outstanding = stacks.iter().map(|s| s.count).sum();
+        let wall = |ns: i64| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+                .map(crate::procfs::rfc3339)
+                .unwrap_or_default()
+        };
+        Ok(Report {
+            schema: report::SCHEMA,
+            mode: "recording",
+            kinds: vec!["fd", "tcp"],
+            targets: Vec::<Target>::new(),
+            window: Window {
+                start: wall(self.started_ns),
+                end: wall(at_ns),
+                seconds: (at_ns - self.started_ns) as f64 / 1e9,
+            },
+            totals: Totals { outstanding, ..Totals::default() },
+            preexisting: vec![],
+            stacks,
+            sampling: None,
+            complete: true,
+            losses: Default::default(),
+            kernel_maps: Default::default(),
+            processes: None,
+        })
+    }
+}
+
+/// Kind and resource names are a small fixed set; the report keeps them as
+/// static strings.
+fn leak_str(s: &str) -> &'static str {
+    const NAMES: &[&str] = &[
+        "fd",
+        "tcp",
+        "mmap",
+        "file",
+        "socket",
+        "pipe",
+        "eventfd",
+        "epoll",
+        "timerfd",
+        "signalfd",
+        "inotify",
+        "memfd",
+        "pidfd",
+        "other",
+        "anonymous",
+        "shared",
+    ];
+    NAMES.iter().find(|n| **n == s).copied().unwrap_or("other")
+}
