@@ -31,14 +31,16 @@ CREATE TABLE processes (
     comm TEXT, exe TEXT, cmdline TEXT,
     container TEXT, pod_uid TEXT,
     first_seen_ns INTEGER NOT NULL,
-    exited_ns INTEGER
+    exited_ns INTEGER,
+    crc INTEGER NOT NULL
 );
 -- A symbolized stack, innermost frame first, as the report's frames (JSON).
 CREATE TABLE stacks (
     id INTEGER PRIMARY KEY,
     frames TEXT NOT NULL,
     site TEXT,
-    truncated TEXT
+    truncated TEXT,
+    crc INTEGER NOT NULL
 );
 -- What a checkpoint saw held, written once, at the first checkpoint that saw it.
 CREATE TABLE acquisitions (
@@ -51,13 +53,15 @@ CREATE TABLE acquisitions (
     acquired_ns INTEGER NOT NULL,
     bytes INTEGER NOT NULL DEFAULT 0,
     path TEXT,
-    tcp_state TEXT, local TEXT, remote TEXT
+    tcp_state TEXT, local TEXT, remote TEXT,
+    crc INTEGER NOT NULL
 );
 -- The first checkpoint that no longer saw an acquisition held (append-only:
 -- acquisitions are never updated).
 CREATE TABLE releases (
     acquisition INTEGER PRIMARY KEY REFERENCES acquisitions(id),
-    released_ns INTEGER NOT NULL
+    released_ns INTEGER NOT NULL,
+    crc INTEGER NOT NULL
 );
 CREATE TABLE checkpoints (
     id INTEGER PRIMARY KEY,
@@ -65,12 +69,76 @@ CREATE TABLE checkpoints (
     outstanding INTEGER NOT NULL,
     acquired_total INTEGER NOT NULL,
     released_total INTEGER NOT NULL,
-    losses TEXT NOT NULL
+    losses TEXT NOT NULL,
+    crc INTEGER NOT NULL
 );
 CREATE INDEX acquisitions_by_time ON acquisitions(acquired_ns);
 CREATE INDEX releases_by_time ON releases(released_ns);
 CREATE INDEX checkpoints_by_time ON checkpoints(at_ns);
 ";
+
+/// Every table's columns that a row's `crc` covers, in order. SQLite keeps
+/// no page checksums: a byte changed inside a record would be read back as
+/// a wrong answer, so each row carries a CRC-32 of its values, checked when
+/// a recording is opened.
+pub const CHECKED: &[(&str, &str)] = &[
+    ("processes", "id, pid, comm, exe, cmdline, container, pod_uid, first_seen_ns, exited_ns"),
+    ("stacks", "id, frames, site, truncated"),
+    ("acquisitions", "id, process, stack, kind, resource, slot, acquired_ns, bytes, path, tcp_state, local, remote"),
+    ("releases", "acquisition, released_ns"),
+    ("checkpoints", "id, at_ns, outstanding, acquired_total, released_total, losses"),
+];
+
+/// The CRC-32 of a row's values, each tagged with its type.
+pub fn row_crc<'a>(values: impl IntoIterator<Item = rusqlite::types::ValueRef<'a>>) -> i64 {
+    use rusqlite::types::ValueRef;
+    let mut h = crc32fast::Hasher::new();
+    for v in values {
+        match v {
+            ValueRef::Null => h.update(&[0]),
+            ValueRef::Integer(i) => {
+                h.update(&[1]);
+                h.update(&i.to_le_bytes());
+            }
+            ValueRef::Real(f) => {
+                h.update(&[2]);
+                h.update(&f.to_le_bytes());
+            }
+            ValueRef::Text(t) => {
+                h.update(&[3]);
+                h.update(&(t.len() as u64).to_le_bytes());
+                h.update(t);
+            }
+            ValueRef::Blob(b) => {
+                h.update(&[4]);
+                h.update(&(b.len() as u64).to_le_bytes());
+                h.update(b);
+            }
+        }
+    }
+    i64::from(h.finalize())
+}
+
+/// Checks every row against its CRC.
+fn verify(conn: &Connection, path: &Path) -> Result<(), RecordingError> {
+    let corrupt = |detail: String| RecordingError::Corrupt { path: path.into(), detail };
+    for (table, columns) in CHECKED {
+        let n = columns.split(',').count();
+        let mut statement =
+            conn.prepare(&format!("SELECT {columns}, crc FROM {table}")).map_err(|e| corrupt(e.to_string()))?;
+        let mut rows = statement.query([]).map_err(|e| corrupt(e.to_string()))?;
+        while let Some(row) = rows.next().map_err(|e| corrupt(e.to_string()))? {
+            let values: Vec<rusqlite::types::ValueRef> =
+                (0..n).map(|i| row.get_ref(i)).collect::<Result<_, _>>().map_err(|e| corrupt(e.to_string()))?;
+            let stored: i64 = row.get(n).map_err(|e| corrupt(e.to_string()))?;
+            if row_crc(values) != stored {
+                let id = row.get_ref(0).ok().and_then(|v| v.as_i64().ok()).unwrap_or(-1);
+                return Err(corrupt(format!("row {id} of {table} does not match its checksum")));
+            }
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, Error)]
 pub enum RecordingError {
@@ -147,6 +215,7 @@ pub fn open(path: &Path) -> Result<Connection, RecordingError> {
     if check != "ok" {
         return Err(RecordingError::Corrupt { path: path.into(), detail: check });
     }
+    verify(&conn, path)?;
     Ok(conn)
 }
 

@@ -7,13 +7,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{params, Connection};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection};
 
 use crate::report::Frame;
 use crate::symbolize::NormStack;
 use crate::track::ProcId;
 
 use super::delta::AcqId;
+use super::schema;
 
 /// What a process is, as written once.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +53,9 @@ pub struct CheckpointRow {
 
 pub struct Writer {
     conn: Connection,
+    /// The next row id of each table: ids are chosen here, as each row's
+    /// CRC covers its id.
+    next: [i64; 4],
     processes: HashMap<ProcId, i64>,
     /// By the stack's `Arc` address (the resolver hands out one per stack
     /// of an image), the `Arc` kept so the address is not reused.
@@ -59,11 +64,11 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(conn: Connection) -> Writer {
-        Writer { conn, processes: HashMap::new(), stacks: HashMap::new() }
+        Writer { conn, next: [1; 4], processes: HashMap::new(), stacks: HashMap::new() }
     }
 
     pub fn meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
-        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", params![key, value]).map(|_| ())
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", [key, value]).map(|_| ())
     }
 
     /// Writes one checkpoint: `new` acquisitions (each with its process and
@@ -80,31 +85,37 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut rows = Vec::with_capacity(new.len());
         {
-            let mut add_process = tx.prepare_cached(
-                "INSERT INTO processes(pid, comm, exe, cmdline, container, pod_uid, first_seen_ns) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut add_stack = tx.prepare_cached("INSERT INTO stacks(frames, site, truncated) VALUES (?1, ?2, ?3)")?;
-            let mut add = tx.prepare_cached(
-                "INSERT INTO acquisitions(process, stack, kind, resource, slot, acquired_ns, bytes, path, \
-                 tcp_state, local, remote) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut release = tx.prepare_cached("INSERT INTO releases(acquisition, released_ns) VALUES (?1, ?2)")?;
+            let insert = |table: &str, values: Vec<Value>| -> rusqlite::Result<()> {
+                let columns = schema::CHECKED.iter().find(|(t, _)| *t == table).map_or("", |(_, c)| *c);
+                let crc = schema::row_crc(values.iter().map(rusqlite::types::ValueRef::from));
+                let marks = vec!["?"; values.len() + 1].join(", ");
+                let mut statement =
+                    tx.prepare_cached(&format!("INSERT INTO {table}({columns}, crc) VALUES ({marks})"))?;
+                statement.execute(params_from_iter(values.into_iter().chain([Value::Integer(crc)])))?;
+                Ok(())
+            };
+            let text = |t: &Option<String>| t.clone().map_or(Value::Null, Value::Text);
             for (proc, stack, acq) in new {
                 let process = match self.processes.get(proc) {
                     Some(row) => *row,
                     None => {
                         let p = describe_process(*proc);
-                        add_process.execute(params![
-                            p.pid,
-                            p.comm,
-                            p.exe,
-                            p.cmdline,
-                            p.container,
-                            p.pod_uid,
-                            checkpoint.at_ns
-                        ])?;
-                        let row = tx.last_insert_rowid();
+                        let row = self.next[0];
+                        insert(
+                            "processes",
+                            vec![
+                                Value::Integer(row),
+                                Value::Integer(p.pid.into()),
+                                text(&p.comm),
+                                text(&p.exe),
+                                text(&p.cmdline),
+                                text(&p.container),
+                                text(&p.pod_uid),
+                                Value::Integer(checkpoint.at_ns),
+                                Value::Null,
+                            ],
+                        )?;
+                        self.next[0] += 1;
                         self.processes.insert(*proc, row);
                         row
                     }
@@ -115,45 +126,54 @@ impl Writer {
                     None => {
                         let (frames, site, truncated) = describe_stack(stack);
                         let json = serde_json::to_string(&frames).unwrap_or_else(|_| "[]".into());
-                        add_stack.execute(params![json, site, truncated])?;
-                        let row = tx.last_insert_rowid();
+                        let row = self.next[1];
+                        insert("stacks", vec![Value::Integer(row), Value::Text(json), text(&site), text(&truncated)])?;
+                        self.next[1] += 1;
                         self.stacks.insert(address, (stack.clone(), row));
                         row
                     }
                 };
                 let (state, local, remote) = match &acq.tcp {
-                    Some((s, l, r)) => (Some(s.as_str()), Some(l.as_str()), Some(r.as_str())),
+                    Some((s, l, r)) => (Some(s.clone()), Some(l.clone()), Some(r.clone())),
                     None => (None, None, None),
                 };
-                add.execute(params![
-                    process,
-                    stack_row,
-                    acq.kind,
-                    acq.resource,
-                    acq.id.slot as i64,
-                    acq.acquired_ns,
-                    acq.bytes as i64,
-                    acq.path,
-                    state,
-                    local,
-                    remote
-                ])?;
-                rows.push(tx.last_insert_rowid());
+                let row = self.next[2];
+                insert(
+                    "acquisitions",
+                    vec![
+                        Value::Integer(row),
+                        Value::Integer(process),
+                        Value::Integer(stack_row),
+                        Value::Text(acq.kind.into()),
+                        Value::Text(acq.resource.into()),
+                        Value::Integer(acq.id.slot as i64),
+                        Value::Integer(acq.acquired_ns),
+                        Value::Integer(acq.bytes as i64),
+                        text(&acq.path),
+                        text(&state),
+                        text(&local),
+                        text(&remote),
+                    ],
+                )?;
+                self.next[2] += 1;
+                rows.push(row);
             }
             for row in gone {
-                release.execute(params![row, checkpoint.at_ns])?;
+                insert("releases", vec![Value::Integer(*row), Value::Integer(checkpoint.at_ns)])?;
             }
-            tx.execute(
-                "INSERT INTO checkpoints(at_ns, outstanding, acquired_total, released_total, losses) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    checkpoint.at_ns,
-                    checkpoint.outstanding as i64,
-                    checkpoint.acquired_total as i64,
-                    checkpoint.released_total as i64,
-                    checkpoint.losses
+            let row = self.next[3];
+            insert(
+                "checkpoints",
+                vec![
+                    Value::Integer(row),
+                    Value::Integer(checkpoint.at_ns),
+                    Value::Integer(checkpoint.outstanding as i64),
+                    Value::Integer(checkpoint.acquired_total as i64),
+                    Value::Integer(checkpoint.released_total as i64),
+                    Value::Text(checkpoint.losses.clone()),
                 ],
             )?;
+            self.next[3] += 1;
         }
         tx.commit()?;
         Ok(rows)
@@ -168,7 +188,6 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::schema;
 
     fn stack() -> Arc<NormStack> {
         Arc::new(NormStack { frames: vec![], truncated: None, unresolved: None, frame_pointers: false })
@@ -228,6 +247,11 @@ mod tests {
         assert_eq!(count("SELECT COUNT(*) FROM acquisitions"), 3);
         assert_eq!(count("SELECT released_ns FROM releases"), 2_000);
         assert_eq!(count("SELECT COUNT(*) FROM checkpoints"), 2);
+        schema::open(&path).expect("every row matches its checksum");
+        // A value changed inside a record (which SQLite itself cannot see).
+        conn.execute("UPDATE acquisitions SET slot = 99 WHERE id = 2", []).expect("update");
+        let err = schema::open(&path).expect_err("a changed row");
+        assert!(err.to_string().contains("row 2 of acquisitions does not match its checksum"), "{err}");
         // Held at 1,800: fd 4 and fd 5 (fd 3 was seen gone at 2,000, so it
         // was still held then as far as the recording knows).
         assert_eq!(

@@ -1,0 +1,128 @@
+//! `leaktrace record` and `leaktrace report FILE`: recordings read back at
+//! their checkpoints, after a SIGKILL, and refused when damaged.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use leaktrace_tests::*;
+use serde_json::Value;
+
+fn report(file: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(leaktrace())
+        .arg("report")
+        .arg(file)
+        .args(["--format", "json"])
+        .args(extra)
+        .output()
+        .expect("leaktrace report");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn leak(r: &Value) -> &Value {
+    stacks(r).iter().find(|s| s["site"] == "leak_steadily").expect("the leak's stack")
+}
+
+/// Starts a recorder of c-growth processes; returns it once it records.
+fn recorder(file: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    let mut child = Command::new(leaktrace())
+        .args(["record", "--comm", "c-growth", "--output"])
+        .arg(file)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("leaktrace record");
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains("recording into"), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+#[test]
+fn a_recording_reads_back_at_its_checkpoints() {
+    let dir = scratch_dir("record");
+    let file = dir.join("rec.db");
+    let rec = recorder(&file, &["--duration", "8s"]);
+    let growth = Background::spawn(&c_fixture("growth"), &["5", "5", "20"]);
+    let out = rec.wait_with_output().expect("recorder");
+    assert!(out.status.success());
+    assert_eq!(std::fs::metadata(&file).expect("file").permissions().mode() & 0o777, 0o600);
+
+    let (code, json, err) = report(&file, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&json).expect("a JSON report");
+    assert_eq!(r["mode"], "recording");
+    let l = leak(&r);
+    assert_eq!(l["count"], 25, "5 s at 5 a second, all held at the end");
+    assert_eq!(l["verdict"], "leak");
+    assert_eq!(l["pids"][0], growth.pid());
+    // Each checkpoint's count in the history is what a report at that
+    // checkpoint says.
+    let seconds: Vec<f64> =
+        l["history"]["seconds"].as_array().expect("seconds").iter().filter_map(Value::as_f64).collect();
+    let counts: Vec<u64> = l["history"]["count"].as_array().expect("counts").iter().filter_map(Value::as_u64).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    for (s, c) in seconds.iter().zip(&counts).filter(|(_, c)| **c > 0) {
+        // Seconds are rounded to the millisecond in the report: a
+        // millisecond later is still before the next checkpoint.
+        let at = format!("{}ms", (s * 1000.0).round() as u64 + 1);
+        let (code, json, err) = report(&file, &["--at", &at]);
+        assert_eq!(code, Some(0), "{err}");
+        let r: Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(leak(&r)["count"].as_u64(), Some(*c), "at {at}");
+    }
+    let ring = stacks(&r).iter().find(|s| s["site"] == "rotate_ring").expect("ring");
+    assert_eq!(ring["count"], 8);
+}
+
+#[test]
+fn a_recorder_killed_with_sigkill_leaves_what_it_checkpointed() {
+    let dir = scratch_dir("record-kill");
+    let file = dir.join("rec.db");
+    let mut rec = recorder(&file, &[]);
+    let _growth = Background::spawn(&c_fixture("growth"), &["30", "5", "30"]);
+    std::thread::sleep(Duration::from_millis(4500));
+    rec.kill().expect("SIGKILL");
+    let _ = rec.wait();
+    let (code, json, err) = report(&file, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&json).expect("JSON");
+    let l = leak(&r);
+    let n = l["count"].as_u64().expect("count");
+    // About 4 s of leaking at 5 a second, at most one checkpoint lost.
+    assert!((14..=23).contains(&n), "{n}");
+    assert_eq!(l["history"]["count"].as_array().and_then(|c| c.last()).and_then(Value::as_u64), Some(n));
+}
+
+#[test]
+fn damaged_and_foreign_files_are_refused() {
+    let dir = scratch_dir("record-bad");
+    let garbage = dir.join("garbage.db");
+    std::fs::write(&garbage, b"not a recording").expect("write");
+    let (code, _, err) = report(&garbage, &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is not a leaktrace recording"), "{err}");
+    let (code, _, err) = report(&dir.join("missing.db"), &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read the recording"), "{err}");
+    // A real recording cut in half.
+    let file = dir.join("rec.db");
+    let rec = recorder(&file, &["--duration", "3s"]);
+    let _growth = Background::spawn(&c_fixture("growth"), &["3", "5", "5"]);
+    assert!(rec.wait_with_output().expect("recorder").status.success());
+    let bytes = std::fs::read(&file).expect("read");
+    let cut = dir.join("cut.db");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let (code, _, err) = report(&cut, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, _, err) = report(&file, &["--at", "soon"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("neither an RFC 3339 time nor an offset"), "{err}");
+}
