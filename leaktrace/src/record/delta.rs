@@ -55,6 +55,7 @@ impl Tracker {
     }
 
     /// Acquisitions written and still held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rows.len()
     }

@@ -93,13 +93,15 @@ impl Recording {
                 row.map_err(|e| self.sqlite(e))?;
             let entry = groups.entry((stack, kind.clone(), resource.clone(), pid)).or_insert_with(|| {
                 let frames: Vec<Frame> = serde_json::from_str(&frames).unwrap_or_default();
-                let mut e = StackEntry::default();
-                e.kind = leak_str(&kind);
-                e.resource = leak_str(&resource);
-                e.stack = frames;
-                e.site = site;
-                e.truncated = truncated;
-                e.pids = vec![pid];
+                let e = StackEntry {
+                    kind: leak_str(&kind),
+                    resource: leak_str(&resource),
+                    stack: frames,
+                    site,
+                    truncated,
+                    pids: vec![pid],
+                    ..StackEntry::default()
+                };
                 (e, Vec::new())
             });
             entry.0.count += 1;
@@ -156,7 +158,7 @@ impl Recording {
             crate::report::build::judge(&mut entry, &samples, self.started_ns as u64);
             stacks.push(entry);
         }
-        stacks.sort_by(|a, b| b.count.cmp(&a.count));
+        stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
         let outstanding = stacks.iter().map(|s| s.count).sum();
         let wall = |ns: i64| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))

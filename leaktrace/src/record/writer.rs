@@ -178,11 +178,6 @@ impl Writer {
         tx.commit()?;
         Ok(rows)
     }
-
-    /// Forgets processes that are gone (their rows stay in the file).
-    pub fn forget_process(&mut self, proc: ProcId) {
-        self.processes.remove(&proc);
-    }
 }
 
 #[cfg(test)]
