@@ -82,13 +82,20 @@ pub enum Command {
         file: PathBuf,
         /// The moment: an RFC 3339 time or an offset from the start (2s,
         /// 1m30s) [default: the last checkpoint].
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, visible_alias = "to", value_name = "TIME")]
         at: Option<String>,
+        /// Judge growth from this moment on (same forms as --at) [default:
+        /// the start].
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
         /// Only this process.
         #[arg(long, value_name = "PID")]
         pid: Option<u32>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -55,7 +55,9 @@ fn main() -> ExitCode {
             Command::Top { pids, kinds, interval } => top::live::top(pids, kinds, *interval).await,
             Command::Daemon(args) => daemon::daemon(args).await,
             Command::Record(args) => record::record(args).await,
-            Command::Report { file, at, pid, format } => record::report(file, at.as_deref(), *pid, *format),
+            Command::Report { file, at, from, pid, format, output } => {
+                record::report(file, at.as_deref(), from.as_deref(), *pid, *format, output.as_deref())
+            }
         }
     });
     match result {

@@ -38,17 +38,23 @@ pub struct Output {
 
 impl Output {
     pub fn open(common: &Common, top: usize) -> Result<Output, OutputError> {
-        let file = match &common.output {
+        let view = text::View { top, all_mappings: common.all_mappings };
+        Output::to(common.format, common.output.as_deref(), view)
+    }
+
+    /// Where and how a report is written.
+    pub fn to(format: Format, output: Option<&std::path::Path>, view: text::View) -> Result<Output, OutputError> {
+        let file = match output {
             Some(path) => {
-                let file = File::create(path).map_err(|source| OutputError::Open { path: path.clone(), source })?;
-                Some((path.clone(), file))
+                let file = File::create(path).map_err(|source| OutputError::Open { path: path.into(), source })?;
+                Some((path.into(), file))
             }
-            None if common.format == Format::Pprof && std::io::stdout().is_terminal() => {
+            None if format == Format::Pprof && std::io::stdout().is_terminal() => {
                 return Err(OutputError::BinaryToTerminal)
             }
             None => None,
         };
-        Ok(Output { file, format: common.format, view: text::View { top, all_mappings: common.all_mappings } })
+        Ok(Output { file, format, view })
     }
 
     pub fn write(self, report: &Report) -> Result<(), OutputError> {

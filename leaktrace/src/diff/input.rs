@@ -49,6 +49,8 @@ pub enum DiffError {
         schema = SCHEMA
     )]
     Corrupt { path: PathBuf, message: String },
+    #[error(transparent)]
+    Recording(#[from] crate::record::schema::RecordingError),
 }
 
 /// What a diff reads from a report.
@@ -119,9 +121,37 @@ fn complete_by_default() -> bool {
 }
 
 /// Reads and checks the report at `path`.
+/// A JSON report, or a recording (`FILE` at its last checkpoint,
+/// `FILE@TIME` at a moment: RFC 3339 or an offset like `1m30s`).
 pub fn read(path: &Path) -> Result<Report, DiffError> {
+    if let Some((file, at)) = recording_moment(path) {
+        let recording = crate::record::reader::Recording::open(&file)?;
+        let at_ns = match &at {
+            Some(text) => {
+                recording.moment(text).map_err(|detail| crate::record::schema::RecordingError::Moment { detail })?
+            }
+            None => recording.last_checkpoint_ns.unwrap_or(recording.started_ns),
+        };
+        let json = recording.report_at(at_ns, None)?.to_json();
+        return parse(path, json.as_bytes());
+    }
     let bytes = std::fs::read(path).map_err(|source| DiffError::Unreadable { path: path.to_path_buf(), source })?;
     parse(path, &bytes)
+}
+
+/// `FILE@TIME` of a recording, or a recording `FILE` itself.
+fn recording_moment(path: &Path) -> Option<(PathBuf, Option<String>)> {
+    let is_recording = |p: &Path| {
+        use std::io::Read;
+        let mut header = [0u8; 16];
+        std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut header)).is_ok() && &header == b"SQLite format 3\0"
+    };
+    if is_recording(path) {
+        return Some((path.to_path_buf(), None));
+    }
+    let text = path.to_str()?;
+    let (file, at) = text.rsplit_once('@')?;
+    is_recording(Path::new(file)).then(|| (PathBuf::from(file), Some(at.to_string())))
 }
 
 /// Checks and reads a report's bytes; `path` only names it in errors.

@@ -176,20 +176,23 @@ fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tr
 pub fn report(
     file: &std::path::Path,
     at: Option<&str>,
+    from: Option<&str>,
     pid: Option<u32>,
     format: crate::cli::Format,
+    output: Option<&std::path::Path>,
 ) -> Result<u8, Failure> {
     let recording = reader::Recording::open(file)?;
+    let moment = |text: &str| recording.moment(text).map_err(|detail| schema::RecordingError::Moment { detail });
     let at_ns = match at {
-        Some(text) => recording.moment(text).map_err(|detail| schema::RecordingError::Moment { detail })?,
+        Some(text) => moment(text)?,
         None => recording.last_checkpoint_ns.unwrap_or(recording.started_ns),
     };
-    let report = recording.report_at(at_ns, pid)?;
-    let body = match format {
-        crate::cli::Format::Json => report.to_json() + "\n",
-        _ => crate::report::text::render(&report, &crate::report::text::View { top: 10, all_mappings: false }),
+    let from_ns = match from {
+        Some(text) => moment(text)?,
+        None => recording.started_ns,
     };
-    use std::io::Write;
-    std::io::stdout().write_all(body.as_bytes()).map_err(|e| Failure::Output(crate::output::OutputError::Write(e)))?;
+    let report = recording.report_window(from_ns, at_ns, pid)?;
+    let view = crate::report::text::View { top: Config::default().top, all_mappings: false };
+    crate::output::Output::to(format, output, view)?.write(&report)?;
     Ok(0)
 }

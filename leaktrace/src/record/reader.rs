@@ -50,6 +50,11 @@ impl Recording {
     /// What was held at `at_ns` (of `pid` only, if given), with histories
     /// from the checkpoints since the start.
     pub fn report_at(&self, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
+        self.report_window(self.started_ns, at_ns, pid)
+    }
+
+    /// What was held at `at_ns`, judged over the checkpoints from `from_ns`.
+    pub fn report_window(&self, from_ns: i64, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
         // What the last checkpoint at or before the moment saw: releases are
         // known at the checkpoint that no longer sees them held, so between
         // two checkpoints only the earlier one is exact.
@@ -120,9 +125,9 @@ impl Recording {
         let checkpoints: Vec<i64> = {
             let mut s = self
                 .conn
-                .prepare("SELECT at_ns FROM checkpoints WHERE at_ns <= ?1 ORDER BY at_ns")
+                .prepare("SELECT at_ns FROM checkpoints WHERE at_ns >= ?1 AND at_ns <= ?2 ORDER BY at_ns")
                 .map_err(|e| self.sqlite(e))?;
-            let rows = s.query_map(params![at_ns], |r| r.get(0)).map_err(|e| self.sqlite(e))?;
+            let rows = s.query_map(params![from_ns, at_ns], |r| r.get(0)).map_err(|e| self.sqlite(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))?
         };
         let mut stacks = Vec::new();
@@ -150,12 +155,12 @@ impl Recording {
             samples.until_ns = at_ns as u64;
             samples.first_acquired_ns = acquired.iter().min().map(|&t| t as u64);
             entry.history = History {
-                seconds: samples.times_ns.iter().map(|&t| (t as i64 - self.started_ns) as f64 / 1e9).collect(),
+                seconds: samples.times_ns.iter().map(|&t| (t as i64 - from_ns) as f64 / 1e9).collect(),
                 count: samples.points.iter().map(|p| p.count).collect(),
                 bytes: None,
                 oldest_age_seconds: vec![0.0; samples.points.len()],
             };
-            crate::report::build::judge(&mut entry, &samples, self.started_ns as u64);
+            crate::report::build::judge(&mut entry, &samples, from_ns as u64);
             stacks.push(entry);
         }
         stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
@@ -170,11 +175,7 @@ impl Recording {
             mode: "recording",
             kinds: vec!["fd", "tcp"],
             targets: Vec::<Target>::new(),
-            window: Window {
-                start: wall(self.started_ns),
-                end: wall(at_ns),
-                seconds: (at_ns - self.started_ns) as f64 / 1e9,
-            },
+            window: Window { start: wall(from_ns), end: wall(at_ns), seconds: (at_ns - from_ns) as f64 / 1e9 },
             totals: Totals { outstanding, ..Totals::default() },
             preexisting: vec![],
             stacks,
