@@ -120,6 +120,10 @@ pub struct RecordArgs {
     /// How often a checkpoint is written.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     pub interval: Duration,
+    /// Keep the recording under this size (e.g. 64MiB): the oldest
+    /// checkpoints go whole, what is still held stays.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_size: Option<u64>,
 }
 
 /// `leaktrace daemon`; each option overrides the config file's value.

@@ -70,7 +70,12 @@ pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
                 }
             }
             _ = tick.tick() => session.tick()?,
-            _ = checkpoint.tick() => write_checkpoint(&mut session, &mut writer, &mut tracker).map_err(|e| e.into_failure(&args.output))?,
+            _ = checkpoint.tick() => {
+                write_checkpoint(&mut session, &mut writer, &mut tracker).map_err(|e| e.into_failure(&args.output))?;
+                if let Some(max) = args.max_size {
+                    writer.trim(&args.output, max).map_err(sqlite)?;
+                }
+            }
             _ = &mut deadline => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,

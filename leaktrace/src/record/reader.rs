@@ -26,6 +26,11 @@ impl Recording {
             .query_row("SELECT value FROM meta WHERE key = 'started_ns'", [], |r| r.get(0))
             .map_err(|e| corrupt(format!("no start time ({e})")))?;
         let started_ns = started.parse().map_err(|_| corrupt(format!("start time {started:?}")))?;
+        let dropped_before_ns: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'dropped_before_ns'", [], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let started_ns = dropped_before_ns.map_or(started_ns, |d: i64| d.max(started_ns));
         let last_checkpoint_ns = conn
             .query_row("SELECT MAX(at_ns) FROM checkpoints", [], |r| r.get(0))
             .map_err(|e| corrupt(e.to_string()))?;
@@ -33,7 +38,8 @@ impl Recording {
     }
 
     /// `text` as a moment: an RFC 3339 time, or an offset from the start
-    /// (`2s`, `1m30s`).
+    /// (`2s`, `1m30s`). The start is the oldest data kept (`--max-size`
+    /// drops the oldest checkpoints).
     pub fn moment(&self, text: &str) -> Result<i64, String> {
         if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
             return i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{text} is out of range"));

@@ -178,7 +178,7 @@ pub fn create(path: &Path) -> Result<Connection, RecordingError> {
     // FULL: the write-ahead log is synced at every commit (one a
     // checkpoint), so a power loss costs at most the checkpoint under way.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA auto_vacuum = INCREMENTAL;
+        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
          PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {VERSION}; {SCHEMA}"
     ))
     .map_err(sqlite)?;

@@ -180,6 +180,59 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Keeps the recording within `max_bytes` (the database and its log):
+    /// past it, the oldest tenth of the checkpoints goes whole, with what
+    /// was released by the first one kept and the stacks and processes
+    /// nothing refers to any more. What is still held stays, whatever its
+    /// age. Returns the new start of the recording when something went.
+    pub fn trim(&mut self, path: &std::path::Path, max_bytes: u64) -> rusqlite::Result<Option<i64>> {
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal = path.with_extension(format!("{}-wal", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
+        if size(path) + size(&wal) <= max_bytes {
+            return Ok(None);
+        }
+        let total: i64 = self.conn.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))?;
+        if total < 2 {
+            return Ok(None);
+        }
+        let drop = (total / 10).max(1);
+        let cutoff: i64 =
+            self.conn
+                .query_row("SELECT at_ns FROM checkpoints ORDER BY at_ns LIMIT 1 OFFSET ?1", [drop], |r| r.get(0))?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM checkpoints WHERE at_ns < ?1", [cutoff])?;
+        // Releases first: they refer to their acquisitions.
+        tx.execute("CREATE TEMP TABLE gone AS SELECT acquisition FROM releases WHERE released_ns <= ?1", [cutoff])?;
+        tx.execute("DELETE FROM releases WHERE released_ns <= ?1", [cutoff])?;
+        tx.execute("DELETE FROM acquisitions WHERE id IN (SELECT acquisition FROM temp.gone)", [])?;
+        tx.execute("DROP TABLE temp.gone", [])?;
+        tx.execute("DELETE FROM stacks WHERE id NOT IN (SELECT stack FROM acquisitions)", [])?;
+        tx.execute("DELETE FROM processes WHERE id NOT IN (SELECT process FROM acquisitions)", [])?;
+        tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('dropped_before_ns', ?1)", [cutoff.to_string()])?;
+        tx.commit()?;
+        // Forget what went, so it is written again if seen again.
+        let ids = |table: &str| -> rusqlite::Result<std::collections::HashSet<i64>> {
+            let mut s = self.conn.prepare(&format!("SELECT id FROM {table}"))?;
+            let rows = s.query_map([], |r| r.get(0))?;
+            rows.collect()
+        };
+        let stacks = ids("stacks")?;
+        let processes = ids("processes")?;
+        self.stacks.retain(|_, (_, row)| stacks.contains(row));
+        self.processes.retain(|_, row| processes.contains(row));
+        // The vacuum frees one page per step, and writes through the log:
+        // the log is emptied after it.
+        {
+            let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut steps = vacuum.query([])?;
+            while steps.next()?.is_some() {}
+        }
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(Some(cutoff))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +309,68 @@ mod tests {
             ),
             3
         );
+    }
+
+    #[test]
+    fn trimming_drops_the_oldest_checkpoints_whole_and_keeps_what_is_held() {
+        let dir = std::env::temp_dir().join(format!("leaktrace-trim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("rec.db");
+        let mut w = Writer::new(schema::create(&path).expect("created"));
+        let proc = ProcId { tgid: 42, gen: 7 };
+        let s = stack();
+        let row = |fd: u64, at: i64| AcquisitionRow {
+            id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64 },
+            kind: "fd",
+            resource: "file",
+            acquired_ns: at,
+            bytes: 0,
+            path: Some("/var/log/app.log".repeat(8)),
+            tcp: None,
+        };
+        // One acquisition held all along, then 100 checkpoints of 50 that
+        // each live one checkpoint.
+        let held = w
+            .checkpoint(
+                &[(proc, s.clone(), row(3, 1))],
+                &[],
+                &CheckpointRow { at_ns: 10, ..CheckpointRow::default() },
+                |_| ProcessRow::default(),
+                |_| (vec![], None, None),
+            )
+            .expect("first");
+        let mut previous: Vec<i64> = Vec::new();
+        for c in 1..=100i64 {
+            let new: Vec<_> = (0..50).map(|i| (proc, s.clone(), row(100 + i, c * 1_000 + i as i64))).collect();
+            let at = CheckpointRow { at_ns: c * 1_000 + 500, ..CheckpointRow::default() };
+            previous = w
+                .checkpoint(&new, &previous, &at, |_| ProcessRow::default(), |_| (vec![], None, None))
+                .expect("checkpoint");
+        }
+        let wal = dir.join("rec.db-wal");
+        let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+            + std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let mut cutoffs = Vec::new();
+        for _ in 0..30 {
+            if let Some(c) = w.trim(&path, 256 * 1024).expect("trim") {
+                cutoffs.push(c);
+            }
+        }
+        assert!(!cutoffs.is_empty(), "{before} bytes were over the cap");
+        let conn = schema::open(&path).expect("still a whole recording");
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        let first: i64 = count("SELECT MIN(at_ns) FROM checkpoints");
+        assert_eq!(first, *cutoffs.last().expect("cutoff"));
+        assert_eq!(count(&format!("SELECT COUNT(*) FROM acquisitions WHERE id = {}", held[0])), 1, "held all along");
+        assert_eq!(
+            count(&format!("SELECT COUNT(*) FROM acquisitions a JOIN releases r ON r.acquisition = a.id WHERE r.released_ns <= {first}")),
+            0,
+            "nothing released before the kept start"
+        );
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+            + std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(size <= 256 * 1024 && size < before, "{before} -> {size}");
+        assert!(cutoffs.len() < 30, "{} trims to fit", cutoffs.len());
     }
 }
