@@ -81,6 +81,14 @@ pub fn cgroup(tgid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()
 }
 
+/// The process's arguments, space-separated (empty for kernel threads).
+pub fn cmdline(tgid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{tgid}/cmdline")).ok()?;
+    let args: Vec<String> =
+        raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    Some(args.join(" "))
+}
+
 pub fn exe(tgid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
 }

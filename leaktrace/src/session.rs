@@ -881,9 +881,14 @@ impl Session {
         Ok((self.outcome(ended)?, exited))
     }
 
-    fn outcome(&mut self, agg: Aggregator) -> Result<Outcome, KernelError> {
+    /// fds acquired and released since the start, and what was lost.
+    pub fn totals(&self) -> Result<(u64, u64, Losses), KernelError> {
         let c = self.kernel.counters()?;
-        let losses = Losses {
+        Ok((c[counters::ACQUIRED as usize], c[counters::RELEASED as usize] + self.released_here, self.losses(&c)))
+    }
+
+    fn losses(&self, c: &[u64]) -> Losses {
+        Losses {
             map_full: c[counters::DROPPED_MAP_FULL as usize],
             stacks_dropped: c[counters::STACKS_DROPPED as usize],
             stack_errors: c[counters::STACK_ERRORS as usize],
@@ -895,7 +900,12 @@ impl Session {
             unwind_mappings_dropped: self.unwinder.as_ref().map_or(0, |u| u.stats().mappings_dropped),
             mappings_dropped: self.mappings.totals().dropped,
             series_dropped: self.history.dropped(),
-        };
+        }
+    }
+
+    fn outcome(&mut self, agg: Aggregator) -> Result<Outcome, KernelError> {
+        let c = self.kernel.counters()?;
+        let losses = self.losses(&c);
         Ok(Outcome {
             groups: agg.into_groups(),
             acquired: c[counters::ACQUIRED as usize],

@@ -141,12 +141,13 @@ fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tr
         })
         .collect();
     let gone: Vec<i64> = delta.gone.iter().map(|(_, row)| *row).collect();
+    let (acquired_total, released_total, losses) = session.totals().map_err(CheckpointError::Kernel)?;
     let checkpoint = CheckpointRow {
         at_ns: wall_ns(now),
         outstanding: ids.len() as u64,
-        acquired_total: 0,
-        released_total: 0,
-        losses: "{}".into(),
+        acquired_total,
+        released_total,
+        losses: serde_json::to_string(&losses).unwrap_or_else(|_| "{}".into()),
     };
     let written = writer
         .checkpoint(
@@ -159,7 +160,7 @@ fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tr
                     pid: p.tgid,
                     comm: procfs::comm(p.tgid),
                     exe: procfs::exe(p.tgid),
-                    cmdline: None,
+                    cmdline: procfs::cmdline(p.tgid),
                     pod_uid: container.as_ref().and_then(|c| c.pod_uid.clone()),
                     container: container.map(|c| c.id),
                 }

@@ -159,6 +159,12 @@ impl Recording {
                 samples.survivors.add(a as u64, at_ns as u64);
             }
             samples.until_ns = at_ns as u64;
+            if let Some(&oldest) = acquired.iter().min() {
+                entry.oldest_age_seconds = (at_ns - oldest) as f64 / 1e9;
+                entry.first_seen = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(oldest))
+                    .ok()
+                    .map(crate::procfs::rfc3339);
+            }
             samples.first_acquired_ns = acquired.iter().min().map(|&t| t as u64);
             entry.history = History {
                 seconds: samples.times_ns.iter().map(|&t| (t as i64 - from_ns) as f64 / 1e9).collect(),
@@ -171,6 +177,16 @@ impl Recording {
         }
         stacks.sort_by_key(|s| std::cmp::Reverse(s.count));
         let outstanding = stacks.iter().map(|s| s.count).sum();
+        // The totals and losses the checkpoint recorded.
+        let (acquired, released, losses): (i64, i64, String) = self
+            .conn
+            .query_row(
+                "SELECT acquired_total, released_total, losses FROM checkpoints WHERE at_ns = ?1",
+                params![at_ns],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap_or((0, 0, "{}".into()));
+        let losses: report::Losses = serde_json::from_str(&losses).unwrap_or_default();
         let wall = |ns: i64| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
                 .map(crate::procfs::rfc3339)
@@ -182,12 +198,18 @@ impl Recording {
             kinds: vec!["fd", "tcp"],
             targets: Vec::<Target>::new(),
             window: Window { start: wall(from_ns), end: wall(at_ns), seconds: (at_ns - from_ns) as f64 / 1e9 },
-            totals: Totals { outstanding, ..Totals::default() },
+            totals: Totals {
+                outstanding,
+                acquired: acquired as u64,
+                released: released as u64,
+                dropped: losses.map_full,
+                mappings: None,
+            },
             preexisting: vec![],
             stacks,
             sampling: None,
-            complete: true,
-            losses: Default::default(),
+            complete: !losses.any(),
+            losses,
             kernel_maps: Default::default(),
             processes: None,
         })

@@ -135,7 +135,8 @@ pub struct MapUse {
     pub capacity: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Losses {
     /// Acquisitions not stored: the outstanding map was full (`--max-entries`).
     pub map_full: u64,
