@@ -120,6 +120,9 @@ pub struct RecordArgs {
     /// How often a checkpoint is written.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     pub interval: Duration,
+    /// Resource kinds, as for run and attach.
+    #[arg(long, value_delimiter = ',', default_value = "fd,tcp", value_parser = parse_kind)]
+    pub kinds: Vec<Kind>,
     /// Keep the recording under this size (e.g. 64MiB): the oldest
     /// checkpoints go whole, what is still held stays.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]

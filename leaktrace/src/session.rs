@@ -602,6 +602,23 @@ impl Session {
             .collect())
     }
 
+    /// The mappings live processes hold now, one by one (recordings).
+    pub fn live_mappings(&mut self) -> Vec<Held> {
+        let now = procfs::monotonic_ns();
+        let mut held = Vec::new();
+        for proc in self.mappings.procs() {
+            let live =
+                !self.exited.contains(&proc) && self.kernel.proc_state(proc.tgid).is_some_and(|s| s.gen == proc.gen);
+            if live {
+                if self.mappings.space_mut(proc).is_some_and(|s| s.has_unnamed_files()) {
+                    self.name_mapped_files(proc, proc.tgid);
+                }
+                held.extend(self.held_mappings(proc, now, false));
+            }
+        }
+        held
+    }
+
     /// A stack's frames, symbolized.
     pub fn symbolize(&mut self, stack: &NormStack) -> Vec<crate::symbolize::SymFrame> {
         self.resolver.symbolize(stack)

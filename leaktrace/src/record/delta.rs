@@ -16,6 +16,10 @@ pub struct AcqId {
     pub gen: u64,
     pub slot: u64,
     pub acquired_ns: u64,
+    /// Mappings: the bytes still mapped. A partial unmap makes the mapping
+    /// a new acquisition (same call, fewer bytes) and releases the old one,
+    /// so the recording follows it; 0 for fds.
+    pub bytes: u64,
 }
 
 /// The acquisitions written so far and still held, with their row ids.
@@ -66,7 +70,7 @@ mod tests {
     use super::*;
 
     fn id(fd: u64, at: u64) -> AcqId {
-        AcqId { tgid: 10, gen: 1, slot: fd, acquired_ns: at }
+        AcqId { tgid: 10, gen: 1, slot: fd, acquired_ns: at, bytes: 0 }
     }
 
     #[test]

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::RecordArgs;
+use crate::cli::{has_kind, kind_names, Kind, RecordArgs};
 use crate::config::{Config, FilterConfig};
 use crate::failure::Failure;
 use crate::kernel::{privileges, Kernel, KernelError, LoadOptions};
 use crate::procfs;
 use crate::run::EVENT_LATENCY;
 use crate::session::Session;
-use crate::track::aggregate::What;
+use crate::track::aggregate::{Held, What};
 
 use self::delta::{AcqId, Tracker};
 use self::writer::{AcquisitionRow, CheckpointRow, ProcessRow, Writer};
@@ -35,8 +35,12 @@ pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
     let config = Config { interval: args.interval, ..Config::default() };
     let conn = schema::create(&args.output)?;
     let mut writer = Writer::new(conn);
-    let kernel =
-        Kernel::load(&LoadOptions { tcp: true, trace_all: args.pids.is_empty(), ..LoadOptions::from(&config) })?;
+    let kernel = Kernel::load(&LoadOptions {
+        tcp: has_kind(&args.kinds, Kind::Tcp),
+        mmap: has_kind(&args.kinds, Kind::Mmap),
+        trace_all: args.pids.is_empty(),
+        ..LoadOptions::from(&config)
+    })?;
     let mut session = Session::new(kernel, &config, false)?;
     let filter = FilterConfig { comms: args.comms.clone(), ..FilterConfig::default() };
     if let Some(filter) = crate::daemon::filter::Filter::new(&filter) {
@@ -51,6 +55,7 @@ pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
     let sqlite = |source| crate::record::schema::RecordingError::Sqlite { path: args.output.clone(), source };
     writer.meta("started_ns", &started.to_string()).map_err(sqlite)?;
     writer.meta("leaktrace", env!("CARGO_PKG_VERSION")).map_err(sqlite)?;
+    writer.meta("kinds", &kind_names(&args.kinds).join(",")).map_err(sqlite)?;
     writer.meta("interval", &humantime::format_duration(args.interval).to_string()).map_err(sqlite)?;
     eprintln!("leaktrace: recording into {}; Ctrl-C ends it", args.output.display());
 
@@ -109,34 +114,44 @@ fn wall_ns(mono_ns: u64) -> i64 {
 fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tracker) -> Result<(), CheckpointError> {
     let now = procfs::monotonic_ns();
     let entries = session.live_entries().map_err(CheckpointError::Kernel)?;
-    let ids: Vec<AcqId> = entries
-        .iter()
-        .map(|(k, e)| AcqId { tgid: k.tgid, gen: k.gen, slot: u64::from(k.fd), acquired_ns: e.acquired_ns })
-        .collect();
+    let fd_id = |k: &leaktrace_common::fd::FdKey, e: &leaktrace_common::fd::FdEntry| AcqId {
+        tgid: k.tgid,
+        gen: k.gen,
+        slot: u64::from(k.fd),
+        acquired_ns: e.acquired_ns,
+        bytes: 0,
+    };
+    // Mappings are few and change shape (partial unmaps): all of them are
+    // compared whole at every checkpoint.
+    let mappings = session.live_mappings();
+    let mapping_id = |h: &Held| match &h.what {
+        What::Mapping(m) => {
+            AcqId { tgid: h.proc.tgid, gen: h.proc.gen, slot: m.address, acquired_ns: h.acquired_ns, bytes: m.bytes }
+        }
+        What::Fd(fd) => {
+            AcqId { tgid: h.proc.tgid, gen: h.proc.gen, slot: u64::from(fd.fd), acquired_ns: h.acquired_ns, bytes: 0 }
+        }
+    };
+    let ids: Vec<AcqId> = entries.iter().map(|(k, e)| fd_id(k, e)).chain(mappings.iter().map(mapping_id)).collect();
     let delta = tracker.step(&ids);
     let new: HashSet<AcqId> = delta.new.iter().copied().collect();
-    let fresh: Vec<_> = entries
-        .iter()
-        .filter(|(k, e)| {
-            new.contains(&AcqId { tgid: k.tgid, gen: k.gen, slot: u64::from(k.fd), acquired_ns: e.acquired_ns })
-        })
-        .copied()
-        .collect();
-    let held = session.held_entries(&fresh).map_err(CheckpointError::Kernel)?;
+    let fresh: Vec<_> = entries.iter().filter(|(k, e)| new.contains(&fd_id(k, e))).copied().collect();
+    let mut held = session.held_entries(&fresh).map_err(CheckpointError::Kernel)?;
+    held.extend(mappings.into_iter().filter(|h| new.contains(&mapping_id(h))));
     let rows: Vec<_> = held
         .into_iter()
         .map(|h| {
             let (kind, resource) = h.what.kind_and_resource();
-            let (slot, path, tcp) = match &h.what {
+            let id = mapping_id(&h);
+            let (path, tcp) = match &h.what {
                 What::Fd(fd) => (
-                    u64::from(fd.fd),
                     fd.link.clone(),
                     fd.tcp.map(|t| (t.state_name().to_string(), t.local.to_string(), t.remote.to_string())),
                 ),
-                What::Mapping(m) => (m.address, m.path.clone(), None),
+                What::Mapping(m) => (m.path.clone(), None),
             };
-            let id = AcqId { tgid: h.proc.tgid, gen: h.proc.gen, slot, acquired_ns: h.acquired_ns };
-            let row = AcquisitionRow { id, kind, resource, acquired_ns: wall_ns(h.acquired_ns), bytes: 0, path, tcp };
+            let row =
+                AcquisitionRow { id, kind, resource, acquired_ns: wall_ns(h.acquired_ns), bytes: id.bytes, path, tcp };
             (h.proc, h.stack, row)
         })
         .collect();

@@ -14,6 +14,8 @@ use super::schema::{self, RecordingError};
 pub struct Recording {
     conn: Connection,
     path: PathBuf,
+    /// The kinds recorded.
+    kinds: Vec<&'static str>,
     pub started_ns: i64,
     pub last_checkpoint_ns: Option<i64>,
 }
@@ -34,7 +36,11 @@ impl Recording {
         let last_checkpoint_ns = conn
             .query_row("SELECT MAX(at_ns) FROM checkpoints", [], |r| r.get(0))
             .map_err(|e| corrupt(e.to_string()))?;
-        Ok(Recording { conn, path: path.into(), started_ns, last_checkpoint_ns })
+        let kinds: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'kinds'", [], |r| r.get(0))
+            .unwrap_or_else(|_| "fd,tcp".into());
+        let kinds = kinds.split(',').map(leak_str).collect();
+        Ok(Recording { conn, path: path.into(), kinds, started_ns, last_checkpoint_ns })
     }
 
     /// `text` as a moment: an RFC 3339 time, or an offset from the start
@@ -76,7 +82,7 @@ impl Recording {
         let mut statement = self
             .conn
             .prepare(
-                "SELECT s.id, s.frames, s.site, s.truncated, a.kind, a.resource, p.pid, a.slot, a.acquired_ns, a.path \
+                "SELECT s.id, s.frames, s.site, s.truncated, a.kind, a.resource, p.pid, a.slot, a.acquired_ns, a.path, a.bytes \
                  FROM acquisitions a JOIN processes p ON p.id = a.process JOIN stacks s ON s.id = a.stack \
                  LEFT JOIN releases r ON r.acquisition = a.id \
                  WHERE a.acquired_ns <= ?1 AND (r.released_ns IS NULL OR r.released_ns > ?1) \
@@ -96,11 +102,12 @@ impl Recording {
                     r.get::<_, i64>(7)?,
                     r.get::<_, i64>(8)?,
                     r.get::<_, Option<String>>(9)?,
+                    r.get::<_, i64>(10)?,
                 ))
             })
             .map_err(|e| self.sqlite(e))?;
         for row in rows {
-            let (stack, frames, site, truncated, kind, resource, pid, slot, acquired, path) =
+            let (stack, frames, site, truncated, kind, resource, pid, slot, acquired, path, bytes) =
                 row.map_err(|e| self.sqlite(e))?;
             let entry = groups.entry((stack, kind.clone(), resource.clone(), pid)).or_insert_with(|| {
                 let frames: Vec<Frame> = serde_json::from_str(&frames).unwrap_or_default();
@@ -116,11 +123,14 @@ impl Recording {
                 (e, Vec::new())
             });
             entry.0.count += 1;
+            entry.0.bytes += bytes as u64;
             entry.1.push(acquired);
             if entry.0.examples.len() < 5 {
                 entry.0.examples.push(report::Example {
                     pid,
-                    fd: u32::try_from(slot).ok(),
+                    fd: (kind != "mmap").then(|| u32::try_from(slot).ok()).flatten(),
+                    address: (kind == "mmap").then(|| format!("{slot:#x}")),
+                    length: (kind == "mmap").then_some(bytes as u64),
                     path,
                     age_seconds: (at_ns - acquired) as f64 / 1e9,
                     ..report::Example::default()
@@ -141,7 +151,7 @@ impl Recording {
             let mut counts = self
                 .conn
                 .prepare_cached(
-                    "SELECT COUNT(*) FROM acquisitions a JOIN processes p ON p.id = a.process \
+                    "SELECT COUNT(*), COALESCE(SUM(a.bytes), 0) FROM acquisitions a JOIN processes p ON p.id = a.process \
                      LEFT JOIN releases r ON r.acquisition = a.id \
                      WHERE a.stack = ?1 AND a.kind = ?2 AND a.resource = ?3 AND p.pid = ?4 \
                      AND a.acquired_ns <= ?5 AND (r.released_ns IS NULL OR r.released_ns > ?5)",
@@ -149,11 +159,11 @@ impl Recording {
                 .map_err(|e| self.sqlite(e))?;
             let mut samples = Samples::default();
             for &c in &checkpoints {
-                let n: i64 = counts
-                    .query_row(params![stack, kind, resource, pid, c], |r| r.get(0))
+                let (n, bytes): (i64, i64) = counts
+                    .query_row(params![stack, kind, resource, pid, c], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(|e| self.sqlite(e))?;
                 samples.times_ns.push(c as u64);
-                samples.points.push(Point { count: n as u64, bytes: 0, oldest_age_ns: 0 });
+                samples.points.push(Point { count: n as u64, bytes: bytes as u64, oldest_age_ns: 0 });
             }
             for &a in &acquired {
                 samples.survivors.add(a as u64, at_ns as u64);
@@ -169,7 +179,7 @@ impl Recording {
             entry.history = History {
                 seconds: samples.times_ns.iter().map(|&t| (t as i64 - from_ns) as f64 / 1e9).collect(),
                 count: samples.points.iter().map(|p| p.count).collect(),
-                bytes: None,
+                bytes: (kind == "mmap").then(|| samples.points.iter().map(|p| p.bytes).collect()),
                 oldest_age_seconds: vec![0.0; samples.points.len()],
             };
             crate::report::build::judge(&mut entry, &samples, from_ns as u64);
@@ -195,7 +205,7 @@ impl Recording {
         Ok(Report {
             schema: report::SCHEMA,
             mode: "recording",
-            kinds: vec!["fd", "tcp"],
+            kinds: self.kinds.clone(),
             targets: Vec::<Target>::new(),
             window: Window { start: wall(from_ns), end: wall(at_ns), seconds: (at_ns - from_ns) as f64 / 1e9 },
             totals: Totals {

@@ -251,7 +251,7 @@ mod tests {
         let proc = ProcId { tgid: 42, gen: 7 };
         let s = stack();
         let acq = |fd: u64, at: i64| AcquisitionRow {
-            id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64 },
+            id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64, bytes: 0 },
             kind: "fd",
             resource: "file",
             acquired_ns: at,
@@ -321,7 +321,7 @@ mod tests {
         let proc = ProcId { tgid: 42, gen: 7 };
         let s = stack();
         let row = |fd: u64, at: i64| AcquisitionRow {
-            id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64 },
+            id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64, bytes: 0 },
             kind: "fd",
             resource: "file",
             acquired_ns: at,
