@@ -1,34 +1,14 @@
 //! leaktrace: finds the call stacks that acquire resources and never release
 //! them, with eBPF.
 
-mod attach;
-mod cli;
-mod config;
-mod daemon;
-mod decode;
-mod diff;
-mod elf;
-mod failure;
-mod kernel;
-mod launch;
-mod output;
-mod procfs;
-mod progress;
-mod record;
-mod report;
-mod run;
-mod session;
-mod symbolize;
-mod top;
-mod track;
-mod unwind;
-
 use std::process::ExitCode;
+
+use leaktrace::{attach, daemon, diff, failure, output, record, run, top};
 
 use clap::Parser;
 
-use cli::{Cli, Command};
 use failure::Failure;
+use leaktrace::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -20,6 +20,12 @@ pub struct Progress {
     shown: bool,
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Progress {
     pub fn new() -> Progress {
         Progress { enabled: std::io::stderr().is_terminal(), start: Instant::now(), samples: 0, shown: false }

@@ -8,6 +8,7 @@ mod bench;
 mod build;
 mod demo;
 mod deploy;
+mod fuzz;
 mod setup;
 mod test;
 mod util;

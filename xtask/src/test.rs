@@ -29,5 +29,9 @@ pub fn run(root: &Path, leaktrace: &Path, filter: Option<&str>) -> Result<()> {
     if let Some(f) = filter {
         integration.arg(f);
     }
-    util::run(&mut integration)
+    util::run(&mut integration)?;
+    if filter.is_none() {
+        crate::fuzz::run(root, std::time::Duration::from_secs(60))?;
+    }
+    Ok(())
 }

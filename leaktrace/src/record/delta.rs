@@ -59,9 +59,12 @@ impl Tracker {
     }
 
     /// Acquisitions written and still held.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 }
 

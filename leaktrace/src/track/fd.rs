@@ -110,6 +110,11 @@ impl CloexecMarks {
     pub fn len(&self) -> usize {
         self.marked.len()
     }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.marked.is_empty()
+    }
 }
 
 /// Applies `ops` in order to `entries` and returns the keys they release.

@@ -216,6 +216,10 @@ impl<K: Hash + Eq + Clone> History<K> {
         self.series.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
     pub fn max_series(&self) -> usize {
         self.max_series
     }

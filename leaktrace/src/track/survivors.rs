@@ -70,6 +70,10 @@ impl Survivors {
         self.times.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
     /// The earliest acquisition kept (thinning keeps the earliest).
     pub fn oldest(&self) -> Option<u64> {
         self.times.iter().map(|&(a, _)| a).min()

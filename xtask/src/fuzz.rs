@@ -1,0 +1,51 @@
+//! The fuzz targets under `fuzz/`, run for a bounded time by `cargo xtask
+//! test`: readers of files that may be damaged or hostile (recordings)
+//! must answer with an error, never a panic.
+//!
+//! cargo-fuzz is installed from crates.io when missing; libFuzzer's flags
+//! need a nightly compiler, which RUSTC_BOOTSTRAP=1 stands in for (rustup
+//! cannot fetch nightly here).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::util;
+
+const TARGETS: &[&str] = &["recording"];
+
+pub fn run(root: &Path, each: Duration) -> Result<()> {
+    if util::output(Command::new("cargo").args(["fuzz", "--version"])).is_none() {
+        eprintln!("xtask: installing cargo-fuzz");
+        util::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz = root.join("fuzz");
+    for target in TARGETS {
+        // The seeds are copied: libFuzzer adds what it finds to its corpus.
+        let corpus = root.join("target/fuzz-corpus").join(target);
+        let _ = std::fs::remove_dir_all(&corpus);
+        std::fs::create_dir_all(&corpus)?;
+        for seed in std::fs::read_dir(fuzz.join("seeds").join(target))? {
+            let seed = seed?.path();
+            if let Some(name) = seed.file_name() {
+                std::fs::copy(&seed, corpus.join(name))?;
+            }
+        }
+        eprintln!("xtask: fuzzing {target} for {} s", each.as_secs());
+        let status = Command::new("cargo")
+            .current_dir(&fuzz)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={}", each.as_secs()))
+            .args(["-max_len=262144", "-print_final_stats=1"])
+            .status()?;
+        if !status.success() {
+            bail!("fuzz target {target} found a failure: see fuzz/artifacts/{target}/");
+        }
+    }
+    Ok(())
+}
