@@ -126,3 +126,24 @@ fn damaged_and_foreign_files_are_refused() {
     assert_eq!(code, Some(1));
     assert!(err.contains("neither an RFC 3339 time nor an offset"), "{err}");
 }
+
+#[test]
+fn a_size_cap_drops_old_checkpoints_and_keeps_what_is_held() {
+    let dir = scratch_dir("record-cap");
+    let file = dir.join("rec.db");
+    let rec = recorder(&file, &["--duration", "8s", "--max-size", "96KiB"]);
+    let _growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
+    assert!(rec.wait_with_output().expect("recorder").status.success());
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let total = size(&file) + size(&dir.join("rec.db-wal"));
+    // Trimmed after every checkpoint; the last one, at the end, may add a little.
+    assert!(total <= 96 * 1024 + 32 * 1024, "{total} bytes");
+    let (code, json, err) = report(&file, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&json).expect("JSON");
+    // Everything leaked is still held, so none of it was dropped.
+    assert_eq!(leak(&r)["count"], 30);
+    // The oldest checkpoints went: the recording starts later than it began.
+    let window = r["window"]["seconds"].as_f64().expect("seconds");
+    assert!(window < 7.5, "the window is still {window} s");
+}

@@ -67,6 +67,18 @@ impl Recording {
 
     /// What was held at `at_ns`, judged over the checkpoints from `from_ns`.
     pub fn report_window(&self, from_ns: i64, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
+        if at_ns < self.started_ns || from_ns > at_ns {
+            let kept = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.started_ns))
+                .map(crate::procfs::rfc3339)
+                .unwrap_or_default();
+            return Err(RecordingError::Moment {
+                detail: format!(
+                    "the recording {} holds data from {kept} on (and --from must come before --at)",
+                    self.path.display()
+                ),
+            });
+        }
+        let from_ns = from_ns.max(self.started_ns);
         // What the last checkpoint at or before the moment saw: releases are
         // known at the checkpoint that no longer sees them held, so between
         // two checkpoints only the earlier one is exact.
@@ -206,7 +218,7 @@ impl Recording {
             schema: report::SCHEMA,
             mode: "recording",
             kinds: self.kinds.clone(),
-            targets: Vec::<Target>::new(),
+            targets: self.processes_holding(&stacks)?,
             window: Window { start: wall(from_ns), end: wall(at_ns), seconds: (at_ns - from_ns) as f64 / 1e9 },
             totals: Totals {
                 outstanding,
@@ -223,6 +235,25 @@ impl Recording {
             kernel_maps: Default::default(),
             processes: None,
         })
+    }
+}
+
+impl Recording {
+    /// The processes that held something in `stacks`, as the report's
+    /// targets (their names as recorded: they may be long gone).
+    fn processes_holding(&self, stacks: &[StackEntry]) -> Result<Vec<Target>, RecordingError> {
+        let pids: std::collections::BTreeSet<u32> = stacks.iter().flat_map(|s| s.pids.iter().copied()).collect();
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT comm, exe FROM processes WHERE pid = ?1 ORDER BY id DESC LIMIT 1")
+            .map_err(|e| self.sqlite(e))?;
+        pids.into_iter()
+            .map(|pid| {
+                let (comm, exe) =
+                    statement.query_row(params![pid], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.sqlite(e))?;
+                Ok(Target { pid, comm, exe, exit_code: None })
+            })
+            .collect()
     }
 }
 
