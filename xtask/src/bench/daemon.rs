@@ -628,7 +628,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 /// utime + stime, in clock ticks, from /proc/PID/stat (fields 14 and 15,
 /// counted after the parenthesised comm, which may hold spaces).
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;

@@ -14,6 +14,7 @@ mod markdown;
 mod nginx;
 mod process;
 mod programs;
+mod recording;
 mod scale;
 mod soak;
 mod stats;
@@ -73,6 +74,8 @@ pub struct Plan {
     pub daemon_samples: usize,
     /// Each window of the daemon's CPU time: idle, then scraped.
     pub daemon_window: Duration,
+    /// The measured window of each condition of the recording benchmark.
+    pub recording_window: Duration,
 }
 
 impl Plan {
@@ -92,6 +95,7 @@ impl Plan {
                 daemon_processes: 500,
                 daemon_samples: 5,
                 daemon_window: Duration::from_secs(6),
+                recording_window: Duration::from_secs(20),
             },
             Mode::Quick => Self {
                 rounds: 3,
@@ -107,6 +111,7 @@ impl Plan {
                 daemon_processes: 100,
                 daemon_samples: 3,
                 daemon_window: Duration::from_secs(4),
+                recording_window: Duration::from_secs(8),
             },
         }
     }
@@ -146,6 +151,7 @@ fn benchmarks(plan: &Plan) -> Vec<(&'static str, Section, Benchmark)> {
         ("nginx", nginx::section(plan), nginx::run),
         ("scale", scale::section(plan), scale::run),
         ("daemon", daemon::section(plan), daemon::run),
+        ("recording", recording::section(plan), recording::run),
         ("soak", soak::section(plan), soak::run),
     ]
 }

@@ -22,19 +22,24 @@ pub struct Programs {
     pub soak: PathBuf,
     /// N processes holding 13 fds each, one rotated every second.
     pub hold: PathBuf,
+    /// Copies opening fds at a set rate, each fd held for a set time.
+    pub churn: PathBuf,
+    /// The test fixture leaking fds at a steady rate (tests/fixtures/c).
+    pub growth: PathBuf,
 }
 
 pub fn build(root: &Path, out: &Path) -> Result<Programs> {
-    let compile = |name: &str| -> Result<PathBuf> {
+    let compile_from = |dir: &str, name: &str| -> Result<PathBuf> {
         let binary = out.join(name);
         util::run(
             Command::new("gcc")
                 .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
                 .arg(&binary)
-                .arg(root.join("xtask/bench").join(format!("{name}.c"))),
+                .arg(root.join(dir).join(format!("{name}.c"))),
         )?;
         Ok(binary)
     };
+    let compile = |name: &str| compile_from("xtask/bench", name);
     Ok(Programs {
         open_close: compile("open_close")?,
         connect_close: compile("connect_close")?,
@@ -42,5 +47,7 @@ pub fn build(root: &Path, out: &Path) -> Result<Programs> {
         stacks: compile("stacks")?,
         soak: compile("soak")?,
         hold: compile("hold")?,
+        churn: compile("churn")?,
+        growth: compile_from("tests/fixtures/c", "growth")?,
     })
 }
