@@ -85,12 +85,17 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut rows = Vec::with_capacity(new.len());
         {
-            let insert = |table: &str, values: Vec<Value>| -> rusqlite::Result<()> {
-                let columns = schema::CHECKED.iter().find(|(t, _)| *t == table).map_or("", |(_, c)| *c);
+            // One prepared statement per table for the whole checkpoint.
+            let mut statements: Vec<(&str, rusqlite::Statement)> = Vec::with_capacity(schema::CHECKED.len());
+            for (table, columns) in schema::CHECKED {
+                let marks = vec!["?"; columns.split(',').count() + 1].join(", ");
+                statements.push((table, tx.prepare(&format!("INSERT INTO {table}({columns}, crc) VALUES ({marks})"))?));
+            }
+            let mut insert = |table: &str, values: Vec<Value>| -> rusqlite::Result<()> {
                 let crc = schema::row_crc(values.iter().map(rusqlite::types::ValueRef::from));
-                let marks = vec!["?"; values.len() + 1].join(", ");
-                let mut statement =
-                    tx.prepare_cached(&format!("INSERT INTO {table}({columns}, crc) VALUES ({marks})"))?;
+                let Some((_, statement)) = statements.iter_mut().find(|(t, _)| *t == table) else {
+                    return Err(rusqlite::Error::InvalidQuery);
+                };
                 statement.execute(params_from_iter(values.into_iter().chain([Value::Integer(crc)])))?;
                 Ok(())
             };
