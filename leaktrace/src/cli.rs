@@ -111,9 +111,10 @@ pub struct RecordArgs {
     /// Every process on the host.
     #[arg(long, conflicts_with = "pids")]
     pub all: bool,
-    /// Only processes with this name (repeatable).
-    #[arg(long = "comm", value_name = "NAME")]
-    pub comms: Vec<String>,
+    #[command(flatten)]
+    pub filters: ProcessFilters,
+    #[command(flatten)]
+    pub limits: KernelLimits,
     /// How long to record; Ctrl-C or SIGTERM ends it sooner.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -127,6 +128,22 @@ pub struct RecordArgs {
     /// checkpoints go whole, what is still held stays.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_size: Option<u64>,
+}
+
+impl RecordArgs {
+    /// Command-line values over the defaults of tracing a host (the
+    /// daemon's map capacities).
+    pub fn config(&self) -> Config {
+        let mut config = Config {
+            interval: self.interval,
+            kinds: self.kinds.clone(),
+            max_entries: Config::daemon().max_entries,
+            ..Config::default()
+        };
+        self.filters.apply(&mut config.filter);
+        config.filter.pids = self.pids.clone();
+        self.limits.apply(config)
+    }
 }
 
 /// `leaktrace daemon`; each option overrides the config file's value.
@@ -144,15 +161,8 @@ pub struct DaemonArgs {
     /// Trace only this process and its children (repeatable).
     #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids: Vec<u32>,
-    /// Trace only processes with this name (/proc/PID/comm; repeatable).
-    #[arg(long = "comm", value_name = "NAME")]
-    pub comms: Vec<String>,
-    /// Trace only processes in this cgroup v2 path or below it (repeatable).
-    #[arg(long = "cgroup", value_name = "PATH")]
-    pub cgroups: Vec<String>,
-    /// Trace only processes of this container (id or prefix; repeatable).
-    #[arg(long = "container", value_name = "ID")]
-    pub containers: Vec<String>,
+    #[command(flatten)]
+    pub filters: ProcessFilters,
     /// Resource kinds, as for run and attach [default: fd,tcp].
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     pub kinds: Vec<Kind>,
@@ -186,16 +196,9 @@ impl DaemonArgs {
         config.max_entries = self.max_entries.unwrap_or(config.max_entries);
         config.max_series = self.max_series.unwrap_or(config.max_series);
         config.sample = self.sample.unwrap_or(config.sample);
-        let f = &mut config.filter;
-        for (into, from) in
-            [(&mut f.comms, &self.comms), (&mut f.cgroups, &self.cgroups), (&mut f.containers, &self.containers)]
-        {
-            if !from.is_empty() {
-                *into = from.clone();
-            }
-        }
+        self.filters.apply(&mut config.filter);
         if !self.pids.is_empty() {
-            f.pids = self.pids.clone();
+            config.filter.pids = self.pids.clone();
         }
         Ok(config)
     }
@@ -282,32 +285,13 @@ pub struct Common {
     /// Memory mappings: leave out stacks holding fewer bytes (e.g. 64K, 1MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub min_bytes: Option<u64>,
-    /// Memory mappings: regions leaktrace keeps for all traced processes;
-    /// mappings beyond it are dropped and counted.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 24)))]
-    pub max_mappings: Option<u32>,
     /// Memory mappings: list in the text report the mappings whose stacks
     /// have no frame of the program (the dynamic loader's, the language
     /// runtime's), which are summed up by default.
     #[arg(long)]
     pub all_mappings: bool,
-    /// Capacity of the kernel's outstanding-fd map; acquisitions beyond it
-    /// are counted as dropped.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
-    pub max_entries: Option<u32>,
-    /// Capacity of the kernel's stack map (distinct stacks).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
-    pub max_stacks: Option<u32>,
-    /// Capacity of the kernel's process map (traced processes and threads).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 22)))]
-    pub max_procs: Option<u32>,
-    /// Capacity of the kernel's unwinding table (CFI rows of all modules;
-    /// modules beyond it are unwound with frame pointers).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1024..=(1 << 26)))]
-    pub max_unwind_rows: Option<u32>,
-    /// How user stacks are walked.
-    #[arg(long, value_enum)]
-    pub unwind: Option<Unwind>,
+    #[command(flatten)]
+    pub limits: KernelLimits,
     /// Stacks shown in the text report.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
@@ -327,6 +311,78 @@ pub struct Common {
     /// and counted.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
     pub max_series: Option<u32>,
+}
+
+/// Which processes are traced, judged when a process first appears, forks
+/// and execs (daemon and record).
+#[derive(Debug, Default, Args)]
+pub struct ProcessFilters {
+    /// Trace only processes with this name (/proc/PID/comm; repeatable).
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+    /// Trace only processes in this cgroup v2 path or below it (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+    /// Trace only processes of this container (id or prefix; repeatable).
+    #[arg(long = "container", value_name = "ID")]
+    pub containers: Vec<String>,
+}
+
+impl ProcessFilters {
+    /// Each list given on the command line replaces the configured one.
+    pub fn apply(&self, filter: &mut crate::config::FilterConfig) {
+        for (into, from) in [
+            (&mut filter.comms, &self.comms),
+            (&mut filter.cgroups, &self.cgroups),
+            (&mut filter.containers, &self.containers),
+        ] {
+            if !from.is_empty() {
+                *into = from.clone();
+            }
+        }
+    }
+}
+
+/// What the kernel side keeps, and how it walks stacks (run, attach, top,
+/// record).
+#[derive(Debug, Default, Args)]
+pub struct KernelLimits {
+    /// Capacity of the kernel's outstanding-fd map; acquisitions beyond it
+    /// are counted as dropped.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=(1 << 24)))]
+    pub max_entries: Option<u32>,
+    /// Capacity of the kernel's stack map (distinct stacks).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
+    pub max_stacks: Option<u32>,
+    /// Capacity of the kernel's process map (traced processes and threads).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 22)))]
+    pub max_procs: Option<u32>,
+    /// Memory mappings: regions leaktrace keeps for all traced processes;
+    /// mappings beyond it are dropped and counted.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=(1 << 24)))]
+    pub max_mappings: Option<u32>,
+    /// Capacity of the kernel's unwinding table (CFI rows of all modules;
+    /// modules beyond it are unwound with frame pointers).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1024..=(1 << 26)))]
+    pub max_unwind_rows: Option<u32>,
+    /// How user stacks are walked.
+    #[arg(long, value_enum)]
+    pub unwind: Option<Unwind>,
+}
+
+impl KernelLimits {
+    /// The values given on the command line over `config`'s.
+    pub fn apply(&self, config: Config) -> Config {
+        Config {
+            max_entries: self.max_entries.unwrap_or(config.max_entries),
+            max_stacks: self.max_stacks.unwrap_or(config.max_stacks),
+            max_procs: self.max_procs.unwrap_or(config.max_procs),
+            max_mappings: self.max_mappings.unwrap_or(config.max_mappings),
+            max_unwind_rows: self.max_unwind_rows.unwrap_or(config.max_unwind_rows),
+            unwind: self.unwind.unwrap_or(config.unwind),
+            ..config
+        }
+    }
 }
 
 impl Common {
@@ -351,17 +407,11 @@ impl Common {
 
     /// Command-line values over defaults.
     pub fn config(&self) -> Config {
-        let defaults = Config::default();
+        let defaults = self.limits.apply(Config::default());
         Config {
-            max_entries: self.max_entries.unwrap_or(defaults.max_entries),
-            max_stacks: self.max_stacks.unwrap_or(defaults.max_stacks),
-            max_procs: self.max_procs.unwrap_or(defaults.max_procs),
-            max_unwind_rows: self.max_unwind_rows.unwrap_or(defaults.max_unwind_rows),
             top: self.top.unwrap_or(defaults.top),
-            unwind: self.unwind.unwrap_or(defaults.unwind),
             interval: self.interval.unwrap_or(defaults.interval),
             min_bytes: self.min_bytes.unwrap_or(defaults.min_bytes),
-            max_mappings: self.max_mappings.unwrap_or(defaults.max_mappings),
             all_mappings: self.all_mappings || defaults.all_mappings,
             max_series: self.max_series.unwrap_or(defaults.max_series),
             sample: self.sample.unwrap_or(defaults.sample),

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod diff;
 pub mod elf;
 pub mod failure;
+pub mod host;
 pub mod kernel;
 pub mod launch;
 pub mod output;

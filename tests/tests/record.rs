@@ -147,3 +147,89 @@ fn a_size_cap_drops_old_checkpoints_and_keeps_what_is_held() {
     let window = r["window"]["seconds"].as_f64().expect("seconds");
     assert!(window < 7.5, "the window is still {window} s");
 }
+
+/// Two moments of one recording compared with `diff FILE@T1 FILE@T2`: the
+/// leak's growth between them is the difference of the reports at them.
+#[test]
+fn diff_compares_two_moments_of_a_recording() {
+    let dir = scratch_dir("record-diff");
+    let file = dir.join("rec.db");
+    let rec = recorder(&file, &["--duration", "8s"]);
+    let _growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
+    assert!(rec.wait_with_output().expect("recorder").status.success());
+    let at = |moment: &str| {
+        let (code, json, err) = report(&file, &["--at", moment]);
+        assert_eq!(code, Some(0), "{err}");
+        let r: Value = serde_json::from_str(&json).expect("JSON");
+        leak(&r)["count"].as_i64().expect("count")
+    };
+    let (early, late) = (at("3s"), at("7s"));
+    assert!(late > early && early > 0, "{early} then {late}");
+    let moment = |t: &str| format!("{}@{t}", file.display());
+    let out = leaktrace_output(&["diff", &moment("3s"), &moment("7s"), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).expect("diff json");
+    let grown: Vec<&Value> =
+        d["stacks"].as_array().expect("stacks").iter().filter(|s| s["site"] == "leak_steadily").collect();
+    assert_eq!(grown.len(), 1, "{d}");
+    assert_eq!((grown[0]["change"].as_str(), grown[0]["delta"]["count"].as_i64()), (Some("grown"), Some(late - early)));
+    // The ring holds 8 at both moments: unchanged, not in the diff's changes.
+    assert!(
+        d["stacks"].as_array().expect("stacks").iter().all(|s| s["site"] != "rotate_ring" || s["change"] == "same"),
+        "{d}"
+    );
+}
+
+/// Memory mappings in a recording (`--kinds all`), and the profile formats
+/// read from it.
+#[test]
+fn mappings_are_recorded_and_every_format_reads_the_recording() {
+    const PAGE: u64 = 4096;
+    let dir = scratch_dir("record-mmap");
+    let ready = dir.join("ready");
+    let file = dir.join("rec.db");
+    let target = Background::spawn(&c_fixture("mmap_leaks"), &["attach", ready.to_str().expect("path")]);
+    let pid = target.pid().to_string();
+    let mut rec = Command::new(leaktrace())
+        .args(["record", "--kinds", "all", "--pid", &pid, "--duration", "3s", "--output"])
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("record");
+    let mut err = std::io::BufReader::new(rec.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut err, &mut first).expect("first line");
+    assert!(first.contains("recording into"), "{first}");
+    std::fs::write(&ready, b"").expect("ready");
+    assert!(rec.wait().expect("recorder").success());
+
+    let (code, json, err) = report(&file, &["--pid", &pid]);
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&json).expect("JSON");
+    let maps = with_site(&r, "attach_maps");
+    assert!(maps.iter().all(|s| s["kind"] == "mmap"), "{maps:?}");
+    let bytes: u64 = maps.iter().map(|s| s["bytes"].as_u64().expect("bytes")).sum();
+    assert_eq!((count(&maps), bytes), (3, 12 * PAGE), "{r}");
+    // Mapped before recording, then partly unmapped: not an acquisition.
+    assert!(with_site(&r, "attach_target").is_empty(), "{r}");
+    assert_eq!(r["kinds"], serde_json::json!(["fd", "tcp", "mmap"]));
+
+    for (format, expect) in [("folded", "attach_maps"), ("text", "attach_maps"), ("svg", "<svg")] {
+        let out = leaktrace_output(&["report", file.to_str().expect("path"), "--format", format]);
+        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(expect), "{format}: {text}");
+    }
+    let profile = dir.join("mmap.pb.gz");
+    let out = leaktrace_output(&[
+        "report",
+        file.to_str().expect("path"),
+        "--format",
+        "pprof",
+        "--output",
+        profile.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gz = std::fs::read(&profile).expect("profile");
+    assert_eq!(gz[..2], [0x1f, 0x8b], "a gzipped profile");
+}

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::cli::{has_kind, kind_names, DaemonArgs, Kind};
+use crate::cli::{kind_names, DaemonArgs};
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::kernel::{privileges, Kernel, KernelError, LoadOptions};
+use crate::kernel::KernelError;
 use crate::procfs;
 use crate::report::{build, Process, Target};
 use crate::run::EVENT_LATENCY;
@@ -36,12 +36,7 @@ use self::metrics::{Extra, Metrics};
 
 pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     let config = args.config()?;
-    privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
-    for &pid in &config.filter.pids {
-        if !procfs::is_live_process(pid) {
-            return Err(Failure::NoSuchProcess { pid });
-        }
-    }
+    crate::host::check(&config)?;
     // Bound before anything is loaded: a taken port fails at once.
     let addr = config.daemon.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Failure::Listen { addr, source })?;
@@ -55,23 +50,8 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
         None
     };
 
-    let kernel = Kernel::load(&LoadOptions {
-        tcp: has_kind(&config.kinds, Kind::Tcp),
-        mmap: has_kind(&config.kinds, Kind::Mmap),
-        trace_all: config.filter.pids.is_empty(),
-        ..LoadOptions::from(&config)
-    })?;
-    let mut session = Session::new(kernel, &config, false)?;
-    session.per_process();
-    if let Some(filter) = filter::Filter::new(&config.filter) {
-        session.set_filter(Box::new(move |pid| filter.admits_pid(pid)));
-    }
-    let events = crate::session::readiness(&session)?;
     let start_ns = procfs::monotonic_ns();
-    for &pid in &config.filter.pids {
-        session.trace_target(pid)?;
-        session.observe(pid);
-    }
+    let (mut session, events) = crate::host::start(&config, true)?;
 
     let mut metrics = Metrics::new()?;
     let (publish, snapshot) = watch::channel(None);
@@ -92,7 +72,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     });
     eprintln!(
         "leaktrace: daemon tracing {}; serving http://{addr} (/metrics, /report, /profile, /healthz)",
-        who(&config)
+        crate::host::who(&config.filter)
     );
 
     let mut signals = crate::session::StopSignals::new()?;
@@ -149,24 +129,6 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
             eprintln!("leaktrace: daemon stopped");
             Ok(0)
         }
-    }
-}
-
-fn who(config: &Config) -> String {
-    let f = &config.filter;
-    let mut parts = Vec::new();
-    if !f.pids.is_empty() {
-        parts.push(format!("pids {:?} and their children", f.pids));
-    }
-    for (name, list) in [("comm", &f.comms), ("cgroup", &f.cgroups), ("container", &f.containers)] {
-        if !list.is_empty() {
-            parts.push(format!("{name} {}", list.join(" or ")));
-        }
-    }
-    if parts.is_empty() {
-        "every process".to_string()
-    } else {
-        format!("processes with {}", parts.join(", "))
     }
 }
 

@@ -6,7 +6,10 @@
 //! opens and closes between two checkpoints never reaches the file, which
 //! keeps the recorder's cost bounded whatever the acquisition rate.
 
-use std::collections::{HashMap, HashSet};
+// foldhash rather than the default SipHash: these sets hold every
+// outstanding acquisition and are rebuilt at every checkpoint, and their
+// keys come from the kernel, not from an attacker choosing collisions.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 /// One acquisition over its life: its process instance, its fd or mapping
 /// address, and when it was acquired (an fd number is reused; this is not).
@@ -23,9 +26,14 @@ pub struct AcqId {
 }
 
 /// The acquisitions written so far and still held, with their row ids.
-#[derive(Default)]
 pub struct Tracker {
     rows: HashMap<AcqId, i64>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker { rows: HashMap::new() }
+    }
 }
 
 /// One checkpoint's changes.
@@ -40,7 +48,8 @@ pub struct Delta {
 impl Tracker {
     /// Compares what is held now with what was written and still held.
     pub fn step(&mut self, now: &[AcqId]) -> Delta {
-        let held: HashSet<&AcqId> = now.iter().collect();
+        let mut held: HashSet<&AcqId> = HashSet::with_capacity(now.len());
+        held.extend(now);
         let mut gone: Vec<(AcqId, i64)> =
             self.rows.iter().filter(|(id, _)| !held.contains(id)).map(|(id, row)| (*id, *row)).collect();
         gone.sort();

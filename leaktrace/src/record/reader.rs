@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection};
 
 use crate::report::{self, Frame, History, Report, StackEntry, Target, Totals, Window};
-use crate::track::history::{Point, Samples};
+use crate::track::history::{Point, Samples, MAX_POINTS};
 
 use super::schema::{self, RecordingError};
+
+/// A group of the report: stack, kind, resource, pid.
+type Key = (i64, String, String, u32);
 
 pub struct Recording {
     conn: Connection,
@@ -89,7 +92,6 @@ impl Recording {
             })
             .map_err(|e| self.sqlite(e))?
             .unwrap_or(self.started_ns);
-        type Key = (i64, String, String, u32);
         let mut groups: BTreeMap<Key, (StackEntry, Vec<i64>)> = BTreeMap::new();
         let mut statement = self
             .conn
@@ -149,33 +151,57 @@ impl Recording {
                 });
             }
         }
-        // Each stack's count at every checkpoint up to the moment.
+        // Each stack's count at the checkpoints from `from_ns` to the moment
+        // (at most MAX_POINTS of them, spread evenly: the verdict's
+        // statistics are quadratic in points), in one pass over the
+        // acquisitions that overlap them.
         let checkpoints: Vec<i64> = {
             let mut s = self
                 .conn
                 .prepare("SELECT at_ns FROM checkpoints WHERE at_ns >= ?1 AND at_ns <= ?2 ORDER BY at_ns")
                 .map_err(|e| self.sqlite(e))?;
             let rows = s.query_map(params![from_ns, at_ns], |r| r.get(0)).map_err(|e| self.sqlite(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))?
+            let all: Vec<i64> = rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))?;
+            spread(&all, MAX_POINTS)
         };
-        let mut stacks = Vec::new();
-        for ((stack, kind, resource, pid), (mut entry, acquired)) in groups {
-            let mut counts = self
+        let mut coverage: BTreeMap<Key, Coverage> =
+            groups.keys().map(|k| (k.clone(), Coverage::new(checkpoints.len()))).collect();
+        if let Some(&first) = checkpoints.first() {
+            let mut statement = self
                 .conn
-                .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(a.bytes), 0) FROM acquisitions a JOIN processes p ON p.id = a.process \
+                .prepare(
+                    "SELECT a.stack, a.kind, a.resource, p.pid, a.acquired_ns, r.released_ns, a.bytes \
+                     FROM acquisitions a JOIN processes p ON p.id = a.process \
                      LEFT JOIN releases r ON r.acquisition = a.id \
-                     WHERE a.stack = ?1 AND a.kind = ?2 AND a.resource = ?3 AND p.pid = ?4 \
-                     AND a.acquired_ns <= ?5 AND (r.released_ns IS NULL OR r.released_ns > ?5)",
+                     WHERE a.acquired_ns <= ?2 AND (r.released_ns IS NULL OR r.released_ns > ?1) \
+                     AND (?3 IS NULL OR p.pid = ?3)",
                 )
                 .map_err(|e| self.sqlite(e))?;
+            let rows = statement
+                .query_map(params![first, at_ns, pid], |r| {
+                    Ok((
+                        (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?),
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                })
+                .map_err(|e| self.sqlite(e))?;
+            for row in rows {
+                let (key, acquired, released, bytes) = row.map_err(|e| self.sqlite(e))?;
+                if let Some(c) = coverage.get_mut(&key) {
+                    c.add(&checkpoints, acquired, released, bytes);
+                }
+            }
+        }
+        let mut stacks = Vec::new();
+        for (key, (mut entry, acquired)) in groups {
+            let kind = key.1.as_str();
             let mut samples = Samples::default();
-            for &c in &checkpoints {
-                let (n, bytes): (i64, i64) = counts
-                    .query_row(params![stack, kind, resource, pid, c], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(|e| self.sqlite(e))?;
+            let (counts, bytes) = coverage.remove(&key).map(Coverage::totals).unwrap_or_default();
+            for ((&c, n), b) in checkpoints.iter().zip(counts).zip(bytes) {
                 samples.times_ns.push(c as u64);
-                samples.points.push(Point { count: n as u64, bytes: bytes as u64, oldest_age_ns: 0 });
+                samples.points.push(Point { count: n, bytes: b, oldest_age_ns: 0 });
             }
             for &a in &acquired {
                 samples.survivors.add(a as u64, at_ns as u64);
@@ -257,6 +283,54 @@ impl Recording {
     }
 }
 
+/// At most `max` of `times`, spread evenly, the first and last kept.
+fn spread(times: &[i64], max: usize) -> Vec<i64> {
+    if times.len() <= max || max < 2 {
+        return times.to_vec();
+    }
+    (0..max).map(|i| times[i * (times.len() - 1) / (max - 1)]).collect()
+}
+
+/// One group's count and bytes at each checkpoint, as differences: an
+/// acquisition held from `acquired` until `released` adds to the
+/// checkpoints in between at its two ends only.
+struct Coverage {
+    counts: Vec<i64>,
+    bytes: Vec<i64>,
+}
+
+impl Coverage {
+    fn new(checkpoints: usize) -> Self {
+        Coverage { counts: vec![0; checkpoints + 1], bytes: vec![0; checkpoints + 1] }
+    }
+
+    /// Held at every checkpoint `c` with `acquired <= c < released`.
+    fn add(&mut self, checkpoints: &[i64], acquired: i64, released: Option<i64>, bytes: i64) {
+        let first = checkpoints.partition_point(|&c| c < acquired);
+        let end = released.map_or(checkpoints.len(), |r| checkpoints.partition_point(|&c| c < r));
+        if first < end {
+            self.counts[first] += 1;
+            self.counts[end] -= 1;
+            self.bytes[first] += bytes;
+            self.bytes[end] -= bytes;
+        }
+    }
+
+    /// The count and bytes at each checkpoint.
+    fn totals(self) -> (Vec<u64>, Vec<u64>) {
+        let running = |d: &[i64]| {
+            d[..d.len() - 1]
+                .iter()
+                .scan(0i64, |sum, x| {
+                    *sum += x;
+                    Some((*sum).max(0) as u64)
+                })
+                .collect()
+        };
+        (running(&self.counts), running(&self.bytes))
+    }
+}
+
 /// Kind and resource names are a small fixed set; the report keeps them as
 /// static strings.
 fn leak_str(s: &str) -> &'static str {
@@ -279,4 +353,32 @@ fn leak_str(s: &str) -> &'static str {
         "shared",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keeps_the_ends_and_bounds_the_points() {
+        let times: Vec<i64> = (0..1000).collect();
+        let s = spread(&times, 128);
+        assert_eq!(s.len(), 128);
+        assert_eq!((s[0], s[127]), (0, 999));
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(spread(&times[..5], 128), times[..5]);
+    }
+
+    #[test]
+    fn coverage_counts_what_was_held_at_each_checkpoint() {
+        let checkpoints = [10, 20, 30, 40];
+        let mut c = Coverage::new(checkpoints.len());
+        c.add(&checkpoints, 5, None, 1); // held at all
+        c.add(&checkpoints, 10, Some(30), 2); // at 10 and 20 (released at 30: not held then)
+        c.add(&checkpoints, 21, Some(29), 4); // between two checkpoints: none
+        c.add(&checkpoints, 35, Some(99), 8); // at 40
+        let (counts, bytes) = c.totals();
+        assert_eq!(counts, [2, 2, 1, 2]);
+        assert_eq!(bytes, [3, 3, 1, 9]);
+    }
 }

@@ -2,11 +2,11 @@
 //! versioned schema, and the checks that refuse what is not a recording
 //! this leaktrace can read.
 //!
-//! SQLite was chosen by measurement (see BENCHMARKS.md, "recording"): a
-//! transaction per checkpoint costs about 0.3 µs per acquisition written and
-//! one fsync a second, and a transaction is all or nothing, so a recorder
-//! killed or a host losing power leaves every checkpoint before the last one
-//! whole.
+//! SQLite was chosen over a framed binary format by measurement (README,
+//! "Recordings"; its cost in `record` is in BENCHMARKS.md, "recording"):
+//! one transaction per checkpoint, one fsync a second, and a transaction is
+//! all or nothing, so a recorder killed or a host losing power leaves every
+//! checkpoint before the last one whole.
 //!
 //! Times are wall-clock nanoseconds since the Unix epoch, so a recording is
 //! read on another machine, after a reboot, as it was written.

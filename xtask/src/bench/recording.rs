@@ -27,12 +27,15 @@ use super::{Bench, Plan};
 /// Acquisitions a second, in all, and how many processes share them (so
 /// that none holds more fds than RLIMIT_NOFILE allows).
 const RATE: u64 = 100_000;
-const PROCESSES: u64 = 4;
-/// How long each fd is held. `record` keeps 65,536 outstanding fds in the
-/// kernel (`Config::default().max_entries`, which it has no option to
-/// raise), so RATE × HOLD must stay under that: at 0.5 s, 50,000 are held,
-/// and a checkpoint every second sees about half of the acquisitions.
-const HOLD: Duration = Duration::from_millis(500);
+const PROCESSES: u64 = 8;
+/// How long each fd is held: longer than a checkpoint interval, so every
+/// acquisition is seen by a checkpoint and written (a pair shorter than the
+/// interval may never reach the file). RATE × HOLD = 150,000 fds are held,
+/// 18,750 per copy (RLIMIT_NOFILE's hard limit here is 20,000).
+const HOLD: Duration = Duration::from_millis(1_500);
+/// The kernel's outstanding-fd map, for attach and record alike: room for
+/// everything held.
+const MAX_ENTRIES: &str = "262144";
 /// `record --interval`, its default.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// From the first acquisition to the start of the measured window: the
@@ -54,9 +57,8 @@ pub fn section(plan: &Plan) -> Section {
         &format!(
             "`churn.c` forks {PROCESSES} copies that together open {} fds a second (/dev/null, a batch every \
              millisecond on an absolute schedule) and hold each for {} ms in a ring, closing the oldest, so \
-             {} fds are held at any moment and a checkpoint every {} s sees about {} % of the acquisitions \
-             (`record` keeps at most 65,536 outstanding fds in the kernel and has no option to raise it, so \
-             the fds cannot be held long enough for all to be written). Three conditions, one after the other, \
+             {} fds are held at any moment and a checkpoint every {} s sees {} % of the acquisitions (both \
+             tracers run with `--max-entries {MAX_ENTRIES}`, room for all of them). Three conditions, one after the other, \
              each on a fresh copy of the program: untraced; `leaktrace attach --pid P -o /dev/null` (tracing \
              without writing); `leaktrace record --pid P --output FILE` (default `--interval 1s`, one \
              transaction per checkpoint, `synchronous=FULL`, WAL). The tracer starts on the idle program, the \
@@ -78,7 +80,7 @@ pub fn section(plan: &Plan) -> Section {
             HOLD.as_millis(),
             stats::thousands((RATE as f64 * HOLD.as_secs_f64()).round(), 0),
             INTERVAL.as_secs(),
-            (100.0 * HOLD.as_secs_f64() / INTERVAL.as_secs_f64()).round(),
+            (100.0 * HOLD.as_secs_f64() / INTERVAL.as_secs_f64()).min(100.0).round(),
             WARM.as_secs(),
             stats::seconds(plan.recording_window.as_secs_f64()),
             KILL_AFTER.as_secs_f64(),
@@ -266,12 +268,16 @@ fn measure(bench: &Bench, condition: Condition) -> Result<Churned> {
     let pid = churn.pid().to_string();
     let mut traced = match condition {
         Condition::Untraced => Traced::Untraced,
-        Condition::Attach => {
-            Traced::Attach(Tracer::leaktrace(&["attach", "--pid", &pid, "-o", "/dev/null"]).start(&bench.leaktrace)?)
-        }
+        Condition::Attach => Traced::Attach(
+            Tracer::leaktrace(&["attach", "--pid", &pid, "--max-entries", MAX_ENTRIES, "-o", "/dev/null"])
+                .start(&bench.leaktrace)?,
+        ),
         Condition::Record => {
             let path = file.to_str().context("the recording's path is not UTF-8")?;
-            Traced::Record(Recorder::start(&bench.leaktrace, &["--pid", &pid, "--output", path])?)
+            Traced::Record(Recorder::start(
+                &bench.leaktrace,
+                &["--pid", &pid, "--max-entries", MAX_ENTRIES, "--output", path],
+            )?)
         }
     };
 
