@@ -66,7 +66,9 @@ pub fn section(plan: &Plan) -> Section {
              program made (its shared counters; a copy that falls behind its schedule catches up, so a window \
              may count a little over 100,000/s), the CPU time (utime+stime, /proc/PID/stat) of the copies \
              (where the probes run) and of the tracer and, for `record`, the acquisitions written (`max(id)` of the `acquisitions` table, read with python3's \
-             sqlite3 while the recorder writes). The recorder then gets SIGINT and writes its last \
+             sqlite3 while the recorder writes; rows appear a checkpoint at a time, so the written rate is \
+             known to about one checkpoint's worth over the window and may read a little over the acquisitions \
+             made). The recorder then gets SIGINT and writes its last \
              checkpoint; bytes per acquisition are the file's final size (database and `-wal`) over all the \
              acquisition rows in it (each with its release row and index entries). The recording's own cost \
              is `record`'s CPU time less `attach`'s, over the acquisitions written. Then the SIGKILL test: \
