@@ -21,10 +21,12 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
     privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
     let mut pids = pids.to_vec();
     pids.dedup();
+    let mut started = HashMap::new();
     for &pid in &pids {
         if !procfs::is_live_process(pid) {
             return Err(Failure::NoSuchProcess { pid });
         }
+        started.insert(pid, procfs::start_ticks(pid));
     }
     let output = Output::open(common, config.top)?;
     let kernel = Kernel::load(&LoadOptions {
@@ -42,6 +44,11 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
     for &pid in &pids {
         let proc = session.trace_target(pid)?;
         session.observe(pid);
+        // Loading takes a moment: a process that exited meanwhile (or whose
+        // pid went to another) would never be seen to exit.
+        if !procfs::is_same_live_process(pid, started.get(&pid).copied().flatten()) {
+            return Err(Failure::ExitedBeforeTracing { pid });
+        }
         // Read after tracing began, so no fd falls between the two.
         before.push((pid, procfs::fd_links(pid, pid).unwrap_or_default()));
         targets.push(proc);

@@ -76,6 +76,13 @@ pub enum Command {
     /// read later with `leaktrace report FILE` (work in progress).
     Record(RecordArgs),
     /// What a recording says was held at a moment (work in progress).
+    /// What works on this host (kernel, BTF, tracefs, tracepoints, probe
+    /// types, lockdown, capabilities) and what each missing piece disables;
+    /// exits 1 when leaktrace cannot trace here.
+    Check {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     Report {
         /// The recording (`leaktrace record --output`).
         #[arg(value_name = "FILE")]
@@ -128,6 +135,10 @@ pub struct RecordArgs {
     /// checkpoints go whole, what is still held stays.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_size: Option<u64>,
+    /// Write processes' command lines without their arguments, which can
+    /// hold secrets (the program and how many arguments were left out).
+    #[arg(long)]
+    pub redact_args: bool,
 }
 
 impl RecordArgs {
@@ -175,6 +186,10 @@ pub struct DaemonArgs {
     /// Record one fd acquisition in N (counts become estimates).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub sample: Option<u32>,
+    /// Processes' command lines in /report without their arguments, which
+    /// can hold secrets; `--redact-args=false` shows them [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub redact_args: Option<bool>,
 }
 
 impl DaemonArgs {
@@ -196,6 +211,7 @@ impl DaemonArgs {
         config.max_entries = self.max_entries.unwrap_or(config.max_entries);
         config.max_series = self.max_series.unwrap_or(config.max_series);
         config.sample = self.sample.unwrap_or(config.sample);
+        config.daemon.redact_args = self.redact_args.unwrap_or(config.daemon.redact_args);
         self.filters.apply(&mut config.filter);
         if !self.pids.is_empty() {
             config.filter.pids = self.pids.clone();
@@ -429,6 +445,25 @@ pub fn has_kind(kinds: &[Kind], kind: Kind) -> bool {
     kinds.contains(&kind) || kinds.contains(&Kind::All)
 }
 
+/// A clap usage error in one line: its first paragraph (which names the
+/// argument and what is wrong; "required arguments were not provided:"
+/// lists them on the lines after), without "error: ".
+pub fn usage_line(rendered: &str) -> String {
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = paragraph.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    if line.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        line.to_string()
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1m30s)"))?;
     if d.is_zero() {
@@ -457,6 +492,20 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("leaktrace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_usage_error_is_one_line_naming_the_argument() {
+        let e = parse(&["attach", "--pid", "1", "--duration", "soon"]).expect_err("bad duration");
+        let line = usage_line(&e.to_string());
+        assert!(line.starts_with("invalid value 'soon' for '--duration <DURATION>'"), "{line}");
+        assert!(!line.contains('\n'));
+        let e = parse(&["record", "--output", "x.db", "--max-size", "12XB"]).expect_err("bad size");
+        assert!(usage_line(&e.to_string()).contains("'--max-size <SIZE>'"), "{e}");
+        let e = parse(&["run"]).expect_err("no command");
+        assert_eq!(usage_line(&e.to_string()), "the following required arguments were not provided: <CMD>...");
+        let e = parse(&["frobnicate"]).expect_err("unknown command");
+        assert!(usage_line(&e.to_string()).contains("unrecognized subcommand 'frobnicate'"), "{e}");
     }
 
     #[test]
@@ -547,6 +596,22 @@ mod tests {
         assert_eq!(args.config().expect("defaults"), Config::daemon());
         assert!(parse(&["daemon", "--listen", "localhost"]).is_err(), "an address is ip:port");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_daemon_listens_on_loopback_and_redacts_arguments_unless_told_otherwise() {
+        let daemon = |args: &[&str]| {
+            let all: Vec<&str> = std::iter::once("daemon").chain(args.iter().copied()).collect();
+            let Command::Daemon(args) = parse(&all).expect("parses").command else { panic!() };
+            args.config().expect("config")
+        };
+        let defaults = daemon(&[]);
+        assert!(defaults.daemon.listen.ip().is_loopback());
+        assert!(defaults.daemon.redact_args);
+        assert!(daemon(&["--redact-args"]).daemon.redact_args);
+        assert!(!daemon(&["--redact-args=false"]).daemon.redact_args);
+        let Command::Record(record) = parse(&["record", "-o", "x.db"]).expect("parses").command else { panic!() };
+        assert!(!record.redact_args, "a recording keeps arguments unless asked");
     }
 
     #[test]

@@ -58,12 +58,15 @@ pub struct Config {
 pub struct DaemonConfig {
     /// Where the HTTP endpoints are served.
     pub listen: SocketAddr,
+    /// Processes' command lines in `/report` without their arguments,
+    /// which can hold secrets.
+    pub redact_args: bool,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         // Loopback unless told otherwise: the report names files and peers.
-        DaemonConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+        DaemonConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9464)), redact_args: true }
     }
 }
 

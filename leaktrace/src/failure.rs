@@ -23,6 +23,8 @@ pub enum Failure {
     Terminal(#[source] std::io::Error),
     #[error("no process with pid {pid}")]
     NoSuchProcess { pid: u32 },
+    #[error("process {pid} exited before leaktrace could attach to it")]
+    ExitedBeforeTracing { pid: u32 },
     #[error("cannot set up the event loop: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("the tracer thread stopped unexpectedly")]

@@ -11,20 +11,26 @@ use crate::session::{Events, Session};
 
 /// What can be refused before anything is loaded: privileges, and pids
 /// that do not exist.
-pub fn check(config: &Config) -> Result<(), Failure> {
+/// The start times of the pids, to tell them from a later process that gets
+/// one of their pids.
+pub fn check(config: &Config) -> Result<Started, Failure> {
     privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
+    let mut started = Started::new();
     for &pid in &config.filter.pids {
         if !procfs::is_live_process(pid) {
             return Err(Failure::NoSuchProcess { pid });
         }
+        started.insert(pid, procfs::start_ticks(pid));
     }
-    Ok(())
+    Ok(started)
 }
+
+pub type Started = std::collections::HashMap<u32, Option<u64>>;
 
 /// The kernel side loaded for `config`'s kinds, limits and filters; with no
 /// pids, every process is traced (less what the other filters leave out).
 /// `per_process`: stacks are aggregated per process (the daemon's view).
-pub fn start(config: &Config, per_process: bool) -> Result<(Session, Events), Failure> {
+pub fn start(config: &Config, started: &Started, per_process: bool) -> Result<(Session, Events), Failure> {
     let kernel = Kernel::load(&LoadOptions {
         tcp: has_kind(&config.kinds, Kind::Tcp),
         mmap: has_kind(&config.kinds, Kind::Mmap),
@@ -42,6 +48,9 @@ pub fn start(config: &Config, per_process: bool) -> Result<(Session, Events), Fa
     for &pid in &config.filter.pids {
         session.trace_target(pid)?;
         session.observe(pid);
+        if !procfs::is_same_live_process(pid, started.get(&pid).copied().flatten()) {
+            return Err(Failure::ExitedBeforeTracing { pid });
+        }
     }
     Ok((session, events))
 }

@@ -3,6 +3,7 @@
 //! reach the readers of untrusted files (recordings, reports) directly.
 
 pub mod attach;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;

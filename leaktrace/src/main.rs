@@ -3,15 +3,18 @@
 
 use std::process::ExitCode;
 
-use leaktrace::{attach, daemon, diff, failure, output, record, run, top};
+use leaktrace::{attach, check, daemon, diff, failure, output, record, run, top};
 
 use clap::Parser;
 
 use failure::Failure;
-use leaktrace::cli::{Cli, Command};
+use leaktrace::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
             Command::Top { pids, kinds, interval } => top::live::top(pids, kinds, *interval).await,
             Command::Daemon(args) => daemon::daemon(args).await,
             Command::Record(args) => record::record(args).await,
+            Command::Check { format } => check::check(*format),
             Command::Report { file, at, from, pid, format, output } => {
                 record::report(file, at.as_deref(), from.as_deref(), *pid, *format, output.as_deref())
             }
@@ -44,6 +48,21 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(&e),
     }
+}
+
+/// Help and version go out as clap writes them; a usage error is one line
+/// (clap's first, which names the argument and what is wrong with it) and
+/// status 2, like every other failure's one line.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    eprintln!("leaktrace: {} (see --help)", cli::usage_line(&e.to_string()));
+    ExitCode::from(2)
 }
 
 fn fail(e: &Failure) -> ExitCode {

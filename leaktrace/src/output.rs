@@ -46,7 +46,7 @@ impl Output {
     pub fn to(format: Format, output: Option<&std::path::Path>, view: text::View) -> Result<Output, OutputError> {
         let file = match output {
             Some(path) => {
-                let file = File::create(path).map_err(|source| OutputError::Open { path: path.into(), source })?;
+                let file = create(path).map_err(|source| OutputError::Open { path: path.into(), source })?;
                 Some((path.into(), file))
             }
             None if format == Format::Pprof && std::io::stdout().is_terminal() => {
@@ -79,6 +79,34 @@ impl Output {
     }
 }
 
+/// Opens `path` for the report without following a symbolic link in its
+/// last component: leaktrace runs as root, and a link planted where a report
+/// is written (in /tmp, say) would otherwise have it overwrite the link's
+/// target. Existing regular files are truncated; devices (/dev/null) and
+/// pipes are written as they are. Not-blocking, so a FIFO nobody reads is
+/// an error instead of a hang.
+fn create(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link, which leaktrace does not follow"),
+            Some(libc::ENXIO) => std::io::Error::other("it is a FIFO that nothing reads"),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        file.set_len(0)?;
+    }
+    // Back to blocking writes for pipes and devices.
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETFL, 0) };
+    Ok(file)
+}
+
 /// The flame graph's title: what was traced.
 fn title(report: &Report) -> String {
     let who: Vec<String> = report
@@ -100,5 +128,30 @@ pub fn exit_status(common: &Common, report: &Report, status: u8) -> u8 {
         LEAK_STATUS
     } else {
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symbolic_link_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("leaktrace-output-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let target = dir.join("precious");
+        std::fs::write(&target, b"keep me").expect("target");
+        let link = dir.join("report.json");
+        std::os::unix::fs::symlink(&target, &link).expect("link");
+        let e = create(&link).expect_err("a link");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(&target).expect("target"), b"keep me");
+        // A regular file is truncated and rewritten.
+        let plain = dir.join("plain.json");
+        std::fs::write(&plain, b"old and longer").expect("plain");
+        create(&plain).and_then(|mut f| f.write_all(b"new")).expect("rewrite");
+        assert_eq!(std::fs::read(&plain).expect("plain"), b"new");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -81,12 +81,27 @@ pub fn cgroup(tgid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()
 }
 
-/// The process's arguments, space-separated (empty for kernel threads).
-pub fn cmdline(tgid: u32) -> Option<String> {
+/// The process's arguments, space-separated (empty for kernel threads);
+/// with `redact`, only the program (see [`redact_args`]).
+pub fn cmdline(tgid: u32, redact: bool) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{tgid}/cmdline")).ok()?;
     let args: Vec<String> =
         raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    Some(args.join(" "))
+    Some(if redact { redact_args(&args) } else { args.join(" ") })
+}
+
+/// A command line without its arguments, which can hold passwords and
+/// tokens (`--password=…`, a database URL): the program, then how many
+/// arguments were left out. A secret cannot be told apart from a harmless
+/// argument, so none is kept.
+pub fn redact_args(args: &[String]) -> String {
+    match args {
+        [] => String::new(),
+        [program] => program.clone(),
+        [program, rest @ ..] => {
+            format!("{program} [{} argument{} redacted]", rest.len(), if rest.len() == 1 { "" } else { "s" })
+        }
+    }
 }
 
 pub fn exe(tgid: u32) -> Option<String> {
@@ -124,6 +139,27 @@ pub fn state(pid: u32) -> Option<char> {
 }
 
 /// True for a live user-space process (not a zombie, not a kernel thread).
+/// When the process started, in clock ticks since boot (/proc/PID/stat
+/// field 22): with the pid, it names one process, not whichever holds the
+/// pid now.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&stat)
+}
+
+/// Field 22 of a stat line; the name (field 2) may hold spaces and
+/// parentheses, so fields are counted from its last ')'.
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The process `pid` that started at `start` (from [`start_ticks`]) still
+/// runs: it neither exited nor gave its pid to another process.
+pub fn is_same_live_process(pid: u32, start: Option<u64>) -> bool {
+    is_live_process(pid) && start.is_some() && start_ticks(pid) == start
+}
+
 pub fn is_live_process(pid: u32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
         && Path::new(&format!("/proc/{pid}/exe")).exists()
@@ -158,6 +194,26 @@ fn parse_fd_limit(limits: &str) -> Option<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_time_is_counted_from_the_end_of_the_name() {
+        let stat = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
+        assert_eq!(parse_start_ticks(stat), Some(987_654));
+        assert_eq!(parse_start_ticks("4242 (short"), None);
+        assert!(start_ticks(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn redaction_keeps_the_program_only() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            redact_args(&args(&["/srv/app", "--db", "postgres://u:secret@db/x"])),
+            "/srv/app [2 arguments redacted]"
+        );
+        assert_eq!(redact_args(&args(&["app", "--token=abc"])), "app [1 argument redacted]");
+        assert_eq!(redact_args(&args(&["nginx"])), "nginx");
+        assert_eq!(redact_args(&[]), "");
+    }
 
     #[test]
     fn fd_limits_are_read_from_the_limits_table() {

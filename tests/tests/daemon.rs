@@ -118,6 +118,8 @@ fn daemon_reports_the_leaking_process_by_pid_and_leaves_the_others_steady() {
     let processes = r["processes"].as_array().expect("processes");
     let me = processes.iter().find(|p| p["pid"] == leaker.pid()).expect("the leaker's process entry");
     assert_eq!(me["comm"], "c-growth");
+    // Arguments can hold secrets: by default only the program and a count.
+    assert_eq!(me["cmdline"], format!("{} [3 arguments redacted]", growth.display()), "{me}");
     // What /proc says (give or take the file a request holds for a moment).
     let open = me["open_fds"].as_u64().expect("open fds");
     let now = std::fs::read_dir(format!("/proc/{}/fd", leaker.pid())).expect("fd dir").count() as u64;
@@ -171,6 +173,7 @@ fn daemon_traces_only_what_the_comm_filter_names() {
     let processes = r["processes"].as_array().expect("processes");
     assert!(!processes.is_empty());
     assert!(processes.iter().all(|p| p["comm"] == "c-growth"), "{processes:#?}");
+    assert_eq!(processes[0]["cmdline"], format!("{} [3 arguments redacted]", growth.display()));
     assert!(stacks(&r).iter().all(|s| s["pids"] == serde_json::json!([leaker.pid()])), "only the leaker");
     assert_eq!(count(&site_of(&of_pid(&r, leaker.pid()), "leak_steadily")), 20);
     drop(bystander);
@@ -553,11 +556,17 @@ fn daemon_follows_the_pids_it_is_given_with_their_mappings() {
     let target = Background::spawn(&c_fixture("mmap_leaks"), &["attach", ready.to_str().expect("path")]);
     let other = Background::spawn(&c_fixture("growth"), &["30", "5"]);
     let pid = target.pid().to_string();
-    let daemon = Daemon::start(&["--pid", &pid, "--kinds", "all", "--interval", "1s"], &[]);
+    let daemon = Daemon::start(&["--pid", &pid, "--kinds", "all", "--interval", "1s", "--redact-args=false"], &[]);
     std::fs::write(&ready, b"").expect("ready");
     sleep(3.0);
     let (r, metrics) = report_and_metrics(&daemon);
     assert_eq!(r["targets"][0]["pid"], target.pid());
+    // Told not to redact: the whole command line.
+    let me = r["processes"].as_array().expect("processes").iter().find(|p| p["pid"] == target.pid()).cloned();
+    assert_eq!(
+        me.expect("the target's entry")["cmdline"],
+        format!("{} attach {}", c_fixture("mmap_leaks").display(), ready.display())
+    );
     assert!(stacks(&r).iter().all(|s| s["pids"] == serde_json::json!([target.pid()])), "only the pid given");
     assert!(of_pid(&r, other.pid()).is_empty());
     let maps = site_of(&of_pid(&r, target.pid()), "attach_maps");

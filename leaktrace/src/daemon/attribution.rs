@@ -17,6 +17,7 @@ pub fn processes(
     pods: Option<&Pods>,
     exited: &BTreeSet<u32>,
     previous: &HashMap<u32, Process>,
+    redact_args: bool,
 ) -> Vec<Process> {
     let pids: BTreeSet<u32> = report.stacks.iter().flat_map(|s| s.pids.iter().copied()).collect();
     pids.into_iter()
@@ -25,19 +26,20 @@ pub fn processes(
                 let known = previous.get(&pid).cloned().unwrap_or(Process { pid, ..Process::default() });
                 Process { exited: true, open_fds: None, max_fds: None, ..known }
             } else {
-                process(pid, pods)
+                process(pid, pods, redact_args)
             }
         })
         .collect()
 }
 
-fn process(pid: u32, pods: Option<&Pods>) -> Process {
+fn process(pid: u32, pods: Option<&Pods>, redact_args: bool) -> Process {
     let container = procfs::cgroup(pid).as_deref().and_then(container::from_proc_cgroup);
     let pod = container.as_ref().and_then(|c| c.pod_uid.as_deref()).and_then(|uid| pods?.name(uid));
     let limit = procfs::fd_limit(pid);
     Process {
         pid,
         comm: procfs::comm(pid),
+        cmdline: procfs::cmdline(pid, redact_args),
         runtime: container.as_ref().map(|c| c.runtime),
         pod_uid: container.as_ref().and_then(|c| c.pod_uid.clone()),
         container: container.map(|c| c.id),

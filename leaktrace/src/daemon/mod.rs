@@ -36,7 +36,7 @@ use self::metrics::{Extra, Metrics};
 
 pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     let config = args.config()?;
-    crate::host::check(&config)?;
+    let started = crate::host::check(&config)?;
     // Bound before anything is loaded: a taken port fails at once.
     let addr = config.daemon.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Failure::Listen { addr, source })?;
@@ -51,7 +51,7 @@ pub async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     };
 
     let start_ns = procfs::monotonic_ns();
-    let (mut session, events) = crate::host::start(&config, true)?;
+    let (mut session, events) = crate::host::start(&config, &started, true)?;
 
     let mut metrics = Metrics::new()?;
     let (publish, snapshot) = watch::channel(None);
@@ -169,7 +169,7 @@ fn take_sample(
     let mut report = build::build(context, outcome, history, resolver);
     // Reported now for the last time if gone: their histories go.
     session.forget_gone();
-    let processes = attribution::processes(&report, pods, &exited, known);
+    let processes = attribution::processes(&report, pods, &exited, known, config.daemon.redact_args);
     *known = processes.iter().filter(|p| !p.exited).map(|p| (p.pid, p.clone())).collect();
     report.processes = Some(processes);
     let extra = Extra {

@@ -35,6 +35,9 @@ pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
                 [
                     (!has(Capability::CAP_BPF)).then_some("CAP_BPF"),
                     (!has(Capability::CAP_PERFMON)).then_some("CAP_PERFMON"),
+                    // tracefs is root's only (mode 0700): the tracepoints'
+                    // ids and record layouts are read from it.
+                    (!has(Capability::CAP_DAC_READ_SEARCH) && tracefs_unreadable()).then_some("CAP_DAC_READ_SEARCH"),
                 ]
                 .into_iter()
                 .flatten()
@@ -55,8 +58,39 @@ pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
             ),
         };
         if !missing.is_empty() {
-            return Err(PrivilegeError::Missing { missing: missing.join(" and "), purpose });
+            return Err(PrivilegeError::Missing { missing: and_list(&missing), purpose });
         }
     }
     Ok(())
+}
+
+/// Whether tracefs is there but this user may not read it.
+fn tracefs_unreadable() -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|root| matches!(std::fs::read_dir(root), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied))
+}
+
+/// "A", "A and B", "A, B and C".
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_listed_in_words() {
+        assert_eq!(and_list(&["CAP_BPF"]), "CAP_BPF");
+        assert_eq!(and_list(&["CAP_BPF", "CAP_PERFMON"]), "CAP_BPF and CAP_PERFMON");
+        assert_eq!(
+            and_list(&["CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH"]),
+            "CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH"
+        );
+    }
 }

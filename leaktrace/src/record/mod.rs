@@ -26,10 +26,10 @@ use self::writer::{AcquisitionRow, CheckpointRow, ProcessRow, Writer};
 
 pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
     let config = args.config();
-    crate::host::check(&config)?;
+    let started = crate::host::check(&config)?;
     let conn = schema::create(&args.output)?;
     let mut writer = Writer::new(conn);
-    let (mut session, events) = crate::host::start(&config, false)?;
+    let (mut session, events) = crate::host::start(&config, &started, false)?;
     let started = wall_ns(procfs::monotonic_ns());
     let sqlite = |source| crate::record::schema::RecordingError::Sqlite { path: args.output.clone(), source };
     writer.meta("started_ns", &started.to_string()).map_err(sqlite)?;
@@ -53,7 +53,7 @@ pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
             _ = events.ready() => session.drain_events(),
             _ = tick.tick() => session.tick()?,
             _ = checkpoint.tick() => {
-                write_checkpoint(&mut session, &mut writer, &mut tracker).map_err(|e| e.into_failure(&args.output))?;
+                write_checkpoint(&mut session, &mut writer, &mut tracker, args.redact_args).map_err(|e| e.into_failure(&args.output))?;
                 if let Some(max) = args.max_size {
                     writer.trim(&args.output, max).map_err(sqlite)?;
                 }
@@ -62,7 +62,8 @@ pub async fn record(args: &RecordArgs) -> Result<u8, Failure> {
             _ = stop.recv() => break,
         }
     }
-    write_checkpoint(&mut session, &mut writer, &mut tracker).map_err(|e| e.into_failure(&args.output))?;
+    write_checkpoint(&mut session, &mut writer, &mut tracker, args.redact_args)
+        .map_err(|e| e.into_failure(&args.output))?;
     session.untrace_all();
     eprintln!("leaktrace: recording {} complete", args.output.display());
     Ok(0)
@@ -87,7 +88,12 @@ fn wall_ns(mono_ns: u64) -> i64 {
 }
 
 /// One checkpoint: what is held now compared with the last one.
-fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tracker) -> Result<(), CheckpointError> {
+fn write_checkpoint(
+    session: &mut Session,
+    writer: &mut Writer,
+    tracker: &mut Tracker,
+    redact_args: bool,
+) -> Result<(), CheckpointError> {
     let now = procfs::monotonic_ns();
     let entries = session.live_entries().map_err(CheckpointError::Kernel)?;
     let fd_id = |k: &leaktrace_common::fd::FdKey, e: &leaktrace_common::fd::FdEntry| AcqId {
@@ -157,7 +163,7 @@ fn write_checkpoint(session: &mut Session, writer: &mut Writer, tracker: &mut Tr
                     pid: p.tgid,
                     comm: procfs::comm(p.tgid),
                     exe: procfs::exe(p.tgid),
-                    cmdline: procfs::cmdline(p.tgid),
+                    cmdline: procfs::cmdline(p.tgid, redact_args),
                     pod_uid: container.as_ref().and_then(|c| c.pod_uid.clone()),
                     container: container.map(|c| c.id),
                 }

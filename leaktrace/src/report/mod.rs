@@ -47,6 +47,9 @@ pub struct Report {
 pub struct Process {
     pub pid: u32,
     pub comm: Option<String>,
+    /// The command line; by default in the daemon without its arguments
+    /// (`--redact-args`).
+    pub cmdline: Option<String>,
     /// The container id, from the process's cgroup.
     pub container: Option<String>,
     /// `containerd`, `cri-o`, `docker` (`unknown` for a bare id in a pod).

@@ -6,10 +6,9 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use super::{Action, Screen, Status};
-use crate::cli::{has_kind, kind_names, Kind};
+use crate::cli::{kind_names, Kind};
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::kernel::{privileges, Kernel, LoadOptions};
 use crate::procfs;
 use crate::report::{build, Report, Target};
 use crate::run::EVENT_LATENCY;
@@ -21,31 +20,19 @@ pub async fn top(pids: &[u32], kinds: &[Kind], interval: Duration) -> Result<u8,
             "standard output is not a terminal (for a report, use attach --format json)",
         )));
     }
-    privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
     let mut pids = pids.to_vec();
     pids.sort_unstable();
     pids.dedup();
-    for &pid in &pids {
-        if !procfs::is_live_process(pid) {
-            return Err(Failure::NoSuchProcess { pid });
-        }
-    }
-    let config = Config { interval, ..Config::default() };
-    let kernel = Kernel::load(&LoadOptions {
-        tcp: has_kind(kinds, Kind::Tcp),
-        mmap: has_kind(kinds, Kind::Mmap),
-        trace_all: pids.is_empty(),
-        ..LoadOptions::from(&config)
-    })?;
-    let mut session = Session::new(kernel, &config, false)?;
-    let events = crate::session::readiness(&session)?;
+    let config = Config {
+        interval,
+        kinds: kinds.to_vec(),
+        filter: crate::config::FilterConfig { pids: pids.clone(), ..Default::default() },
+        ..Config::default()
+    };
+    let started = crate::host::check(&config)?;
+    let (mut session, events) = crate::host::start(&config, &started, false)?;
     let start_ns = procfs::monotonic_ns();
-    let mut targets = Vec::new();
-    for &pid in &pids {
-        session.trace_target(pid)?;
-        session.observe(pid);
-        targets.push(pid);
-    }
+    let targets = pids.clone();
     let who = if pids.is_empty() {
         "all processes".to_string()
     } else {
