@@ -166,7 +166,7 @@ fn bad_input_matrix() {
         (vec!["frobnicate"], 2, "unrecognized subcommand 'frobnicate'"),
         (vec!["run", "--", "/no/such/leaky-program"], 127, "command not found: /no/such/leaky-program"),
         (vec!["run", "--output", &path("link.json"), "--", "true"], 1, "symbolic link"),
-        (vec!["run", "--output", &dir.to_str().expect("dir").to_string(), "--", "true"], 1, "cannot write the report"),
+        (vec!["run", "--output", dir.to_str().expect("dir"), "--", "true"], 1, "cannot write the report"),
         (
             vec!["run", "--output", "/proc/no/such/dir/report.json", "--", "true"],
             1,
@@ -176,7 +176,7 @@ fn bad_input_matrix() {
         (vec!["record", "--output", &path("new.db"), "--max-size", "lots"], 2, "for '--max-size <SIZE>'"),
         (vec!["report", &path("garbage")], 1, "is not a leaktrace recording"),
         (vec!["report", &path("missing.db")], 1, "cannot read the recording"),
-        (vec!["report", &dir.to_str().expect("dir").to_string()], 1, "recording"),
+        (vec!["report", dir.to_str().expect("dir")], 1, "recording"),
         (vec!["diff", &path("garbage"), &path("garbage")], 1, "is not JSON"),
         (vec!["diff", &path("missing.json"), &path("garbage")], 1, "cannot read the report"),
         (vec!["daemon", "--config", &path("bad.toml")], 1, "config file"),
