@@ -181,10 +181,19 @@ impl Config {
     /// Tables are merged key by key, so a file that sets `[metrics]
     /// max_sites` keeps the other `[metrics]` values of `base`.
     fn from_toml(base: &Config, text: &str) -> Result<Config, String> {
-        let file: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let file: toml::Table = text.parse().map_err(|e: toml::de::Error| at_line(text, &e))?;
         let mut merged = toml::Table::try_from(base).map_err(|e| e.to_string())?;
         overlay(&mut merged, file);
         merged.try_into().map_err(|e: toml::de::Error| e.message().to_string())
+    }
+}
+
+/// A TOML error in one line, with the line it is on (the error's own
+/// rendering quotes the file over several lines).
+fn at_line(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => format!("line {}: {}", text[..span.start.min(text.len())].matches('\n').count() + 1, e.message()),
+        None => e.message().to_string(),
     }
 }
 
@@ -277,5 +286,12 @@ mod tests {
     fn a_missing_file_is_an_error_naming_it() {
         let err = Config::from_file(&Config::daemon(), Path::new("/nonexistent/leaktrace.toml")).expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/leaktrace.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_line_number() {
+        let err = Config::from_toml(&Config::daemon(), "interval = \"5s\"\n\nmax_entries = [\n").expect_err("bad");
+        assert!(err.starts_with("line 3: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 }

@@ -195,6 +195,10 @@ pub fn open(path: &Path) -> Result<Connection, RecordingError> {
         use std::io::Read;
         let mut file =
             std::fs::File::open(path).map_err(|source| RecordingError::Read { path: path.into(), source })?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            let source = std::io::Error::other("it is a directory");
+            return Err(RecordingError::Read { path: path.into(), source });
+        }
         if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
             return Err(RecordingError::NotSqlite { path: path.into() });
         }
