@@ -19,13 +19,20 @@ pub fn processes(
     previous: &HashMap<u32, Process>,
 ) -> Vec<Process> {
     let pids: BTreeSet<u32> = report.stacks.iter().flat_map(|s| s.pids.iter().copied()).collect();
+    // Namespace pids as the session read them while each process was
+    // alive: a process that lived less than an interval is known only so.
+    let ns_pids: HashMap<u32, u32> =
+        report.stacks.iter().flat_map(|s| &s.examples).filter_map(|e| Some((e.pid, e.ns_pid?))).collect();
     pids.into_iter()
         .map(|pid| {
+            let ns_pid = ns_pids.get(&pid).copied();
             if exited.contains(&pid) {
                 let known = previous.get(&pid).cloned().unwrap_or(Process { pid, ..Process::default() });
-                Process { exited: true, open_fds: None, max_fds: None, ..known }
+                Process { exited: true, open_fds: None, max_fds: None, ns_pid: known.ns_pid.or(ns_pid), ..known }
             } else {
-                process(pid, pods)
+                let mut p = process(pid, pods);
+                p.ns_pid = p.ns_pid.or(ns_pid);
+                p
             }
         })
         .collect()
@@ -37,6 +44,7 @@ fn process(pid: u32, pods: Option<&Pods>) -> Process {
     let limit = procfs::fd_limit(pid);
     Process {
         pid,
+        ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
         comm: procfs::comm(pid),
         runtime: container.as_ref().map(|c| c.runtime),
         pod_uid: container.as_ref().and_then(|c| c.pod_uid.clone()),

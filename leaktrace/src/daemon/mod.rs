@@ -151,7 +151,13 @@ fn take_sample(
         .filter
         .pids
         .iter()
-        .map(|&pid| Target { pid, comm: procfs::comm(pid), exe: procfs::exe(pid), exit_code: None })
+        .map(|&pid| Target {
+            pid,
+            ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
+            comm: procfs::comm(pid),
+            exe: procfs::exe(pid),
+            exit_code: None,
+        })
         .collect();
     let context = build::Context {
         mode: "daemon",

@@ -149,7 +149,8 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
 
 fn example(e: &crate::track::aggregate::Example) -> Example {
     let mut out = Example {
-        pid: e.pid,
+        pid: e.proc.tgid,
+        ns_pid: e.ns_pid,
         fd: None,
         path: None,
         age_seconds: e.age_ns as f64 / NS,
