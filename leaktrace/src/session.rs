@@ -909,17 +909,15 @@ impl Session {
     }
 
     /// What live processes hold now, with what processes that ended since
-    /// the last call held at their exit (the daemon reports those once,
-    /// then forgets them), and the pids of the latter.
-    pub fn interval_outcome(
-        &mut self,
-        live: Aggregator,
-    ) -> Result<(Outcome, std::collections::BTreeSet<u32>), KernelError> {
+    /// the last call held at their exit, marked so (the daemon reports
+    /// those once, then forgets them). Per process, a process that exited
+    /// and a live one given its pid since stay apart.
+    pub fn interval_outcome(&mut self, live: Aggregator) -> Result<Outcome, KernelError> {
         let fresh = self.aggregator();
         let mut ended = std::mem::replace(&mut self.agg, fresh);
-        let exited = ended.pids();
+        ended.mark_exited();
         ended.merge(live);
-        Ok((self.outcome(ended)?, exited))
+        self.outcome(ended)
     }
 
     /// fds acquired and released since the start, and what was lost.

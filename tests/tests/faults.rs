@@ -437,6 +437,51 @@ fn a_reused_pid_never_gets_the_previous_process_entries_under_attach_all() {
     drop(parent);
 }
 
+/// The daemon, with a process that exits and another given its pid within
+/// one interval: the sample has both, apart; the metrics export the live
+/// one's series under its own name and count only the first one's fds as
+/// held at exit.
+#[test]
+fn the_daemon_keeps_a_reused_pid_apart_from_the_process_that_had_it() {
+    let dir = scratch_dir("faults-pid-reuse-daemon");
+    let parent = Background::spawn(&faults(), &["pid-reuse", dir.to_str().expect("path")]);
+    let daemon = Daemon::start(&["--interval", "1s", "--pid", &parent.pid().to_string()], &[]);
+    touch(&dir.join("start"));
+    let reused = read_number(&dir.join("reused"));
+    // The sample that saw the first one's exit (it leaks and exits within
+    // a millisecond of the second one leaking, so that sample has both).
+    let mut report = Value::Null;
+    wait_until("a sample with the first process's exit", Duration::from_secs(10), || {
+        report = daemon.report();
+        !with_site(&report, "first_owner_leaks").is_empty()
+    });
+    let r = &report;
+    let first = site(r, "first_owner_leaks");
+    let second = site(r, "second_owner_leaks");
+    assert_eq!((first["count"].as_u64(), second["count"].as_u64()), (Some(4), Some(6)));
+    assert_eq!((pids_of(first), pids_of(second)), (vec![reused], vec![reused]));
+    assert_eq!((first["exited"].as_bool(), second.get("exited")), (Some(true), None));
+    let processes: Vec<&Value> =
+        r["processes"].as_array().expect("processes").iter().filter(|p| p["pid"] == reused).collect();
+    assert_eq!(processes.len(), 2, "{processes:?}");
+    assert!(processes.iter().any(|p| p["exited"] == true), "{processes:?}");
+    let live = processes.iter().find(|p| p.get("exited").is_none()).expect("the live one");
+    assert_eq!(live["comm"], "c-faults");
+
+    let metrics = daemon.text("/metrics");
+    assert_eq!(metric(&metrics, "leaktrace_held_at_exit_total", &[("kind", "fd")]), Some(4.0), "the first one's");
+    let pid = reused.to_string();
+    let sites: Vec<&str> = metric_lines(&metrics, "leaktrace_site_outstanding_resources")
+        .into_iter()
+        .filter(|l| l.contains(&format!("pid=\"{pid}\"")))
+        .collect();
+    assert_eq!(sites.len(), 1, "{sites:?}");
+    assert!(sites[0].contains("comm=\"c-faults\"") && sites[0].contains("site=\"second_owner_leaks ("), "{}", sites[0]);
+    assert!(sites[0].ends_with(" 6"), "{}", sites[0]);
+    touch(&dir.join("go"));
+    drop(parent);
+}
+
 // ---- pid namespaces ----
 
 fn ns_pids(entry: &Value) -> BTreeSet<Option<u64>> {

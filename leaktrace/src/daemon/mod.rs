@@ -146,7 +146,7 @@ fn take_sample(
 ) -> Result<Snapshot, KernelError> {
     let begun = Instant::now();
     let live = session.refresh()?;
-    let (outcome, exited) = session.interval_outcome(live)?;
+    let outcome = session.interval_outcome(live)?;
     let targets = config
         .filter
         .pids
@@ -175,7 +175,7 @@ fn take_sample(
     let mut report = build::build(context, outcome, history, resolver);
     // Reported now for the last time if gone: their histories go.
     session.forget_gone();
-    let processes = attribution::processes(&report, pods, &exited, known);
+    let processes = attribution::processes(&report, pods, known);
     *known = processes.iter().filter(|p| !p.exited).map(|p| (p.pid, p.clone())).collect();
     report.processes = Some(processes);
     let extra = Extra {

@@ -202,6 +202,11 @@ pub struct StackEntry {
     pub count: u64,
     pub bytes: u64,
     pub pids: Vec<u32>,
+    /// The daemon's: the process that held these has exited; they are what
+    /// it held at its exit, reported this once. (A live process given its
+    /// pid since has entries of its own.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exited: bool,
     pub oldest_age_seconds: f64,
     /// Innermost frame first.
     pub stack: Vec<Frame>,
@@ -401,6 +406,7 @@ pub(crate) mod tests {
                 count: 100,
                 bytes: 0,
                 pids: vec![123],
+                exited: false,
                 oldest_age_seconds: 1.2,
                 stack: vec![
                     Frame {

@@ -465,6 +465,7 @@ mod tests {
             count,
             bytes: 0,
             pids: vec![1],
+            exited: false,
             oldest_age_seconds: 41.0,
             stack: vec![],
             examples: vec![],

@@ -129,6 +129,8 @@ pub struct Group {
     pub stack: Arc<NormStack>,
     /// The one process it belongs to, when aggregated per process.
     pub owner: Option<ProcId>,
+    /// What processes held when they exited (see [`Aggregator::mark_exited`]).
+    pub exited: bool,
     pub count: u64,
     /// Memory mappings: bytes still mapped.
     pub bytes: u64,
@@ -161,6 +163,7 @@ impl Group {
             resource: key.resource,
             stack: key.stack,
             owner: key.owner,
+            exited: false,
             count: 0,
             bytes: 0,
             pids: BTreeSet::new(),
@@ -314,6 +317,7 @@ impl Aggregator {
                 *into = from;
                 continue;
             }
+            into.exited &= from.exited;
             into.count += from.count;
             into.bytes += from.bytes;
             into.pids.extend(from.pids);
@@ -381,9 +385,12 @@ impl Aggregator {
         }
     }
 
-    /// Every process that holds something here.
-    pub fn pids(&self) -> BTreeSet<u32> {
-        self.groups.iter().flat_map(|g| g.pids.iter().copied()).collect()
+    /// Marks everything here as held by processes at their exit, so that
+    /// a process given one of their pids since is not taken for them.
+    pub fn mark_exited(&mut self) {
+        for g in &mut self.groups {
+            g.exited = true;
+        }
     }
 
     /// What each stack holds now, as one sample of the history.
