@@ -355,6 +355,26 @@ fn threads_exiting_while_others_run_lose_nothing() {
     }
 }
 
+/// The same under `attach`, where thread exits are not held: the leader's
+/// exit does not end the process's tracing (Linux 6.16+: group_dead).
+#[test]
+fn threads_exiting_while_others_run_lose_nothing_under_attach() {
+    let dir = scratch_dir("faults-threads-attach");
+    let target = Background::spawn(&faults(), &["thread-exits", dir.to_str().expect("path")]);
+    let pid = target.pid().to_string();
+    let tracer = tracer(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
+    touch(&dir.join("start"));
+    // attach ends by itself when its target has exited.
+    let out = tracer.take().wait_with_output().expect("leaktrace attach");
+    assert!(out.status.success());
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(r["complete"], true, "{}", r["losses"]);
+    assert_eq!(count(&[site(&r, "thread_leaks_then_exits")]), 36);
+    assert_eq!(count(&[site(&r, "leader_leaks")]), 2);
+    assert_eq!(total(&r, "outstanding"), 38);
+    drop(target);
+}
+
 /// A target that runs out of fds: every fd it got is counted, none of the
 /// calls that failed with EMFILE (open, socket, pipe, dup) is, and the
 /// tracer goes on as before.
@@ -370,6 +390,36 @@ fn a_target_at_its_fd_limit_is_counted_exactly() {
     assert!(examples(again).iter().all(|e| e["path"] == "/etc/group"));
     assert!(with_site(r, "fail_with_emfile").is_empty(), "failed calls acquire nothing");
     assert_eq!(total(r, "outstanding"), 61, "its whole fd table but 0, 1 and 2");
+}
+
+/// leaktrace raises its own soft fd limit; the command it runs keeps the
+/// one it was given, so it runs out of fds where it would untraced.
+#[test]
+fn the_command_runs_out_of_fds_at_its_own_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(leaktrace());
+    cmd.args(["run", "--format", "json", "--"]).arg(faults()).arg("inherited-limit");
+    // SAFETY: getrlimit and setrlimit between fork and exec, on a local.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_max < 1024 {
+                return Err(std::io::Error::other("RLIMIT_NOFILE"));
+            }
+            limit.rlim_cur = 256;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("leaktrace run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("opened 253 before EMFILE"), "a soft limit of 256, less 0, 1 and 2: {stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(count(&[site(&r, "open_until_limit")]), 253);
+    assert_eq!(total(&r, "outstanding"), 253);
 }
 
 /// A thread that is not the leader execs: the process goes on under the

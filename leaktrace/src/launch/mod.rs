@@ -20,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -82,6 +83,16 @@ pub enum Hold {
 pub enum TracerMsg {
     Hold(Hold, oneshot::Sender<()>),
     Failed(LaunchError),
+}
+
+/// RLIMIT_NOFILE as leaktrace was started with it, before it raised its own
+/// soft limit: the command gets it back, so that it runs out of fds
+/// (EMFILE) where it would untraced.
+static COMMAND_FD_LIMIT: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// Keeps `limit` for the command, before leaktrace changes its own.
+pub fn keep_fd_limit_for_command(limit: libc::rlimit) {
+    let _ = COMMAND_FD_LIMIT.set(limit);
 }
 
 /// Finds `command` like a shell would.
@@ -185,8 +196,10 @@ impl Tracer {
             envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let (go_r, go_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
+        let fd_limit = COMMAND_FD_LIMIT.get().copied();
         // SAFETY: between fork and exec the child only makes async-signal-safe
-        // calls (read, execve, write, _exit) on memory prepared before the fork.
+        // calls (read, setrlimit, execve, write, _exit) on memory prepared
+        // before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
@@ -199,6 +212,9 @@ impl Tracer {
                 // Wait until the tracer has seized us and the kernel traces us.
                 if libc::read(go_r, (&mut byte as *mut u8).cast(), 1) != 1 {
                     libc::_exit(127);
+                }
+                if let Some(limit) = &fd_limit {
+                    libc::setrlimit(libc::RLIMIT_NOFILE, limit);
                 }
                 libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
                 let errno = *libc::__errno_location();
