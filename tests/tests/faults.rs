@@ -338,6 +338,23 @@ fn a_fork_storm_under_attach_is_counted_child_by_child() {
     drop(target);
 }
 
+/// A storm wider than the process map (`--max-procs 50`): 200 children
+/// alive at once, each leaking 1. The parent and 49 children are followed,
+/// exactly; the other 151 are counted as not followed, and the report says
+/// it is incomplete: followed + dropped is the truth.
+#[test]
+fn a_fork_storm_wider_than_the_process_map_says_what_it_dropped() {
+    let run = run_json(&["--max-procs", "50"], &faults(), &["fork-wide", "200"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+    let children = site(r, "child_leaks_one");
+    assert_eq!((children["count"].as_u64(), pids_of(children).len()), (Some(49), 49));
+    assert_eq!(r["losses"]["procs_dropped"], 151, "49 + 151 = 200");
+    assert_eq!(r["complete"], false);
+    assert!(run.stderr.contains("151 child processes were not followed"), "{}", run.stderr);
+    assert!(run.stderr.contains("--max-procs"), "{}", run.stderr);
+}
+
 /// Eight threads leak 1 to 8 fds each and exit one after another while a
 /// ninth opens and closes all along; the leader leaks 2 and exits first.
 #[test]
