@@ -217,6 +217,8 @@ impl Session {
             self.kernel.filter_out(proc.tgid);
             self.filtered.insert(proc);
             self.mappings.take(proc);
+            // Its exit sends no event to forget it by.
+            self.procs.remove(proc);
         }
     }
 
@@ -257,9 +259,11 @@ impl Session {
     /// Reads a live process's pid in its own pid namespace, once: it never
     /// changes, and it cannot be read after the exit. Kept only if the pid
     /// still belongs to `proc` after the read, not to a later process that
-    /// was given it. (Threads have none of their own.)
+    /// was given it. (Threads have none of their own.) Not for processes
+    /// the filter left out: their exits send no event, and what is kept of
+    /// them would stay for good.
     fn note_ns_pid(&mut self, proc: ProcId) {
-        if self.procs.get(proc).is_some_and(|p| p.ns_pid.is_some()) {
+        if self.filtered.contains(&proc) || self.procs.get(proc).is_some_and(|p| p.ns_pid.is_some()) {
             return;
         }
         let Some(ns_pid) = procfs::process_namespace_pid(proc.tgid) else { return };
