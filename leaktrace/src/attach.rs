@@ -117,7 +117,7 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
         .iter()
         .map(|t| {
             let info = session.proc_info(*t).cloned().unwrap_or_default();
-            Target { pid: t.tgid, comm: info.comm, exe: info.exe, exit_code: None }
+            Target { pid: t.tgid, ns_pid: info.other_ns_pid(t.tgid), comm: info.comm, exe: info.exe, exit_code: None }
         })
         .collect();
     let context = build::Context {

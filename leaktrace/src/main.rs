@@ -72,12 +72,14 @@ fn fail(e: &Failure) -> ExitCode {
 
 /// leaktrace holds one descriptor per code module it has seen (to read it
 /// after the process is gone), besides its maps; the default soft limit of
-/// 1024 is raised to the hard limit, which needs no privilege.
+/// 1024 is raised to the hard limit, which needs no privilege. (`run`'s
+/// command gets the limit it was started with back.)
 fn raise_fd_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit read and write a valid struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            leaktrace::launch::keep_fd_limit_for_command(limit);
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }

@@ -115,7 +115,25 @@ pub fn tgid_of(tid: u32) -> Option<u32> {
 
 /// The process's pid in its own pid namespace (the last `NSpid` field).
 pub fn namespace_pid(tgid: u32) -> Option<u32> {
-    status_field(tgid, "NSpid:")?.split_whitespace().last()?.parse().ok()
+    parse_namespace_pid(&status_field(tgid, "NSpid:")?)
+}
+
+/// The pid in its own pid namespace of a process (not a thread: None when
+/// `pid` is a thread's id), from one read of its status.
+pub fn process_namespace_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    if field("Tgid:")?.parse::<u32>().ok()? != pid {
+        return None;
+    }
+    parse_namespace_pid(field("NSpid:")?)
+}
+
+/// The value of status's `NSpid:` line: the pid in each pid namespace the
+/// process is in, from the reader's (here the host's) down to its own
+/// (kernel/pid.c, `pid_nr_ns` per level). One field outside namespaces.
+fn parse_namespace_pid(nspid: &str) -> Option<u32> {
+    nspid.split_whitespace().last()?.parse().ok()
 }
 
 /// Pending-signal mask of one thread (`SigPnd`).
@@ -229,6 +247,18 @@ mod tests {
     }
 
     #[test]
+    fn namespace_pids_are_the_last_field_of_nspid() {
+        assert_eq!(parse_namespace_pid("4242"), Some(4242));
+        assert_eq!(parse_namespace_pid("4242\t1"), Some(1));
+        assert_eq!(parse_namespace_pid("4242\t17\t2"), Some(2), "nested namespaces: the innermost");
+        assert_eq!(parse_namespace_pid(""), None);
+        assert_eq!(parse_namespace_pid("x"), None);
+        let status = "Name:\tc-faults\nTgid:\t4668\nNgid:\t0\nPid:\t4668\nNSpid:\t4668\t1\nNSpgid:\t4667\t0\n";
+        let line = status.lines().find_map(|l| l.strip_prefix("NSpid:")).expect("NSpid line");
+        assert_eq!(parse_namespace_pid(line.trim()), Some(1), "not NSpgid, which follows it");
+    }
+
+    #[test]
     fn reads_this_process() {
         let me = std::process::id();
         assert!(is_live_process(me));
@@ -239,6 +269,8 @@ mod tests {
         let fd = file.as_raw_fd() as u32;
         assert_eq!(links.get(&fd).map(String::as_str), Some(format!("/proc/{me}/status").as_str()));
         assert!(!signal_pending(me, libc::SIGKILL));
+        // The tests do not run in a pid namespace of their own.
+        assert_eq!(namespace_pid(me), Some(me));
     }
 
     #[test]

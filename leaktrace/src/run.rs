@@ -90,6 +90,7 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
     let info = session.proc_info(root).cloned().unwrap_or_default();
     let target = Target {
         pid: root.tgid,
+        ns_pid: info.other_ns_pid(root.tgid),
         comm: info.comm,
         exe: info.exe.or_else(|| Some(program.display().to_string())),
         exit_code: Some(status),

@@ -217,6 +217,8 @@ impl Session {
             self.kernel.filter_out(proc.tgid);
             self.filtered.insert(proc);
             self.mappings.take(proc);
+            // Its exit sends no event to forget it by.
+            self.procs.remove(proc);
         }
     }
 
@@ -250,7 +252,24 @@ impl Session {
             info.exe = Some(exe);
         }
         self.capture_image(tgid);
+        self.note_ns_pid(image.proc);
         Some(image.proc)
+    }
+
+    /// Reads a live process's pid in its own pid namespace, once: it never
+    /// changes, and it cannot be read after the exit. Kept only if the pid
+    /// still belongs to `proc` after the read, not to a later process that
+    /// was given it. (Threads have none of their own.) Not for processes
+    /// the filter left out: their exits send no event, and what is kept of
+    /// them would stay for good.
+    fn note_ns_pid(&mut self, proc: ProcId) {
+        if self.filtered.contains(&proc) || self.procs.get(proc).is_some_and(|p| p.ns_pid.is_some()) {
+            return;
+        }
+        let Some(ns_pid) = procfs::process_namespace_pid(proc.tgid) else { return };
+        if self.kernel.proc_state(proc.tgid).is_some_and(|s| s.gen == proc.gen) {
+            self.procs.entry(proc).ns_pid = Some(ns_pid);
+        }
     }
 
     /// Reads the live process's current image through thread `tid`: its
@@ -267,6 +286,7 @@ impl Session {
         }
         let snapshot = Arc::new(snapshot);
         self.resolver.insert(image, snapshot.clone());
+        self.note_ns_pid(image.proc);
         if let Some(unwinder) = &mut self.unwinder {
             let resolver = &mut self.resolver;
             let mut read = |m: &Mapping| {
@@ -291,6 +311,7 @@ impl Session {
         let read_ns = procfs::monotonic_ns();
         if let Ok(links) = procfs::fd_links(proc.tgid, tid) {
             self.procs.entry(proc).fd_links = Some(FdLinks { read_ns, links });
+            self.note_ns_pid(proc);
         }
     }
 
@@ -401,6 +422,11 @@ impl Session {
             Event::MremapDone { proc, at_ns, tid, result } => self.mappings.mremap_done(proc, at_ns, tid, result),
             Event::Fork { child, parent_tgid } => {
                 self.judge_process(child);
+                // Under run's tracer the fork is a hold, which reads it then;
+                // otherwise now, as a child may live for a moment only.
+                if !self.held_by_tracer {
+                    self.note_ns_pid(child);
+                }
                 // A child that never execs runs its parent's code. (For a thread
                 // this adds a harmless snapshot under its tid, dropped at exit.)
                 if let Some(parent) = self.image_of(parent_tgid) {
@@ -769,6 +795,7 @@ impl Session {
                 let stack = self.stack_of(image, acq.stack_id, false);
                 Held {
                     proc,
+                    ns_pid: self.procs.get(proc).and_then(|p| p.other_ns_pid(proc.tgid)),
                     acquired_ns: acq.acquired_ns,
                     held_until_ns: until,
                     stack_since_ns: self.since(acq.stack_id),
@@ -828,6 +855,7 @@ impl Session {
             .map(str::to_owned);
         Held {
             proc,
+            ns_pid: self.procs.get(proc).and_then(|p| p.other_ns_pid(proc.tgid)),
             acquired_ns: entry.acquired_ns,
             held_until_ns: until,
             stack_since_ns: self.since(entry.stack_id),
@@ -867,12 +895,12 @@ impl Session {
         let live = self.sample_as(true, true)?;
         let mut agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
         agg.merge(live);
-        // Processes too large for a full read of their fd table: the paths
-        // of the examples shown, one by one.
-        // (Only of traced processes still there: a pid reused by another
-        // process must not lend its files.)
+        // Examples without paths (processes too large for a full read of
+        // their fd table, or that no sweep saw): their paths, one by one,
+        // from the processes that hold them still: not from a process that
+        // exited, whose pid another process may have been given since.
         let kernel = &self.kernel;
-        agg.fill_paths(|pid| kernel.proc_state(pid).is_some(), procfs::fd_link);
+        agg.fill_paths(|p| kernel.proc_state(p.tgid).is_some_and(|s| s.gen == p.gen), procfs::fd_link);
         self.outcome(agg)
     }
 
@@ -885,17 +913,15 @@ impl Session {
     }
 
     /// What live processes hold now, with what processes that ended since
-    /// the last call held at their exit (the daemon reports those once,
-    /// then forgets them), and the pids of the latter.
-    pub fn interval_outcome(
-        &mut self,
-        live: Aggregator,
-    ) -> Result<(Outcome, std::collections::BTreeSet<u32>), KernelError> {
+    /// the last call held at their exit, marked so (the daemon reports
+    /// those once, then forgets them). Per process, a process that exited
+    /// and a live one given its pid since stay apart.
+    pub fn interval_outcome(&mut self, live: Aggregator) -> Result<Outcome, KernelError> {
         let fresh = self.aggregator();
         let mut ended = std::mem::replace(&mut self.agg, fresh);
-        let exited = ended.pids();
+        ended.mark_exited();
         ended.merge(live);
-        Ok((self.outcome(ended)?, exited))
+        self.outcome(ended)
     }
 
     /// fds acquired and released since the start, and what was lost.

@@ -178,7 +178,10 @@ fn a_full_map_drops_and_says_so() {
     let r = &run.report;
     assert_eq!(run.status, 0);
     assert_eq!(total(r, "outstanding"), 1000);
+    assert_eq!(count(&with_site(r, "leak_many")), 1000, "every one held is in a stack");
     assert_eq!(total(r, "dropped"), 1200, "held + dropped is the truth: 2200");
+    // Dropped acquisitions are still counted as acquired.
+    assert_eq!(total(r, "acquired"), total(r, "released") + total(r, "outstanding") + total(r, "dropped"));
     assert_eq!(r["complete"], false);
     assert_eq!(r["losses"]["map_full"], 1200);
     assert!(run.stderr.contains("1200 acquisitions were dropped"), "{}", run.stderr);

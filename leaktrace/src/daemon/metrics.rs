@@ -97,14 +97,17 @@ pub fn site_label(stack: &StackEntry) -> String {
 /// The rows to export: processes holding the most first, up to the cap,
 /// and for each its sites, leaking and fastest-growing first.
 pub fn export(report: &Report, caps: &MetricsConfig) -> Exported {
-    let about: HashMap<u32, &Process> = report.processes.iter().flatten().map(|p| (p.pid, p)).collect();
+    // Live processes: an exited one's entry may share its pid with a live
+    // process given it since, whose stacks are not `exited`.
+    let about: HashMap<u32, &Process> =
+        report.processes.iter().flatten().filter(|p| !p.exited).map(|p| (p.pid, p)).collect();
     let mut rows: BTreeMap<u32, ProcessRow> = BTreeMap::new();
     let mut sites: BTreeMap<u32, BTreeMap<(&'static str, &'static str, String), SiteRow>> = BTreeMap::new();
     let mut held_at_exit: BTreeMap<&'static str, u64> = BTreeMap::new();
     for stack in &report.stacks {
         // The daemon's stacks are per process: one pid each.
         let Some(&pid) = stack.pids.first() else { continue };
-        if about.get(&pid).is_some_and(|p| p.exited) {
+        if stack.exited {
             *held_at_exit.entry(stack.kind).or_default() += stack.count;
             continue;
         }
@@ -500,15 +503,29 @@ mod tests {
     #[test]
     fn processes_that_exited_are_counted_not_exported() {
         let gone = Process { exited: true, ..process(20, "job") };
-        let r = report(
-            vec![stack(10, "fd", "file", 3, "serve", false), stack(20, "fd", "file", 30, "load_config", true)],
-            vec![process(10, "server"), gone],
-        );
+        let held_at_exit = StackEntry { exited: true, ..stack(20, "fd", "file", 30, "load_config", true) };
+        let r =
+            report(vec![stack(10, "fd", "file", 3, "serve", false), held_at_exit], vec![process(10, "server"), gone]);
         let e = export(&r, &MetricsConfig::default());
         assert_eq!(e.processes.len(), 1);
         assert_eq!(e.processes[0].labels[0], "10");
         assert!(e.sites.iter().all(|s| s.process == 0));
         assert_eq!(e.held_at_exit.get("fd"), Some(&30));
+    }
+
+    #[test]
+    fn a_live_process_on_the_pid_of_one_that_exited_is_itself() {
+        // pid 20 exited holding 4; another process got pid 20 and holds 6.
+        let old = StackEntry { exited: true, ..stack(20, "fd", "file", 4, "first_owner", false) };
+        let new = stack(20, "fd", "file", 6, "second_owner", false);
+        let gone = Process { exited: true, comm: None, ..process(20, "") };
+        let r = report(vec![old, new], vec![process(20, "second"), gone]);
+        let e = export(&r, &MetricsConfig::default());
+        assert_eq!(e.held_at_exit.get("fd"), Some(&4));
+        assert_eq!(e.processes.len(), 1);
+        assert_eq!((e.processes[0].labels[0].as_str(), e.processes[0].labels[1].as_str()), ("20", "second"));
+        assert_eq!(e.sites.len(), 1);
+        assert_eq!((e.sites[0].site.as_str(), e.sites[0].outstanding), ("second_owner (config.c:16)", 6));
     }
 
     #[test]

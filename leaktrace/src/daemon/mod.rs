@@ -146,12 +146,18 @@ fn take_sample(
 ) -> Result<Snapshot, KernelError> {
     let begun = Instant::now();
     let live = session.refresh()?;
-    let (outcome, exited) = session.interval_outcome(live)?;
+    let outcome = session.interval_outcome(live)?;
     let targets = config
         .filter
         .pids
         .iter()
-        .map(|&pid| Target { pid, comm: procfs::comm(pid), exe: procfs::exe(pid), exit_code: None })
+        .map(|&pid| Target {
+            pid,
+            ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
+            comm: procfs::comm(pid),
+            exe: procfs::exe(pid),
+            exit_code: None,
+        })
         .collect();
     let context = build::Context {
         mode: "daemon",
@@ -169,7 +175,7 @@ fn take_sample(
     let mut report = build::build(context, outcome, history, resolver);
     // Reported now for the last time if gone: their histories go.
     session.forget_gone();
-    let processes = attribution::processes(&report, pods, &exited, known, config.daemon.redact_args);
+    let processes = attribution::processes(&report, pods, known, config.daemon.redact_args);
     *known = processes.iter().filter(|p| !p.exited).map(|p| (p.pid, p.clone())).collect();
     report.processes = Some(processes);
     let extra = Extra {

@@ -20,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -84,6 +85,16 @@ pub enum TracerMsg {
     Failed(LaunchError),
 }
 
+/// RLIMIT_NOFILE as leaktrace was started with it, before it raised its own
+/// soft limit: the command gets it back, so that it runs out of fds
+/// (EMFILE) where it would untraced.
+static COMMAND_FD_LIMIT: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// Keeps `limit` for the command, before leaktrace changes its own.
+pub fn keep_fd_limit_for_command(limit: libc::rlimit) {
+    let _ = COMMAND_FD_LIMIT.set(limit);
+}
+
 /// Finds `command` like a shell would.
 pub fn resolve(command: &OsString) -> Result<PathBuf, LaunchError> {
     let shown = command.to_string_lossy().into_owned();
@@ -138,11 +149,18 @@ struct Tracer {
     tracees: HashMap<u32, Tracee>,
 }
 
+/// EXITKILL: a tracer that dies without letting go (SIGKILL) takes its
+/// tracees with it. Detached by the kernel instead, a tracee held in the
+/// SIGSTOP of a code mapping, or with one still queued, gets that SIGSTOP
+/// delivered and stays stopped for good (4 runs in 5 killed mid-hold left
+/// the command in state T). Inherited by every auto-attached child; `let_go`
+/// detaches the survivors of a normal end first, so they live on.
 const OPTIONS: libc::c_int = libc::PTRACE_O_TRACEFORK
     | libc::PTRACE_O_TRACEVFORK
     | libc::PTRACE_O_TRACECLONE
     | libc::PTRACE_O_TRACEEXEC
-    | libc::PTRACE_O_TRACEEXIT;
+    | libc::PTRACE_O_TRACEEXIT
+    | libc::PTRACE_O_EXITKILL;
 
 impl Tracer {
     /// Sends a hold and waits until the session is done with it.
@@ -178,8 +196,10 @@ impl Tracer {
             envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let (go_r, go_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
+        let fd_limit = COMMAND_FD_LIMIT.get().copied();
         // SAFETY: between fork and exec the child only makes async-signal-safe
-        // calls (read, execve, write, _exit) on memory prepared before the fork.
+        // calls (read, setrlimit, execve, write, _exit) on memory prepared
+        // before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
@@ -192,6 +212,9 @@ impl Tracer {
                 // Wait until the tracer has seized us and the kernel traces us.
                 if libc::read(go_r, (&mut byte as *mut u8).cast(), 1) != 1 {
                     libc::_exit(127);
+                }
+                if let Some(limit) = &fd_limit {
+                    libc::setrlimit(libc::RLIMIT_NOFILE, limit);
                 }
                 libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
                 let errno = *libc::__errno_location();

@@ -277,7 +277,7 @@ impl Recording {
             .map(|pid| {
                 let (comm, exe) =
                     statement.query_row(params![pid], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.sqlite(e))?;
-                Ok(Target { pid, comm, exe, exit_code: None })
+                Ok(Target { pid, ns_pid: None, comm, exe, exit_code: None })
             })
             .collect()
     }

@@ -85,6 +85,7 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
                 count: g.count * scale,
                 bytes: g.bytes,
                 pids: g.pids.iter().copied().collect(),
+                exited: g.exited,
                 oldest_age_seconds: g.oldest_age_ns as f64 / NS,
                 stack: frames.iter().map(frame).collect(),
                 examples: g.examples.iter().map(example).collect(),
@@ -149,7 +150,8 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
 
 fn example(e: &crate::track::aggregate::Example) -> Example {
     let mut out = Example {
-        pid: e.pid,
+        pid: e.proc.tgid,
+        ns_pid: e.ns_pid,
         fd: None,
         path: None,
         age_seconds: e.age_ns as f64 / NS,
@@ -235,11 +237,13 @@ fn merge_same_source(
     max_examples: usize,
     per_process: bool,
 ) -> Vec<(StackEntry, Samples)> {
-    type Key = (&'static str, &'static str, Vec<FrameKey>, Vec<u32>);
+    type Key = (&'static str, &'static str, Vec<FrameKey>, (Vec<u32>, bool));
     let mut merged: Vec<(StackEntry, Samples)> = Vec::with_capacity(entries.len());
     let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
     for (entry, samples) in entries {
-        let owner = if per_process { entry.pids.clone() } else { Vec::new() };
+        // Per process, what an exited process held and what a live one
+        // given its pid holds are two owners.
+        let owner = if per_process { (entry.pids.clone(), entry.exited) } else { (Vec::new(), false) };
         let key = (entry.kind, entry.resource, entry.stack.iter().map(frame_key).collect::<Vec<_>>(), owner);
         match index.get(&key) {
             Some(&i) => {

@@ -46,6 +46,9 @@ pub struct Report {
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Process {
     pub pid: u32,
+    /// Its pid in its own pid namespace (a container's), when that differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
     pub comm: Option<String>,
     /// The command line; by default in the daemon without its arguments
     /// (`--redact-args`).
@@ -78,6 +81,10 @@ pub struct Sampling {
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
     pub pid: u32,
+    /// Its pid in its own pid namespace, when that differs from `pid` (the
+    /// host's, or rather the tracer's, view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
     pub comm: Option<String>,
     pub exe: Option<String>,
     /// Exit status (128+signal when killed), or null while still running.
@@ -198,6 +205,11 @@ pub struct StackEntry {
     pub count: u64,
     pub bytes: u64,
     pub pids: Vec<u32>,
+    /// The daemon's: the process that held these has exited; they are what
+    /// it held at its exit, reported this once. (A live process given its
+    /// pid since has entries of its own.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exited: bool,
     pub oldest_age_seconds: f64,
     /// Innermost frame first.
     pub stack: Vec<Frame>,
@@ -251,6 +263,9 @@ pub struct Frame {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Example {
     pub pid: u32,
+    /// Its pid in its own pid namespace, when that differs from `pid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
     /// Fd kinds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<u32>,
@@ -367,7 +382,13 @@ pub(crate) mod tests {
             schema: SCHEMA,
             mode: "run",
             kinds: vec!["fd", "tcp"],
-            targets: vec![Target { pid: 123, comm: Some("x".into()), exe: Some("/path/x".into()), exit_code: Some(0) }],
+            targets: vec![Target {
+                pid: 123,
+                ns_pid: None,
+                comm: Some("x".into()),
+                exe: Some("/path/x".into()),
+                exit_code: Some(0),
+            }],
             window: Window { start: "2026-11-23T10:00:00Z".into(), end: "2026-11-23T10:00:01.5Z".into(), seconds: 1.5 },
             totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0, mappings: None },
             preexisting: vec![],
@@ -388,6 +409,7 @@ pub(crate) mod tests {
                 count: 100,
                 bytes: 0,
                 pids: vec![123],
+                exited: false,
                 oldest_age_seconds: 1.2,
                 stack: vec![
                     Frame {
@@ -423,6 +445,7 @@ pub(crate) mod tests {
                 ],
                 examples: vec![Example {
                     pid: 123,
+                    ns_pid: None,
                     fd: Some(7),
                     address: None,
                     length: None,
@@ -462,6 +485,7 @@ pub(crate) mod tests {
     fn mapping_json_snapshot() {
         let example = Example {
             pid: 7,
+            ns_pid: None,
             fd: None,
             path: Some("/data/cache.bin".into()),
             age_seconds: 2.5,
@@ -645,6 +669,25 @@ pub(crate) mod tests {
         assert!(lines[4].contains("fd 7 /etc/hostname (1.00s) and 99 more"), "{}", lines[4]);
         assert!(lines[6].contains("load_config+0x16  x.c:16"), "{}", lines[6]);
         assert!(lines[7].contains("[unknown: address outside every code mapping]"), "{}", lines[7]);
+    }
+
+    #[test]
+    fn processes_in_another_pid_namespace_are_named_by_both_pids() {
+        let mut r = sample();
+        r.targets[0].ns_pid = Some(1);
+        r.stacks[0].examples[0].ns_pid = Some(1);
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
+        assert_eq!((&json["targets"][0]["pid"], &json["targets"][0]["ns_pid"]), (&123.into(), &1.into()));
+        assert_eq!(json["stacks"][0]["examples"][0]["ns_pid"], 1);
+        // Absent, not null, in the host's namespace (see the snapshot above).
+        assert!(sample().to_json().find("ns_pid").is_none());
+        let text = text::render(&r, &text::View { top: 10, all_mappings: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "leaktrace run: /path/x (pid 123, 1 in its namespace) exited with status 0 after 1.50s");
+        assert!(lines[3].ends_with(", held by pid 123 (1 in its namespace)"), "{}", lines[3]);
+        r.mode = "attach";
+        let text = text::render(&r, &text::View { top: 10, all_mappings: false });
+        assert!(text.starts_with("leaktrace attach: pid 123 (x, 1 in its namespace) for 1.50s"), "{text}");
     }
 
     #[test]

@@ -144,7 +144,8 @@ fn mode_header(report: &Report, out: &mut String) {
                     Some(code) => format!("exited with status {code}"),
                     None => "is still running".to_string(),
                 };
-                let _ = writeln!(out, "leaktrace run: {name} (pid {}) {status} after {seconds}", target.pid);
+                let ns = target.ns_pid.map(|n| format!(", {n} in its namespace")).unwrap_or_default();
+                let _ = writeln!(out, "leaktrace run: {name} (pid {}{ns}) {status} after {seconds}", target.pid);
             }
             let _ = writeln!(
                 out,
@@ -163,8 +164,14 @@ fn mode_header(report: &Report, out: &mut String) {
             }
         }
         _ => {
-            let pids: Vec<String> =
-                report.targets.iter().map(|t| format!("{} ({})", t.pid, t.comm.as_deref().unwrap_or("?"))).collect();
+            let pids: Vec<String> = report
+                .targets
+                .iter()
+                .map(|t| {
+                    let ns = t.ns_pid.map(|n| format!(", {n} in its namespace")).unwrap_or_default();
+                    format!("{} ({}{ns})", t.pid, t.comm.as_deref().unwrap_or("?"))
+                })
+                .collect();
             let who = if pids.is_empty() { "every process".to_string() } else { format!("pid {}", pids.join(", ")) };
             let _ = writeln!(out, "leaktrace {}: {who} for {seconds}", report.mode);
             let _ = writeln!(
@@ -216,10 +223,16 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
             .map(|s| format!(", only library frames, outermost {}", short(s)))
             .unwrap_or_default(),
     };
+    // A process in another pid namespace (a container) also by the pid it
+    // knows itself by, as far as the examples say.
+    let pid = |pid: &u32| match entry.examples.iter().find(|e| e.pid == *pid).and_then(|e| e.ns_pid) {
+        Some(ns) => format!("{pid} ({ns} in its namespace)"),
+        None => pid.to_string(),
+    };
     let pids = if entry.pids.len() == 1 {
-        format!("pid {}", entry.pids[0])
+        format!("pid {}", pid(&entry.pids[0]))
     } else {
-        format!("pids {}", entry.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+        format!("pids {}", entry.pids.iter().map(pid).collect::<Vec<_>>().join(","))
     };
     // The order follows what a reader needs first: how many of what, how
     // old, then who made them.
@@ -452,6 +465,7 @@ mod tests {
             count,
             bytes: 0,
             pids: vec![1],
+            exited: false,
             oldest_age_seconds: 41.0,
             stack: vec![],
             examples: vec![],

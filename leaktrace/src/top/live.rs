@@ -104,7 +104,13 @@ fn current_report(
     let outcome = session.live_outcome(live)?;
     let targets = targets
         .iter()
-        .map(|&pid| Target { pid, comm: procfs::comm(pid), exe: procfs::exe(pid), exit_code: None })
+        .map(|&pid| Target {
+            pid,
+            ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
+            comm: procfs::comm(pid),
+            exe: procfs::exe(pid),
+            exit_code: None,
+        })
         .collect();
     let context = build::Context {
         mode: "top",

@@ -19,6 +19,8 @@ use crate::symbolize::NormStack;
 #[derive(Clone, Debug)]
 pub struct Held {
     pub proc: ProcId,
+    /// Its pid in its own pid namespace, when that is not `proc.tgid`.
+    pub ns_pid: Option<u32>,
     pub acquired_ns: u64,
     /// When it was last seen held: its process's exit, or the report.
     pub held_until_ns: u64,
@@ -89,7 +91,10 @@ pub struct HeldMapping {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
-    pub pid: u32,
+    /// The process instance, not only its pid: paths filled in at the end
+    /// must come from this process, not from a later one given its pid.
+    pub proc: ProcId,
+    pub ns_pid: Option<u32>,
     pub age_ns: u64,
     pub what: ExampleWhat,
 }
@@ -124,6 +129,8 @@ pub struct Group {
     pub stack: Arc<NormStack>,
     /// The one process it belongs to, when aggregated per process.
     pub owner: Option<ProcId>,
+    /// What processes held when they exited (see [`Aggregator::mark_exited`]).
+    pub exited: bool,
     pub count: u64,
     /// Memory mappings: bytes still mapped.
     pub bytes: u64,
@@ -156,6 +163,7 @@ impl Group {
             resource: key.resource,
             stack: key.stack,
             owner: key.owner,
+            exited: false,
             count: 0,
             bytes: 0,
             pids: BTreeSet::new(),
@@ -295,7 +303,7 @@ impl Aggregator {
                 ExampleWhat::Mapping(m)
             }
         };
-        let example = Example { pid: held.proc.tgid, age_ns, what };
+        let example = Example { proc: held.proc, ns_pid: held.ns_pid, age_ns, what };
         keep_oldest(&mut group.examples, example, self.max_examples);
     }
 
@@ -309,6 +317,7 @@ impl Aggregator {
                 *into = from;
                 continue;
             }
+            into.exited &= from.exited;
             into.count += from.count;
             into.bytes += from.bytes;
             into.pids.extend(from.pids);
@@ -339,20 +348,21 @@ impl Aggregator {
     }
 
     /// Fills in the paths of fd examples that have none and whose process
-    /// `readable(pid)` says can be asked, with `read(pid, fd)`, on a few
-    /// threads: each is a readlink in /proc, and there can be tens of
+    /// `readable(proc)` says can be asked (it is still the process that
+    /// holds the fd, not a later one with its pid), with `read(pid, fd)`, on
+    /// a few threads: each is a readlink in /proc, and there can be tens of
     /// thousands.
     pub fn fill_paths(
         &mut self,
-        mut readable: impl FnMut(u32) -> bool,
+        mut readable: impl FnMut(ProcId) -> bool,
         read: impl Fn(u32, u32) -> Option<String> + Sync,
     ) {
         let mut wanted: Vec<(usize, usize, u32, u32)> = Vec::new();
         for (g, group) in self.groups.iter().enumerate() {
             for (e, example) in group.examples.iter().enumerate() {
                 if let ExampleWhat::Fd { fd, path: None, .. } = &example.what {
-                    if readable(example.pid) {
-                        wanted.push((g, e, example.pid, *fd));
+                    if readable(example.proc) {
+                        wanted.push((g, e, example.proc.tgid, *fd));
                     }
                 }
             }
@@ -375,9 +385,12 @@ impl Aggregator {
         }
     }
 
-    /// Every process that holds something here.
-    pub fn pids(&self) -> BTreeSet<u32> {
-        self.groups.iter().flat_map(|g| g.pids.iter().copied()).collect()
+    /// Marks everything here as held by processes at their exit, so that
+    /// a process given one of their pids since is not taken for them.
+    pub fn mark_exited(&mut self) {
+        for g in &mut self.groups {
+            g.exited = true;
+        }
     }
 
     /// What each stack holds now, as one sample of the history.
@@ -398,7 +411,7 @@ impl Aggregator {
     pub fn into_groups(self) -> Vec<Group> {
         let mut groups = self.groups;
         for g in &mut groups {
-            g.examples.sort_by(|a, b| b.age_ns.cmp(&a.age_ns).then(a.pid.cmp(&b.pid)).then(a.fd().cmp(&b.fd())));
+            g.examples.sort_by(|a, b| b.age_ns.cmp(&a.age_ns).then(a.proc.cmp(&b.proc)).then(a.fd().cmp(&b.fd())));
         }
         groups.sort_by(|a, b| {
             (a.kind == "mmap")
@@ -440,6 +453,7 @@ mod tests {
         Held {
             stack_since_ns: 0,
             proc: ProcId { tgid: pid, gen: 1 },
+            ns_pid: None,
             acquired_ns: 1000,
             held_until_ns: 1000 + age,
             stack,
@@ -544,6 +558,30 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_filled_in_only_from_the_process_that_held_the_fd() {
+        // pid 10 exited holding fd 3 (gen 1); a new process got pid 10
+        // (gen 2) and holds its own fd 3.
+        let mut agg = Aggregator::new(3);
+        let old = held(10, 3, Resource::File, stack(&[0x10], 0), 5);
+        let mut new = held(10, 3, Resource::File, stack(&[0x20], 0), 1);
+        new.proc.gen = 2;
+        new.ns_pid = Some(1);
+        agg.add(old);
+        agg.add(new);
+        agg.fill_paths(|p| p.gen == 2, |pid, fd| Some(format!("/proc/{pid}/fd/{fd} now")));
+        let groups = agg.into_groups();
+        let path = |g: &Group| match &g.examples[0].what {
+            ExampleWhat::Fd { path, .. } => path.clone(),
+            ExampleWhat::Mapping(_) => None,
+        };
+        let old = groups.iter().find(|g| g.examples[0].proc.gen == 1).expect("old");
+        let new = groups.iter().find(|g| g.examples[0].proc.gen == 2).expect("new");
+        assert_eq!(path(old), None, "the new process's fd 3 is not the old one's");
+        assert_eq!(path(new).as_deref(), Some("/proc/10/fd/3 now"));
+        assert_eq!((old.examples[0].ns_pid, new.examples[0].ns_pid), (None, Some(1)));
+    }
+
+    #[test]
     fn mappings_are_counted_per_call_and_summed_in_bytes_after_the_fds() {
         let mut agg = Aggregator::new(3);
         let mapping = |bytes: u64, regions: u32| {
@@ -561,6 +599,7 @@ mod tests {
             agg.add(Held {
                 stack_since_ns: 0,
                 proc: ProcId { tgid: 10, gen: 1 },
+                ns_pid: None,
                 acquired_ns: 1000,
                 held_until_ns: 1010,
                 stack: stack(&[0x40], 0),

@@ -8,6 +8,8 @@ use super::ProcId;
 pub struct ProcInfo {
     pub comm: Option<String>,
     pub exe: Option<String>,
+    /// Its pid in its own pid namespace (`NSpid`), read while it was alive.
+    pub ns_pid: Option<u32>,
     /// CLOCK_MONOTONIC ns of the exit, once the process is gone.
     pub exited_ns: Option<u64>,
     /// Latest read of the process's fd table.
@@ -36,6 +38,13 @@ impl FdLinks {
 #[derive(Debug, Default)]
 pub struct Processes {
     by_id: HashMap<ProcId, ProcInfo>,
+}
+
+impl ProcInfo {
+    /// The namespace pid worth reporting beside `tgid`: one that differs.
+    pub fn other_ns_pid(&self, tgid: u32) -> Option<u32> {
+        self.ns_pid.filter(|&n| n != tgid)
+    }
 }
 
 impl Processes {
