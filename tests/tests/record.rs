@@ -44,13 +44,48 @@ fn recorder(file: &std::path::Path, extra: &[&str]) -> std::process::Child {
     child
 }
 
+/// Waits until `pid` holds `n` leaked fds (growth.c leaks /dev/null, which
+/// nothing else in it opens), so a loaded machine's late start does not
+/// shorten what a recording sees.
+fn wait_for_leaks(pid: u32, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let leaked = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().and_then(|f| f.parse::<u32>().ok()).is_some_and(|fd| fd > 2))
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == std::path::Path::new("/dev/null")))
+                .count()
+        });
+        if leaked >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "pid {pid} leaked only {leaked} of {n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ends a recorder as Ctrl-C does, once it has run `at_least` and a
+/// checkpoint has followed the leaks; returns its output.
+fn stop(rec: std::process::Child, started: std::time::Instant, at_least: Duration) -> std::process::Output {
+    // A checkpoint (every second) after the last leak.
+    std::thread::sleep(Duration::from_millis(1500));
+    if let Some(rest) = at_least.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    rec.wait_with_output().expect("recorder")
+}
+
 #[test]
 fn a_recording_reads_back_at_its_checkpoints() {
     let dir = scratch_dir("record");
     let file = dir.join("rec.db");
-    let rec = recorder(&file, &["--duration", "8s"]);
+    let started = std::time::Instant::now();
+    let rec = recorder(&file, &[]);
     let growth = Background::spawn(&c_fixture("growth"), &["5", "5", "20"]);
-    let out = rec.wait_with_output().expect("recorder");
+    wait_for_leaks(growth.pid(), 25);
+    let out = stop(rec, started, Duration::from_secs(8));
     assert!(out.status.success());
     assert_eq!(std::fs::metadata(&file).expect("file").permissions().mode() & 0o777, 0o600);
 
@@ -131,9 +166,11 @@ fn damaged_and_foreign_files_are_refused() {
 fn a_size_cap_drops_old_checkpoints_and_keeps_what_is_held() {
     let dir = scratch_dir("record-cap");
     let file = dir.join("rec.db");
-    let rec = recorder(&file, &["--duration", "8s", "--max-size", "96KiB"]);
-    let _growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
-    assert!(rec.wait_with_output().expect("recorder").status.success());
+    let started = std::time::Instant::now();
+    let rec = recorder(&file, &["--max-size", "96KiB"]);
+    let growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
+    wait_for_leaks(growth.pid(), 30);
+    assert!(stop(rec, started, Duration::from_secs(8)).status.success());
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let total = size(&file) + size(&dir.join("rec.db-wal"));
     // Trimmed after every checkpoint; the last one, at the end, may add a little.
@@ -154,9 +191,11 @@ fn a_size_cap_drops_old_checkpoints_and_keeps_what_is_held() {
 fn diff_compares_two_moments_of_a_recording() {
     let dir = scratch_dir("record-diff");
     let file = dir.join("rec.db");
-    let rec = recorder(&file, &["--duration", "8s"]);
-    let _growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
-    assert!(rec.wait_with_output().expect("recorder").status.success());
+    let started = std::time::Instant::now();
+    let rec = recorder(&file, &[]);
+    let growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
+    wait_for_leaks(growth.pid(), 30);
+    assert!(stop(rec, started, Duration::from_secs(8)).status.success());
     let at = |moment: &str| {
         let (code, json, err) = report(&file, &["--at", moment]);
         assert_eq!(code, Some(0), "{err}");
