@@ -44,7 +44,13 @@ pub fn run(root: &Path, each: Duration) -> Result<()> {
             .args(["-max_len=262144", "-print_final_stats=1"])
             .status()?;
         if !status.success() {
-            bail!("fuzz target {target} found a failure: see fuzz/artifacts/{target}/");
+            // A crash leaves its input in the artifacts; anything else (a
+            // build that failed, a full disk) failed before fuzzing.
+            let artifacts = fuzz.join("artifacts").join(target);
+            if std::fs::read_dir(&artifacts).is_ok_and(|mut d| d.next().is_some()) {
+                bail!("fuzz target {target} found a failure: see {}", artifacts.display());
+            }
+            bail!("`cargo fuzz run {target}` failed ({status}) without finding a failure: see its output above");
         }
     }
     Ok(())
