@@ -100,22 +100,30 @@ impl Resource {
     }
 }
 
-/// Where the close-on-exec flag of a new fd comes from.
+/// Where the close-on-exec flag of a new fd comes from: `set`, unless
+/// `open_how` is not 0 (openat2), when it is in `open_how.flags`, the first
+/// `u64` of the struct at that user address.
+///
+/// Two fields rather than an enum with data: an enum's payload is undefined
+/// in its other variants, and the eBPF program's match on one left a register
+/// unset on a path the verifier of Linux 6.1 cannot rule out (it does not
+/// narrow [0, 1] to 1 after `!= 0`), so it refused the program ("R3 !read_ok").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cloexec {
-    No,
-    Yes,
-    /// openat2: `open_how.flags`, the first `u64` of the struct at this user address.
-    FromOpenHow(u64),
+pub struct Cloexec {
+    pub set: bool,
+    pub open_how: u64,
 }
 
 impl Cloexec {
+    pub const NO: Cloexec = Cloexec { set: false, open_how: 0 };
+    pub const YES: Cloexec = Cloexec { set: true, open_how: 0 };
+
     const fn when(set: bool) -> Cloexec {
-        if set {
-            Cloexec::Yes
-        } else {
-            Cloexec::No
-        }
+        Cloexec { set, open_how: 0 }
+    }
+
+    pub const fn from_open_how(open_how: u64) -> Cloexec {
+        Cloexec { set: false, open_how }
     }
 }
 
@@ -251,24 +259,24 @@ pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
     match nr {
         sc::OPEN => acquire(R::File, flag(args[1], sc::O_CLOEXEC)),
         sc::OPENAT | sc::OPEN_BY_HANDLE_AT => acquire(R::File, flag(args[2], sc::O_CLOEXEC)),
-        sc::OPENAT2 => acquire(R::File, Cloexec::FromOpenHow(args[2])),
-        sc::CREAT => acquire(R::File, Cloexec::No),
+        sc::OPENAT2 => acquire(R::File, Cloexec::from_open_how(args[2])),
+        sc::CREAT => acquire(R::File, Cloexec::NO),
         sc::SOCKET => acquire(R::Socket, flag(args[1], sc::O_CLOEXEC)),
-        sc::ACCEPT => acquire(R::Socket, Cloexec::No),
+        sc::ACCEPT => acquire(R::Socket, Cloexec::NO),
         sc::ACCEPT4 => acquire(R::Socket, flag(args[3], sc::O_CLOEXEC)),
         sc::SOCKETPAIR => {
             FdOp::AcquirePair { fds_at: args[3], resource: R::Socket, cloexec: flag(args[1], sc::O_CLOEXEC) }
         }
-        sc::PIPE => FdOp::AcquirePair { fds_at: args[0], resource: R::Pipe, cloexec: Cloexec::No },
+        sc::PIPE => FdOp::AcquirePair { fds_at: args[0], resource: R::Pipe, cloexec: Cloexec::NO },
         sc::PIPE2 => FdOp::AcquirePair { fds_at: args[0], resource: R::Pipe, cloexec: flag(args[1], sc::O_CLOEXEC) },
-        sc::DUP => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: false },
+        sc::DUP => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::NO, replaces: false },
         // dup2(fd, fd) returns fd and changes nothing.
         sc::DUP2 if args[0] as u32 == fd => FdOp::Nothing,
-        sc::DUP2 => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: true },
+        sc::DUP2 => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::NO, replaces: true },
         sc::DUP3 => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: flag(args[2], sc::O_CLOEXEC), replaces: true },
         sc::FCNTL => match args[1] {
-            sc::F_DUPFD => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::No, replaces: false },
-            sc::F_DUPFD_CLOEXEC => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::Yes, replaces: false },
+            sc::F_DUPFD => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::NO, replaces: false },
+            sc::F_DUPFD_CLOEXEC => FdOp::Dup { old: args[0] as u32, new: fd, cloexec: Cloexec::YES, replaces: false },
             sc::F_SETFD => FdOp::SetCloexec { fd: args[0] as u32, cloexec: args[2] & sc::FD_CLOEXEC != 0 },
             _ => FdOp::Nothing,
         },
@@ -277,28 +285,28 @@ pub fn classify(nr: u64, args: &[u64; 6], ret: i64) -> FdOp {
             sc::FIONCLEX => FdOp::SetCloexec { fd: args[0] as u32, cloexec: false },
             _ => FdOp::Nothing,
         },
-        sc::EVENTFD => acquire(R::EventFd, Cloexec::No),
+        sc::EVENTFD => acquire(R::EventFd, Cloexec::NO),
         sc::EVENTFD2 => acquire(R::EventFd, flag(args[1], sc::O_CLOEXEC)),
-        sc::EPOLL_CREATE => acquire(R::Epoll, Cloexec::No),
+        sc::EPOLL_CREATE => acquire(R::Epoll, Cloexec::NO),
         sc::EPOLL_CREATE1 => acquire(R::Epoll, flag(args[0], sc::O_CLOEXEC)),
         sc::TIMERFD_CREATE => acquire(R::TimerFd, flag(args[1], sc::O_CLOEXEC)),
         // signalfd on an existing signalfd (first argument not -1) only
         // changes its mask and returns the same fd.
         sc::SIGNALFD | sc::SIGNALFD4 if args[0] as i32 != -1 => FdOp::Nothing,
-        sc::SIGNALFD => acquire(R::SignalFd, Cloexec::No),
+        sc::SIGNALFD => acquire(R::SignalFd, Cloexec::NO),
         sc::SIGNALFD4 => acquire(R::SignalFd, flag(args[3], sc::O_CLOEXEC)),
-        sc::INOTIFY_INIT => acquire(R::Inotify, Cloexec::No),
+        sc::INOTIFY_INIT => acquire(R::Inotify, Cloexec::NO),
         sc::INOTIFY_INIT1 => acquire(R::Inotify, flag(args[0], sc::O_CLOEXEC)),
         sc::MEMFD_CREATE => acquire(R::MemFd, flag(args[1], sc::CLOEXEC_BIT0)),
         sc::MEMFD_SECRET => acquire(R::MemFd, flag(args[0], sc::O_CLOEXEC)),
         // Both always set O_CLOEXEC (kernel/pid.c pidfd_create, pidfd_getfd).
-        sc::PIDFD_OPEN => acquire(R::PidFd, Cloexec::Yes),
-        sc::PIDFD_GETFD => acquire(R::Unknown, Cloexec::Yes),
+        sc::PIDFD_OPEN => acquire(R::PidFd, Cloexec::YES),
+        sc::PIDFD_GETFD => acquire(R::Unknown, Cloexec::YES),
         sc::FANOTIFY_INIT => acquire(R::Fanotify, flag(args[0], sc::CLOEXEC_BIT0)),
         sc::USERFAULTFD => acquire(R::UserFaultFd, flag(args[0], sc::O_CLOEXEC)),
         sc::PERF_EVENT_OPEN => acquire(R::PerfEvent, flag(args[4], sc::PERF_FLAG_FD_CLOEXEC)),
         // io_uring fds are always O_CLOEXEC (io_uring/io_uring.c io_uring_install_fd).
-        sc::IO_URING_SETUP => acquire(R::IoUring, Cloexec::Yes),
+        sc::IO_URING_SETUP => acquire(R::IoUring, Cloexec::YES),
         sc::OPEN_TREE => acquire(R::Mount, flag(args[2], sc::O_CLOEXEC)),
         sc::FSOPEN | sc::FSPICK => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
         sc::FSMOUNT => acquire(R::Mount, flag(args[1], sc::CLOEXEC_BIT0)),
@@ -372,23 +380,23 @@ mod tests {
         let ro = 0u64;
         assert_eq!(
             classify(sc::OPEN, &args(&[0, sc::O_CLOEXEC]), 3),
-            FdOp::Acquire { fd: 3, resource: Resource::File, cloexec: Cloexec::Yes }
+            FdOp::Acquire { fd: 3, resource: Resource::File, cloexec: Cloexec::YES }
         );
         assert_eq!(
             classify(sc::OPENAT, &args(&[-100i64 as u64, 0, ro]), 4),
-            FdOp::Acquire { fd: 4, resource: Resource::File, cloexec: Cloexec::No }
+            FdOp::Acquire { fd: 4, resource: Resource::File, cloexec: Cloexec::NO }
         );
         assert_eq!(
             classify(sc::OPENAT, &args(&[-100i64 as u64, 0, sc::O_CLOEXEC | 2]), 4),
-            FdOp::Acquire { fd: 4, resource: Resource::File, cloexec: Cloexec::Yes }
+            FdOp::Acquire { fd: 4, resource: Resource::File, cloexec: Cloexec::YES }
         );
         assert_eq!(
             classify(sc::OPENAT2, &args(&[0, 0, 0xdead0]), 5),
-            FdOp::Acquire { fd: 5, resource: Resource::File, cloexec: Cloexec::FromOpenHow(0xdead0) }
+            FdOp::Acquire { fd: 5, resource: Resource::File, cloexec: Cloexec::from_open_how(0xdead0) }
         );
         assert_eq!(
             classify(sc::CREAT, &args(&[0, 0o644]), 6),
-            FdOp::Acquire { fd: 6, resource: Resource::File, cloexec: Cloexec::No }
+            FdOp::Acquire { fd: 6, resource: Resource::File, cloexec: Cloexec::NO }
         );
     }
 
@@ -396,11 +404,11 @@ mod tests {
     fn pairs_come_from_user_memory() {
         assert_eq!(
             classify(sc::PIPE2, &args(&[0x7000, sc::O_CLOEXEC]), 0),
-            FdOp::AcquirePair { fds_at: 0x7000, resource: Resource::Pipe, cloexec: Cloexec::Yes }
+            FdOp::AcquirePair { fds_at: 0x7000, resource: Resource::Pipe, cloexec: Cloexec::YES }
         );
         assert_eq!(
             classify(sc::SOCKETPAIR, &args(&[1, 1, 0, 0x8000]), 0),
-            FdOp::AcquirePair { fds_at: 0x8000, resource: Resource::Socket, cloexec: Cloexec::No }
+            FdOp::AcquirePair { fds_at: 0x8000, resource: Resource::Socket, cloexec: Cloexec::NO }
         );
     }
 
@@ -408,24 +416,24 @@ mod tests {
     fn dup_family() {
         assert_eq!(
             classify(sc::DUP, &args(&[3]), 9),
-            FdOp::Dup { old: 3, new: 9, cloexec: Cloexec::No, replaces: false }
+            FdOp::Dup { old: 3, new: 9, cloexec: Cloexec::NO, replaces: false }
         );
         assert_eq!(classify(sc::DUP2, &args(&[3, 3]), 3), FdOp::Nothing);
         assert_eq!(
             classify(sc::DUP2, &args(&[3, 5]), 5),
-            FdOp::Dup { old: 3, new: 5, cloexec: Cloexec::No, replaces: true }
+            FdOp::Dup { old: 3, new: 5, cloexec: Cloexec::NO, replaces: true }
         );
         assert_eq!(
             classify(sc::DUP3, &args(&[3, 5, sc::O_CLOEXEC]), 5),
-            FdOp::Dup { old: 3, new: 5, cloexec: Cloexec::Yes, replaces: true }
+            FdOp::Dup { old: 3, new: 5, cloexec: Cloexec::YES, replaces: true }
         );
         assert_eq!(
             classify(sc::FCNTL, &args(&[3, sc::F_DUPFD_CLOEXEC, 10]), 10),
-            FdOp::Dup { old: 3, new: 10, cloexec: Cloexec::Yes, replaces: false }
+            FdOp::Dup { old: 3, new: 10, cloexec: Cloexec::YES, replaces: false }
         );
         assert_eq!(
             classify(sc::FCNTL, &args(&[3, sc::F_DUPFD, 10]), 11),
-            FdOp::Dup { old: 3, new: 11, cloexec: Cloexec::No, replaces: false }
+            FdOp::Dup { old: 3, new: 11, cloexec: Cloexec::NO, replaces: false }
         );
     }
 
@@ -448,7 +456,7 @@ mod tests {
         assert_eq!(classify(sc::SIGNALFD4, &args(&[5, 0, 8, 0]), 5), FdOp::Nothing);
         assert_eq!(
             classify(sc::SIGNALFD4, &args(&[-1i32 as u32 as u64, 0, 8, sc::O_CLOEXEC]), 6),
-            FdOp::Acquire { fd: 6, resource: Resource::SignalFd, cloexec: Cloexec::Yes }
+            FdOp::Acquire { fd: 6, resource: Resource::SignalFd, cloexec: Cloexec::YES }
         );
     }
 
@@ -456,13 +464,13 @@ mod tests {
     fn always_cloexec_kinds() {
         for nr in [sc::PIDFD_OPEN, sc::PIDFD_GETFD, sc::IO_URING_SETUP] {
             match classify(nr, &args(&[]), 3) {
-                FdOp::Acquire { cloexec, .. } => assert_eq!(cloexec, Cloexec::Yes, "nr {nr}"),
+                FdOp::Acquire { cloexec, .. } => assert_eq!(cloexec, Cloexec::YES, "nr {nr}"),
                 other => panic!("nr {nr}: {other:?}"),
             }
         }
         assert_eq!(
             classify(sc::MEMFD_CREATE, &args(&[0, 1]), 3),
-            FdOp::Acquire { fd: 3, resource: Resource::MemFd, cloexec: Cloexec::Yes }
+            FdOp::Acquire { fd: 3, resource: Resource::MemFd, cloexec: Cloexec::YES }
         );
     }
 

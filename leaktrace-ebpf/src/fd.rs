@@ -135,16 +135,15 @@ fn header(kind: u32, caller: &Caller, proc: &ProcState) -> EventHeader {
 
 #[inline(always)]
 fn resolve_cloexec(cloexec: Cloexec) -> bool {
-    match cloexec {
-        Cloexec::No => false,
-        Cloexec::Yes => true,
-        Cloexec::FromOpenHow(how) => match unsafe { bpf_probe_read_user(how as *const u64) } {
-            Ok(flags) => flags & sc::O_CLOEXEC != 0,
-            Err(_) => {
-                bump(counters::READ_ERRORS);
-                false
-            }
-        },
+    if cloexec.open_how == 0 {
+        return cloexec.set;
+    }
+    match unsafe { bpf_probe_read_user(cloexec.open_how as *const u64) } {
+        Ok(flags) => flags & sc::O_CLOEXEC != 0,
+        Err(_) => {
+            bump(counters::READ_ERRORS);
+            false
+        }
     }
 }
 

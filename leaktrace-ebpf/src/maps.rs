@@ -64,6 +64,14 @@ pub static UNWIND_BUCKETS: Array<u64> = Array::with_max_entries(1 << 20, BPF_F_M
 #[map]
 pub static STACK_WINDOW: PerCpuArray<[u64; crate::unwind::WINDOW_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
+/// The registers of the syscall that is returning (see `syscall::try_sys_exit`).
+#[map]
+pub static SYSCALL_REGS: PerCpuArray<crate::syscall::PtRegs> = PerCpuArray::with_max_entries(1, 0);
+
+/// The state of the stack walk in progress (see `unwind::Walk`).
+#[map]
+pub static UNWIND_WALK: PerCpuArray<crate::unwind::Walk> = PerCpuArray::with_max_entries(1, 0);
+
 /// Executable mappings of traced processes that have CFI tables, by tgid.
 /// Not preallocated: entries are 2 KiB and most pids never need one.
 #[map]

@@ -3,7 +3,7 @@
 //! the call returns, releases by close and close_range when it starts.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated},
     programs::RawTracePointContext,
 };
 use leaktrace_common::{
@@ -12,12 +12,18 @@ use leaktrace_common::{
     mmap, syscalls as sc,
 };
 
-use crate::{config, counters::bump, fd, maps::PROCS, process};
+use crate::{
+    config,
+    counters::bump,
+    fd,
+    maps::{PROCS, SYSCALL_REGS},
+    process,
+};
 
 /// `struct pt_regs` on x86_64 (arch/x86/include/asm/ptrace.h). Its layout is
 /// part of the user ABI (PTRACE_GETREGS), so it is the same on every kernel.
 #[repr(C)]
-struct PtRegs {
+pub struct PtRegs {
     r15: u64,
     r14: u64,
     r13: u64,
@@ -78,7 +84,18 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     if !exit_matters(nr) {
         return Ok(());
     }
-    let regs = read_kernel(regs_ptr)?;
+    // 168 bytes: read into a per-CPU map rather than onto the stack, which
+    // this program shares with the unwinder it calls (see `unwind::Walk`).
+    let Some(slot) = SYSCALL_REGS.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let size = core::mem::size_of::<PtRegs>() as u32;
+    let read = unsafe { generated::bpf_probe_read_kernel(slot.cast(), size, regs_ptr.cast()) };
+    if read < 0 {
+        bump(counters::READ_ERRORS);
+        return Err(read);
+    }
+    let regs = unsafe { &*slot };
     // ia32 and x32 syscall numbers mean other calls; only the native ABI is decoded.
     if regs.cs != sc::USER_CS_64 || regs.orig_ax & sc::X32_SYSCALL_BIT != 0 {
         return Ok(());

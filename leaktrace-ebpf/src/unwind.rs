@@ -16,17 +16,21 @@ use leaktrace_common::{
     unwind::{BUCKET_SHIFT, CFA_RBP, END, MAX_MAPPINGS, NO_INFO, RBP_SAVED},
 };
 
-use crate::maps::{PROC_UNWIND, STACK_SCRATCH, STACK_WINDOW, UNWIND_BUCKETS, UNWIND_ROWS};
+use crate::maps::{PROC_UNWIND, STACK_SCRATCH, STACK_WINDOW, UNWIND_BUCKETS, UNWIND_ROWS, UNWIND_WALK};
 
 /// Words of user stack read at once: 1 KiB holds the frames of a typical
 /// -O2 call chain a few levels deep; deeper walks read the next window.
 pub const WINDOW_WORDS: usize = 128;
 
-/// The walk's state, on the program's stack and handed to every iteration.
-/// Plain integers only: copying structs makes LLVM emit a byte-wise memcpy
-/// that the verifier walks one byte at a time.
+/// The walk's state, in a per-CPU map (`UNWIND_WALK`) that every iteration
+/// looks up. Not on the program's stack: the syscall program and this
+/// global function it calls share the 512 bytes, which kernels before 6.13
+/// (no private stacks) check for the pair (6.1: "combined stack size of 2
+/// calls is 544. Too large"), and bpf_loop takes only a stack pointer as
+/// its context. Plain integers only: copying structs makes LLVM emit a
+/// byte-wise memcpy that the verifier walks one byte at a time.
 #[repr(C)]
-struct Walk {
+pub struct Walk {
     ip: u64,
     sp: u64,
     bp: u64,
@@ -66,8 +70,9 @@ pub extern "C" fn leaktrace_unwind(tgid: u32, exec_seq: u32, ip: u64, sp: u64, b
         Some(maps) if maps.exec_seq == exec_seq && maps.count > 0 => {}
         _ => return 0,
     }
-    let mut walk = core::mem::MaybeUninit::<Walk>::uninit();
-    let w = walk.as_mut_ptr();
+    let Some(w) = UNWIND_WALK.get_ptr_mut(0) else {
+        return 0;
+    };
     // Field by field, with volatile stores: LLVM turns a zeroing struct
     // literal into a byte-wise memset loop that the verifier walks byte by byte.
     unsafe {
@@ -89,11 +94,11 @@ pub extern "C" fn leaktrace_unwind(tgid: u32, exec_seq: u32, ip: u64, sp: u64, b
         core::ptr::write_volatile(&raw mut (*w).window_valid, 0);
         core::ptr::write_volatile(&raw mut (*w)._pad, 0);
     }
-    // Used in place: copying it out would bring the memset back.
-    let walk = unsafe { &mut *w };
     unsafe {
-        bpf_loop(MAX_FRAMES as u32, step as *mut c_void, (walk as *mut Walk).cast(), 0);
+        bpf_loop(MAX_FRAMES as u32, step as *mut c_void, core::ptr::null_mut(), 0);
     }
+    // Used in place: copying it out would bring the memset back.
+    let walk = unsafe { &*w };
     let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -110,8 +115,11 @@ const STOP: i64 = 1;
 
 /// One frame: record `ip`, then compute the caller's ip, sp and bp.
 #[inline(never)]
-extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
-    let walk = unsafe { &mut *(ctx as *mut Walk) };
+extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(walk) = UNWIND_WALK.get_ptr_mut(0) else {
+        return STOP;
+    };
+    let walk = unsafe { &mut *walk };
     let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
         return STOP;
     };
