@@ -105,6 +105,7 @@ impl Kernel {
         if EBPF_OBJECT.is_empty() {
             return Err(KernelError::NoEbpfObject);
         }
+        check_kernel()?;
         let tracefs = tracefs::ensure_mounted()?;
         let offsets = tracefs::read_offsets(&tracefs, options.tcp)?;
         // TCP tracking needs the kernel's layout; without it, fd sockets are
@@ -380,13 +381,82 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str) ->
     Ok(())
 }
 
-/// The verifier's log is long; its last lines say why a program was refused.
+/// Where the verifier's whole log goes when a program is refused.
+const VERIFIER_LOG_VAR: &str = "LEAKTRACE_VERIFIER_LOG";
+
+/// One line on why the verifier refused a program; its whole log (thousands
+/// of lines) goes to the file `LEAKTRACE_VERIFIER_LOG` names, if set.
 fn verifier_detail(e: &aya::programs::ProgramError) -> String {
-    let text = format!("{e:#}");
-    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = e {
-        let log = verifier_log.to_string();
-        let tail: Vec<&str> = log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
-        return format!("{text}\n{}", tail.join("\n"));
+    let aya::programs::ProgramError::LoadError { io_error, verifier_log } = e else {
+        return e.to_string();
+    };
+    let log = verifier_log.to_string();
+    let written = std::env::var_os(VERIFIER_LOG_VAR).map(|path| (std::fs::write(&path, &log), path));
+    let whereabouts = match written {
+        Some((Ok(()), path)) => format!("its log is in {}", path.to_string_lossy()),
+        Some((Err(e), path)) => format!("cannot write its log to {}: {e}", path.to_string_lossy()),
+        None => format!("set {VERIFIER_LOG_VAR}=FILE for its log"),
+    };
+    match verifier_reason(&log) {
+        Some(reason) => format!("the kernel's verifier refused it: {reason}; {whereabouts}"),
+        None => format!("{io_error}; {whereabouts}"),
     }
-    text
+}
+
+/// The verifier's verdict: its last line before the statistics, with the
+/// instruction it stopped at when the verdict is about one (not about the
+/// whole program: its size, its stack, its complexity).
+fn verifier_reason(log: &str) -> Option<String> {
+    let statistics = ["verification time", "stack depth", "processed ", "max_states_per_insn"];
+    let whole_program = ["combined stack size", "too large", "too complex"];
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let end = lines.iter().position(|l| statistics.iter().any(|s| l.starts_with(s))).unwrap_or(lines.len());
+    let reason = lines[..end].last()?;
+    let at = end
+        .checked_sub(2)
+        .map(|i| lines[i])
+        .filter(|_| !whole_program.iter().any(|w| reason.contains(w)))
+        .filter(|l| l.split(':').next().is_some_and(|n| n.parse::<u32>().is_ok()));
+    Some(match at {
+        Some(insn) => format!("{reason} (at {insn})"),
+        None => reason.to_string(),
+    })
+}
+
+/// The oldest kernel leaktrace loads on is the one that brought what it
+/// needs last: `bpf_loop` (Linux 5.17), one verified loop iteration per
+/// stack frame. What it needs before (the ring buffer, 5.8; eBPF ISA v3
+/// atomics, 5.12) comes with it. The probe loads a two-instruction program
+/// and reads the verifier's answer; a probe that cannot tell leaves it to
+/// the load to say what is wrong.
+fn check_kernel() -> Result<(), KernelError> {
+    use aya::{programs::ProgramType, sys::BpfHelper};
+    match aya::sys::is_helper_supported(ProgramType::RawTracePoint, BpfHelper::BPF_FUNC_loop) {
+        Ok(false) => Err(KernelError::TooOld {
+            release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|r| r.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            missing: "bpf_loop eBPF helper",
+            since: "5.17",
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_reason;
+
+    #[test]
+    fn the_verifiers_verdict_in_one_line() {
+        // Linux 6.1 refusing a read of an unset register.
+        let log = "0: R1=ctx(off=0,imm=0) R10=fp0\n1241: (b4) w2 = 8                     ; R2_w=8\n\
+                   1242: (85) call bpf_probe_read_user#112\nR3 !read_ok\nverification time 596907 usec\n\
+                   stack depth 400+112+32+8+24+0\nprocessed 34070 insns (limit 1000000) max_states_per_insn 19\n";
+        assert_eq!(verifier_reason(log).as_deref(), Some("R3 !read_ok (at 1242: (85) call bpf_probe_read_user#112)"));
+        // A verdict about the whole program has no instruction.
+        let log = "12: (95) exit\ncombined stack size of 2 calls is 544. Too large\nverification time 2008791 usec\n";
+        assert_eq!(verifier_reason(log).as_deref(), Some("combined stack size of 2 calls is 544. Too large"));
+        assert_eq!(verifier_reason(""), None);
+    }
 }

@@ -24,6 +24,8 @@ pub enum KernelError {
     Tracefs(#[from] tracefs::TracefsError),
     #[error(transparent)]
     Btf(#[from] btf::BtfError),
+    #[error("needs Linux {since} or newer: this kernel ({release}) has no {missing}, and no option avoids it")]
+    TooOld { release: String, missing: &'static str, since: &'static str },
     #[error("cannot load the eBPF programs: {source}")]
     Load {
         #[source]
