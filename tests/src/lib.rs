@@ -222,6 +222,57 @@ impl Drop for Background {
     }
 }
 
+/// A `leaktrace attach` (or any mode that traces in the background),
+/// returned once it has said on stderr that tracing has begun
+/// (`leaktrace: tracing ...`). Loading and verifying its programs takes a
+/// fraction of a second here and several seconds on a busy host or in an
+/// emulated VM; what a fixture does before then is not seen, so tests that
+/// count exactly wait for this, not for a fixed time.
+pub struct Tracer {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Tracer {
+    pub fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(leaktrace())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start leaktrace");
+        let pipe = child.stderr.take().expect("stderr");
+        let (began, tracing) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.starts_with("leaktrace: tracing") {
+                    let _ = began.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        // Also ends, at once, when leaktrace exits without tracing.
+        if tracing.recv_timeout(std::time::Duration::from_secs(120)).is_err() {
+            let _ = child.kill();
+            let status = child.wait();
+            let said = stderr.join().unwrap_or_default();
+            panic!("leaktrace {args:?} never began tracing ({status:?}): {said}");
+        }
+        Tracer { child, stderr }
+    }
+
+    /// Waits for it to end; stderr holds all it said, the tracing line too.
+    pub fn wait_with_output(self) -> Output {
+        let out = self.child.wait_with_output().expect("wait for leaktrace");
+        let stderr = self.stderr.join().expect("stderr reader");
+        Output { status: out.status, stdout: out.stdout, stderr: stderr.into_bytes() }
+    }
+}
+
 /// Waits until `path` exists (the fixture's readiness signal).
 pub fn wait_for_file(path: &Path) {
     for _ in 0..500 {

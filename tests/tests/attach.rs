@@ -5,26 +5,8 @@ use std::process::Command;
 
 use leaktrace_tests::*;
 
-fn attach(pid: u32, duration: &str) -> std::process::Child {
-    Command::new(leaktrace())
-        .args(["attach", "--format", "json", "--pid", &pid.to_string(), "--duration", duration])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start leaktrace attach")
-}
-
-/// Starts `attach` and returns once it traces (it says so on its first line
-/// of stderr): how long loading takes depends on the machine's load.
-fn attach_tracing(pid: u32, duration: &str) -> std::process::Child {
-    use std::io::BufRead;
-    let mut tracer = attach(pid, duration);
-    let mut stderr = std::io::BufReader::new(tracer.stderr.take().expect("stderr"));
-    let mut first = String::new();
-    stderr.read_line(&mut first).expect("attach's first line");
-    assert!(first.starts_with("leaktrace: tracing"), "{first}");
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    tracer
+fn attach(pid: u32, duration: &str) -> Tracer {
+    Tracer::start(&["attach", "--format", "json", "--pid", &pid.to_string(), "--duration", duration])
 }
 
 fn ready_file(name: &str) -> PathBuf {
@@ -36,9 +18,9 @@ fn attach_reports_what_was_acquired_while_tracing_and_lists_what_was_there_befor
     let ready = ready_file("attach");
     let target = Background::spawn(&c_fixture("fd_leaks"), &["attach", ready.to_str().expect("path")]);
     wait_for_file(&ready);
-    let tracer = attach_tracing(target.pid(), "3s");
+    let tracer = attach(target.pid(), "3s");
     std::fs::write(ready.with_extension("go"), b"").expect("signal the fixture");
-    let out = tracer.wait_with_output().expect("leaktrace attach");
+    let out = tracer.wait_with_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
 
@@ -64,10 +46,10 @@ fn attach_ends_when_every_target_exited() {
     let gate = scratch_dir("attach-exit").join("exit");
     let script = format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display());
     let waiter = Background::spawn(std::path::Path::new("/bin/sh"), &["-c", &script]);
-    let tracer = attach_tracing(waiter.pid(), "60s");
+    let tracer = attach(waiter.pid(), "60s");
     std::fs::write(&gate, b"").expect("gate");
     let started = std::time::Instant::now();
-    let out = tracer.wait_with_output().expect("leaktrace attach");
+    let out = tracer.wait_with_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed().as_secs() < 20, "did not notice the exit");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");

@@ -188,14 +188,10 @@ fn attach_follows_mappings_made_while_tracing() {
     let dir = scratch_dir("mmap-attach");
     let ready = dir.join("ready");
     let target = Background::spawn(&c_fixture("mmap_leaks"), &["attach", ready.to_str().expect("path")]);
-    let tracer = std::process::Command::new(leaktrace())
-        .args(["attach", "--kinds", "mmap", "--format", "json", "--pid", &target.pid().to_string(), "--duration", "3s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("attach");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = target.pid().to_string();
+    let tracer = Tracer::start(&["attach", "--kinds", "mmap", "--format", "json", "--pid", &pid, "--duration", "3s"]);
     std::fs::write(&ready, b"").expect("ready");
-    let out = tracer.wait_with_output().expect("attach output");
+    let out = tracer.wait_with_output();
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(held_by(&r, "attach_maps"), (3, 12 * PAGE));
     // Mapped before tracing: neither reported nor disturbed by its unmap.

@@ -167,14 +167,9 @@ fn attach_sees_connection_states_live() {
         fx = c_fixture("tcp_leaks").display()
     );
     let target = Background::spawn(std::path::Path::new("/bin/sh"), &["-c", &script]);
-    let tracer = std::process::Command::new(leaktrace())
-        .args(["attach", "--format", "json", "--pid", &target.pid().to_string(), "--duration", "3s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("attach");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let tracer = Tracer::start(&["attach", "--format", "json", "--pid", &target.pid().to_string(), "--duration", "3s"]);
     std::fs::write(&ready, b"").expect("ready");
-    let out = tracer.wait_with_output().expect("attach output");
+    let out = tracer.wait_with_output();
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
     let leaked: Vec<&Value> = stacks(&r).iter().filter(|s| s["kind"] == "tcp").collect();
     assert_eq!(count(&leaked), 20, "{r}");
@@ -200,14 +195,9 @@ fn closed_connections_the_kernel_keeps_are_not_followed() {
         fx = c_fixture("tcp_leaks").display()
     );
     let target = Background::spawn(std::path::Path::new("/bin/sh"), &["-c", &script]);
-    let tracer = std::process::Command::new(leaktrace())
-        .args(["attach", "--format", "json", "--pid", &target.pid().to_string(), "--duration", "3s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("attach");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let tracer = Tracer::start(&["attach", "--format", "json", "--pid", &target.pid().to_string(), "--duration", "3s"]);
     std::fs::write(&ready, b"").expect("ready");
-    let out = tracer.wait_with_output().expect("attach output");
+    let out = tracer.wait_with_output();
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
     let leaked: Vec<&Value> = stacks(&r).iter().filter(|s| s["kind"] == "tcp").collect();
     assert_eq!(count(&leaked), 20, "{r}");
