@@ -12,6 +12,7 @@ mod fuzz;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,14 @@ enum Command {
     Test {
         /// Only run tests whose name contains this string.
         filter: Option<String>,
+        /// Instead of the host suite, run the integration tests in a VM on this kernel: a
+        /// name xtask fetches (debian-5.10, debian-6.1, debian-6.12) or an image
+        /// (PATH[,modules=DIR]). Repeatable.
+        #[arg(long = "kernel", value_name = "SPEC")]
+        kernels: Vec<String>,
+        /// Bound of each VM's run (boot to power-off), e.g. 30m or 900s.
+        #[arg(long, value_name = "DURATION", default_value = "30m")]
+        vm_timeout: String,
     },
     /// Set up, build, then benchmark leaktrace against bpftrace, strace and
     /// no tracing, and write BENCHMARKS.md (needs root; about 15 minutes).
@@ -63,7 +72,13 @@ fn main() -> Result<()> {
             let binary = build::run(&root)?;
             demo::run(&root, &binary)
         }
-        Command::Test { filter } => {
+        Command::Test { filter, kernels, vm_timeout } if !kernels.is_empty() => {
+            let options = vm::Options { timeout: vm::parse_duration(&vm_timeout)?, cpus: 2, memory_mib: 4096 };
+            setup::run(&setup::Needs::vm())?;
+            let binary = build::run(&root)?;
+            vm::run(&root, &binary, &kernels, filter.as_deref(), &options)
+        }
+        Command::Test { filter, .. } => {
             setup::run(&setup::Needs::test())?;
             let binary = build::run(&root)?;
             test::run(&root, &binary, filter.as_deref())

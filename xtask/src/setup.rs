@@ -54,6 +54,17 @@ impl Needs {
         }
     }
 
+    /// The suite in test VMs (`test --kernel`) runs on the host's root, so
+    /// it needs what the suite needs, and to boot: busybox-static for the
+    /// initramfs, kmod's depmod for the kernel packages' module index,
+    /// xz-utils for their compressed modules. qemu is installed apart (see
+    /// `vm/tools.rs`).
+    pub fn vm() -> Self {
+        let mut needs = Self::test();
+        needs.packages.extend(["busybox-static", "kmod", "xz-utils"]);
+        needs
+    }
+
     /// The benchmark programs are C; bpftrace and strace are the tracers
     /// leaktrace is compared with; nginx and wrk the real server and its load;
     /// bpftool reads the kernel map's occupancy; taskset (util-linux) pins the
