@@ -459,8 +459,16 @@ impl Session {
             let released = plan_releases(&self.pending_ops, &entries, &mut self.marks);
             self.pending_ops.clear();
             if !released.is_empty() {
-                self.released_here += self.kernel.remove_outstanding(&released)? as u64;
                 let released: HashSet<FdKey> = released.into_iter().collect();
+                // Deleted by key only while the entry is still the one read:
+                // the process may have had a released number handed out again
+                // since, and the kernel then keeps the new acquisition under
+                // the same key (seen as one fd too few after a close_range,
+                // when the sweep was slow).
+                let planned: Vec<(FdKey, u64)> =
+                    entries.iter().filter(|(k, _)| released.contains(k)).map(|(k, e)| (*k, e.acquired_ns)).collect();
+                let unchanged = self.kernel.unchanged_outstanding(&planned);
+                self.released_here += self.kernel.remove_outstanding(&unchanged)? as u64;
                 let connections: Vec<u64> =
                     entries.iter().filter(|(k, e)| e.sk != 0 && released.contains(k)).map(|(_, e)| e.sk).collect();
                 self.kernel.remove_tcp_socks(&connections)?;

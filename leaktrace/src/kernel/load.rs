@@ -286,6 +286,17 @@ impl Kernel {
             .map_err(|source| KernelError::MapIo { name: "OUTSTANDING", source })
     }
 
+    /// The keys of `planned` whose entry is still the acquisition made at
+    /// the given time (a key whose fd number was handed out again holds the
+    /// new acquisition, or none once that is released too). What is left
+    /// between this lookup and the delete that follows is microseconds.
+    pub fn unchanged_outstanding(&self, planned: &[(FdKey, u64)]) -> Vec<FdKey> {
+        let Ok(map) = HashMap::<&MapData, FdKey, FdEntry>::try_from(&self.outstanding) else {
+            return planned.iter().map(|(k, _)| *k).collect();
+        };
+        planned.iter().filter(|(k, at)| map.get(k, 0).is_ok_and(|e| e.acquired_ns == *at)).map(|(k, _)| *k).collect()
+    }
+
     /// Removes entries userspace has taken over; returns how many were still there.
     pub fn remove_outstanding(&self, keys: &[FdKey]) -> Result<usize, KernelError> {
         batch::delete(hash_fd(&self.outstanding), keys)
