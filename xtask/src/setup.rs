@@ -35,15 +35,19 @@ impl Needs {
         Self { packages: vec!["golang-go", "gcc", "libc6-dev"] }
     }
 
-    /// Fixtures are C (gcc), Go (golang-go) and Rust (the workspace's cargo);
-    /// the tests give fixtures a terminal with `script` (bsdutils); the
-    /// Kubernetes manifests are validated in a Python venv (python3-venv);
-    /// promtool (prometheus) checks the alert rules and runs their unit tests.
+    /// Fixtures are C (gcc), C++ (g++), Go (golang-go) and Rust (the
+    /// workspace's cargo); the tests give fixtures a terminal with `script`
+    /// (bsdutils) and check with bpftool that no program outlives its
+    /// daemon; the Kubernetes manifests are validated in a Python venv
+    /// (python3-venv); promtool (prometheus) checks the alert rules and runs
+    /// their unit tests.
     pub fn test() -> Self {
         Self {
             packages: vec![
                 "golang-go",
                 "gcc",
+                "g++",
+                "bpftool",
                 "libc6-dev",
                 "util-linux",
                 "bsdutils",
