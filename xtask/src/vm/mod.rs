@@ -81,6 +81,14 @@ pub fn skip_reason(version: (u32, u32), accel: qemu::Accel, test: &str) -> Optio
     None
 }
 
+/// `25 min`, or `40 s` under a minute.
+fn minutes(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s} s"),
+        s => format!("{} min", s / 60),
+    }
+}
+
 /// Parses `--vm-timeout`: `45m`, `900s`, or minutes.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = match text.strip_suffix('s') {
@@ -110,7 +118,9 @@ pub fn run(root: &Path, leaktrace: &Path, specs: &[String], filter: Option<&str>
             Err(e) => {
                 eprintln!("xtask: {}: {e:#}", kernel.label);
                 failed.push(kernel.label.clone());
-                lines.push(format!("{} ({}): did not finish: {e:#}", kernel.label, kernel.release));
+                // The console's tail is above.
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                lines.push(format!("{} ({}): did not finish: {first}", kernel.label, kernel.release));
                 continue;
             }
         };
@@ -229,12 +239,12 @@ fn run_kernel(
     initramfs::build(&initramfs, kernel.modules.as_deref(), &order, &results, &script)?;
 
     eprintln!(
-        "xtask: booting {} ({}{}) for {} tests, at most {} min",
+        "xtask: booting {} ({}{}) for {} tests, at most {}",
         kernel.label,
         kernel.release,
         kernel.package.as_deref().map(|p| format!(", {p}")).unwrap_or_default(),
         selected.len(),
-        options.timeout.as_secs() / 60
+        minutes(options.timeout)
     );
     let boot = qemu::boot(
         &qemu::QemuPlan {
@@ -251,11 +261,7 @@ fn run_kernel(
     )?;
     let tail = || boot.tail.join("\n");
     if boot.timed_out {
-        bail!(
-            "the VM did not finish within {} min; the console's last lines:\n{}",
-            options.timeout.as_secs() / 60,
-            tail()
-        );
+        bail!("the VM did not finish within {}; the console's last lines:\n{}", minutes(options.timeout), tail());
     }
     let Ok(status) = std::fs::read_to_string(results.join(guest::STATUS)) else {
         bail!("the VM stopped before the guest wrote its status; the console's last lines:\n{}", tail());
