@@ -1,7 +1,8 @@
 //! `cargo xtask test --kernel SPEC`: the integration suite in a VM on
 //! another kernel.
 //!
-//! Each kernel boots under qemu with KVM and an initramfs of our own
+//! Each kernel boots under qemu (KVM where the host has hardware
+//! virtualization, TCG elsewhere: `qemu::Accel`) with an initramfs of our own
 //! (`initramfs.rs`) that reaches the host's root filesystem over 9p,
 //! read-only under a tmpfs overlay; the guest then runs the same test
 //! binaries the host suite runs, with the same leaktrace binary, as root
@@ -9,8 +10,8 @@
 //! directory shared read-write. Nothing is installed on the host but the
 //! tools (`tools.rs`); kernels are unpacked under `target/vm/` (`fetch.rs`).
 //!
-//! Tests a kernel cannot pass are skipped with the reason printed, from
-//! the table in [`skips`]; anything else that fails, fails the task.
+//! Tests a kernel cannot pass are skipped with the reason printed (see
+//! [`skip_reason`]); anything else that fails, fails the task.
 
 mod fetch;
 mod guest;
@@ -112,15 +113,18 @@ pub fn run(root: &Path, leaktrace: &Path, specs: &[String], filter: Option<&str>
     let mut failed = Vec::new();
     let mut lines = Vec::new();
     for spec in &specs {
-        let kernel = fetch::resolve(root, spec)?;
-        let (summary, elapsed) = match run_kernel(root, leaktrace, &kernel, &binaries, filter, options, accel) {
+        // A kernel that cannot be fetched or booted fails, the others still run.
+        let outcome = fetch::resolve(root, spec).and_then(|kernel| {
+            run_kernel(root, leaktrace, &kernel, &binaries, filter, options, accel).map(|d| (kernel, d))
+        });
+        let (kernel, (summary, elapsed)) = match outcome {
             Ok(done) => done,
             Err(e) => {
-                eprintln!("xtask: {}: {e:#}", kernel.label);
-                failed.push(kernel.label.clone());
-                // The console's tail is above.
+                eprintln!("xtask: {}: {e:#}", spec.label());
+                failed.push(spec.label());
+                // The console's tail, if any, is above.
                 let first = e.to_string().lines().next().unwrap_or_default().to_string();
-                lines.push(format!("{} ({}): did not finish: {first}", kernel.label, kernel.release));
+                lines.push(format!("{}: did not finish: {first}", spec.label()));
                 continue;
             }
         };
