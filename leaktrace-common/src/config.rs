@@ -44,8 +44,15 @@ pub struct KernelOffsets {
     pub inet_sport: u32,
     pub skc_v6_daddr: u32,
     pub skc_v6_rcv_saddr: u32,
+    /// `task_struct.signal`, 0 when unknown. With `signal_live`, how a thread
+    /// exiting on a kernel before 6.16 (no `group_dead` in the exit record)
+    /// tells whether it is its process's last: do_exit decrements
+    /// `signal->live` before the tracepoint fires.
+    pub task_signal: u32,
+    /// `signal_struct.live`, the thread group's count of live threads.
+    pub signal_live: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
 
 crate::user_pod!(TracepointOffsets, KernelOffsets);
 

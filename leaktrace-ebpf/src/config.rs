@@ -42,6 +42,8 @@ static LT_KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     inet_sport: 0,
     skc_v6_daddr: 0,
     skc_v6_rcv_saddr: 0,
+    task_signal: 0,
+    signal_live: 0,
 };
 
 // Volatile reads: without them the compiler folds the defaults above into the

@@ -5,7 +5,7 @@ use core::intrinsics::{atomic_and, atomic_or, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     programs::TracePointContext,
 };
 use leaktrace_common::{
@@ -206,6 +206,19 @@ pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// `current->signal->live`, the threads of the current process not yet
+/// exiting, when the kernel's BTF gave the offsets.
+#[inline(always)]
+fn live_threads() -> Option<i32> {
+    let o = config::kernel_offsets();
+    if o.task_signal == 0 {
+        return None;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let signal: u64 = crate::socket::read(task + o.task_signal as u64).ok()?;
+    crate::socket::read(signal + o.signal_live as u64).ok()
+}
+
 /// `sched:sched_process_exit`, for every exiting thread.
 pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -217,12 +230,18 @@ pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let offsets = config::offsets();
-    // Before Linux 6.16 the record has no group_dead: the leader's exit stands
-    // for the process's (a leader that calls pthread_exit early is the cost).
-    let group_dead = if offsets.exit_group_dead == ABSENT {
-        tid == tgid
-    } else {
+    let group_dead = if offsets.exit_group_dead != ABSENT {
         config::field::<u8>(ctx, offsets.exit_group_dead)? != 0
+    } else if let Some(live) = live_threads() {
+        // Before Linux 6.16 the record has no group_dead, but do_exit has
+        // already counted this thread out of signal->live: none left means
+        // this is the last (two threads dying at once may both see none
+        // and both send the exit, which userspace takes once).
+        live == 0
+    } else {
+        // No BTF: the leader's exit stands for the process's (a leader that
+        // calls pthread_exit early, or a thread's exec, is the cost).
+        tid == tgid
     };
     if tid != tgid {
         let _ = PROCS.remove(tid);

@@ -46,8 +46,14 @@ fn find(btf: &Btf, ty: &Type, member: &str, base_bits: u32) -> Option<u32> {
     None
 }
 
+fn open() -> Result<Btf, BtfError> {
+    Btf::from_file(VMLINUX).map_err(|e| BtfError::Unreadable { detail: format!("{e:?}") })
+}
+
+/// Every offset the programs read; an error when a TCP one is missing.
 pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
-    let btf = Btf::from_file(VMLINUX).map_err(|e| BtfError::Unreadable { detail: format!("{e:?}") })?;
+    let btf = open()?;
+    let (task_signal, signal_live) = exit_offsets(&btf).unwrap_or((0, 0));
     let o = |s, m| member_offset(&btf, s, m);
     Ok(KernelOffsets {
         task_files: o("task_struct", "files")?,
@@ -65,7 +71,24 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
         inet_sport: o("inet_sock", "inet_sport")?,
         skc_v6_daddr: o("sock_common", "skc_v6_daddr")?,
         skc_v6_rcv_saddr: o("sock_common", "skc_v6_rcv_saddr")?,
+        task_signal,
+        signal_live,
     })
+}
+
+/// Only the offsets that tell a process's last thread on its exit, for
+/// when the TCP ones are missing and fds are traced without them (zeros
+/// when there is no BTF: the leader's exit then stands for the process's).
+pub fn exit_only() -> KernelOffsets {
+    let Ok((task_signal, signal_live)) = open().and_then(|btf| exit_offsets(&btf)) else {
+        return KernelOffsets::default();
+    };
+    KernelOffsets { task_signal, signal_live, ..KernelOffsets::default() }
+}
+
+/// `task_struct.signal` and `signal_struct.live`.
+fn exit_offsets(btf: &Btf) -> Result<(u32, u32), BtfError> {
+    Ok((member_offset(btf, "task_struct", "signal")?, member_offset(btf, "signal_struct", "live")?))
 }
 
 #[cfg(test)]
@@ -83,6 +106,10 @@ mod tests {
         assert_eq!(o.fdtable_fd, 8);
         assert!(o.task_files > 100);
         assert!(o.skc_v6_daddr > o.skc_state);
+        // signal_struct begins with its refcount, then the live threads.
+        assert_eq!(o.signal_live, 4);
+        assert!(o.task_signal > 100);
+        assert_eq!(exit_only().task_signal, o.task_signal);
     }
 
     #[test]

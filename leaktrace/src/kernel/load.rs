@@ -115,7 +115,7 @@ impl Kernel {
             Err(e) if options.tcp => return Err(e.into()),
             Err(e) => {
                 eprintln!("leaktrace: note: socket families and types will not be shown: {e}");
-                Default::default()
+                super::btf::exit_only()
             }
         };
         // Kernels since 5.11 charge BPF memory to the cgroup; raising the
