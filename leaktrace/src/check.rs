@@ -108,6 +108,16 @@ pub fn findings() -> Findings {
     let can_load = admin || (effective.contains(&Capability::CAP_BPF) && effective.contains(&Capability::CAP_PERFMON));
 
     items.push(lockdown());
+    items.push(match crate::kernel::privileges::perf_event_paranoid() {
+        Some(level) if !admin && crate::kernel::privileges::perf_restricted().is_some() => item(
+            "perf_event_paranoid",
+            State::Missing,
+            format!("{level}, enforced by this kernel: perf_event_open needs CAP_SYS_ADMIN"),
+            Some("every mode: attaching the tracepoints (grant CAP_SYS_ADMIN or set kernel.perf_event_paranoid=2)"),
+        ),
+        Some(level) => item("perf_event_paranoid", State::Ok, level.to_string(), None),
+        None => item("perf_event_paranoid", State::Info, "unknown (/proc/sys/kernel/perf_event_paranoid)", None),
+    });
     let tracefs =
         ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].into_iter().find(|r| Path::new(r).join("events").is_dir());
     items.push(match tracefs {
@@ -152,9 +162,12 @@ pub fn findings() -> Findings {
             if group_dead { State::Ok } else { State::Info },
             if group_dead {
                 "present (Linux 6.16 and later)"
+            } else if btf::exit_only().task_signal != 0 {
+                "absent (before Linux 6.16): a process's last thread is told by its signal->live count, \
+                 read with the BTF's offsets"
             } else {
-                "absent (before Linux 6.16): a thread-group leader calling pthread_exit while other threads \
-                 run ends its process's tracing early"
+                "absent (before Linux 6.16) and no BTF: a thread-group leader calling pthread_exit while \
+                 other threads run ends its process's tracing early"
             },
             None,
         ));

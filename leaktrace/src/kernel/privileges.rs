@@ -7,10 +7,16 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum PrivilegeError {
     #[error(
-        "leaktrace needs {missing} to {purpose}; run it as root or grant them \
+        "needs {missing} to {purpose}; run it as root or grant them \
          (setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search,cap_checkpoint_restore+ep leaktrace)"
     )]
     Missing { missing: String, purpose: &'static str },
+    #[error(
+        "needs CAP_SYS_ADMIN to attach to tracepoints: this kernel refuses perf_event_open to \
+         processes without it while kernel.perf_event_paranoid is {0} (a Debian and Ubuntu restriction); \
+         run it as root, grant CAP_SYS_ADMIN, or set kernel.perf_event_paranoid=2"
+    )]
+    PerfRestricted(i32),
     #[error("cannot read this process's capabilities: {0}")]
     Unreadable(String),
 }
@@ -61,7 +67,52 @@ pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
             return Err(PrivilegeError::Missing { missing: and_list(&missing), purpose });
         }
     }
+    // Only once every capability is there: what is missing is named first.
+    if needs.iter().any(|n| matches!(n, Need::Trace)) && !has(Capability::CAP_SYS_ADMIN) {
+        if let Some(paranoid) = perf_restricted() {
+            return Err(PrivilegeError::PerfRestricted(paranoid));
+        }
+    }
     Ok(())
+}
+
+/// kernel.perf_event_paranoid, when readable.
+pub fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").ok()?.trim().parse().ok()
+}
+
+/// `Some(level)` when kernel.perf_event_paranoid is above 2 and this kernel
+/// enforces it: mainline treats every level above 2 as 2, but Debian's and
+/// Ubuntu's kernels then refuse perf_event_open, which attaches tracepoint
+/// programs, to anyone without CAP_SYS_ADMIN (CAP_PERFMON is not enough).
+/// Told apart by trying: a counting event on one tracepoint, for this
+/// process, closed at once.
+pub fn perf_restricted() -> Option<i32> {
+    let paranoid = perf_event_paranoid().filter(|p| *p > 2)?;
+    let id: u64 = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|root| std::fs::read_to_string(format!("{root}/events/raw_syscalls/sys_enter/id")).ok())?
+        .trim()
+        .parse()
+        .ok()?;
+    use aya_obj::generated::{perf_event_attr, perf_type_id::PERF_TYPE_TRACEPOINT, PERF_FLAG_FD_CLOEXEC};
+    // SAFETY: an all-zero perf_event_attr is valid (a plain C struct).
+    let mut attr: perf_event_attr = unsafe { std::mem::zeroed() };
+    attr.type_ = PERF_TYPE_TRACEPOINT as u32;
+    attr.size = std::mem::size_of::<perf_event_attr>() as u32;
+    attr.config = id;
+    // SAFETY: perf_event_open reads `attr`, which outlives the call; the fd
+    // it returns is ours and closed here.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_perf_event_open, &attr as *const perf_event_attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC)
+    };
+    if fd >= 0 {
+        // SAFETY: closing the fd opened above.
+        unsafe { libc::close(fd as i32) };
+        return None;
+    }
+    let refused = matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    refused.then_some(paranoid)
 }
 
 /// Whether tracefs is there but this user may not read it.
