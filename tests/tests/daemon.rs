@@ -44,6 +44,9 @@ fn report_and_metrics(daemon: &Daemon) -> (Value, String) {
     panic!("the daemon never held a sample still for long enough");
 }
 
+/// growth.c's ring of fds, rotated every 50 ms.
+const RING: u64 = 8;
+
 #[test]
 fn daemon_reports_the_leaking_process_by_pid_and_leaves_the_others_steady() {
     let growth = c_fixture("growth");
@@ -63,13 +66,20 @@ fn daemon_reports_the_leaking_process_by_pid_and_leaves_the_others_steady() {
     assert_eq!(leak[0]["verdict"], "leak", "{:#?}", leak[0]);
     let rate = leak[0]["growth_per_minute"].as_f64().expect("growth");
     assert!((rate - 300.0).abs() <= 45.0, "{rate}/min, true rate 300/min");
-    assert_eq!(count(&site_of(&mine, "rotate_ring")), 8);
-    assert_eq!(opened(&mine), 40 + 8 + 4, "{mine:#?}");
+    // A sample reads the kernel's map while the rings turn (one open and one
+    // close every 50 ms): it may see a turn's open without its close (9) or,
+    // the map being walked bucket by bucket, its close without its open (7).
+    // Seen once in a slow emulated VM; the leak's count is exact.
+    let ring = |n: u64| (RING - 1..=RING + 1).contains(&n);
+    let ring_mine = count(&site_of(&mine, "rotate_ring"));
+    assert!(ring(ring_mine), "{ring_mine}");
+    assert_eq!(opened(&mine), 40 + ring_mine + 4, "{mine:#?}");
     assert!(mine.iter().filter(|s| s["verdict"] == "leak").count() == 1, "{mine:#?}");
     for s in &steady {
         let theirs = of_pid(&r, s.pid());
-        assert_eq!(count(&site_of(&theirs, "rotate_ring")), 8, "{theirs:#?}");
-        assert_eq!(opened(&theirs), 8 + 4, "{theirs:#?}");
+        let ring_theirs = count(&site_of(&theirs, "rotate_ring"));
+        assert!(ring(ring_theirs), "{theirs:#?}");
+        assert_eq!(opened(&theirs), ring_theirs + 4, "{theirs:#?}");
         assert!(theirs.iter().all(|e| e["verdict"] != "leak"), "{theirs:#?}");
     }
 
@@ -505,7 +515,9 @@ fn prometheus_scrapes_the_growing_series_of_a_leak() {
     let ring = format!("leaktrace_site_outstanding_resources{{pid=\"{}\",site=~\"rotate_ring.*\"}}", steady.pid());
     let flat = prometheus.query(&format!("deriv({ring}[15s]) * 60"));
     let per_minute: f64 = flat[0]["value"][1].as_str().and_then(|v| v.parse().ok()).expect("a slope");
-    assert!(per_minute.abs() < 1.0, "the ring is flat: {per_minute}/min");
+    // A sample may catch a turn of the ring half done (RING ± 1, see above):
+    // one such point among 15 tilts the fitted slope by up to 1.5/min.
+    assert!(per_minute.abs() < 5.0, "the ring is flat: {per_minute}/min");
 }
 
 #[test]

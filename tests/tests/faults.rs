@@ -331,7 +331,7 @@ fn a_fork_storm_under_attach_is_counted_child_by_child() {
     let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!(r["complete"], true, "{}", r["losses"]);
     let children = site(&r, "child_leaks_one");
-    assert_eq!(children["count"], 200);
+    assert_eq!(children["count"], 200, "{r}");
     assert_eq!(pids_of(children).len(), 200);
     assert_eq!(count(&[site(&r, "parent_before_storm")]), 5);
     assert_eq!(total(&r, "outstanding"), 205);

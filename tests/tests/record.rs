@@ -94,7 +94,7 @@ fn a_recording_reads_back_at_its_checkpoints() {
     let r: Value = serde_json::from_str(&json).expect("a JSON report");
     assert_eq!(r["mode"], "recording");
     let l = leak(&r);
-    assert_eq!(l["count"], 25, "5 s at 5 a second, all held at the end");
+    assert_eq!(l["count"], 25, "5 s at 5 a second, all held at the end: {r}");
     assert_eq!(l["verdict"], "leak");
     assert_eq!(l["pids"][0], growth.pid());
     // Each checkpoint's count in the history is what a report at that
