@@ -13,6 +13,8 @@ pub fn parse_list(output: &str) -> Vec<String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Passed,
+    /// Failed, then passed when the guest ran it again (see `guest`).
+    PassedOnRetry,
     Failed,
     Ignored,
 }
@@ -27,12 +29,20 @@ fn outcome(result: &str) -> Option<Outcome> {
 }
 
 /// Outcomes by test name from libtest's `test NAME ... ok|FAILED|ignored`
-/// lines; a later line for the same name wins. What a test's children write
+/// lines; a later line for the same name wins, and a pass after a failure
+/// (the guest's second try) is told apart. What a test's children write
 /// to the shared stderr can land between `test NAME ... ` and its result,
 /// which then comes on a line of its own; the names under the closing
 /// `failures:` list are failures whatever came before.
 pub fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
     let mut outcomes = BTreeMap::new();
+    let record = |outcomes: &mut BTreeMap<String, Outcome>, name: &str, o: Outcome| {
+        let o = match (outcomes.get(name), o) {
+            (Some(Outcome::Failed), Outcome::Passed) => Outcome::PassedOnRetry,
+            _ => o,
+        };
+        outcomes.insert(name.to_string(), o);
+    };
     let mut pending: Option<String> = None;
     let mut in_failures = false;
     let mut listed = Vec::new();
@@ -40,7 +50,7 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
         if let Some((name, result)) = line.strip_prefix("test ").and_then(|rest| rest.split_once(" ... ")) {
             match outcome(result) {
                 Some(o) => {
-                    outcomes.insert(name.to_string(), o);
+                    record(&mut outcomes, name, o);
                     pending = None;
                 }
                 None => pending = Some(name.to_string()),
@@ -48,7 +58,7 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
             continue;
         }
         if let (Some(name), Some(o)) = (&pending, outcome(line)) {
-            outcomes.insert(name.clone(), o);
+            record(&mut outcomes, name, o);
             pending = None;
             continue;
         }
@@ -75,6 +85,8 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub passed: Vec<String>,
+    /// Also in `passed`: failed once, passed on the guest's second try.
+    pub retried: Vec<String>,
     pub failed: Vec<String>,
     pub ignored: Vec<String>,
     /// Selected but never reported: the binary hung, crashed or timed out.
@@ -90,6 +102,10 @@ impl Summary {
         for name in selected {
             match outcomes.get(name) {
                 Some(Outcome::Passed) => summary.passed.push(name.clone()),
+                Some(Outcome::PassedOnRetry) => {
+                    summary.passed.push(name.clone());
+                    summary.retried.push(name.clone());
+                }
                 Some(Outcome::Failed) => summary.failed.push(name.clone()),
                 Some(Outcome::Ignored) => summary.ignored.push(name.clone()),
                 None => summary.missing.push(name.clone()),
@@ -117,6 +133,9 @@ impl fmt::Display for Summary {
         }
         for name in &self.failed {
             write!(f, "\n  failed: {name}")?;
+        }
+        for name in &self.retried {
+            write!(f, "\n  passed on a second try: {name}")?;
         }
         for name in &self.missing {
             write!(f, "\n  no result (hung, crashed or timed out): {name}")?;
@@ -170,6 +189,14 @@ mod tests {
         assert_eq!(outcomes.len(), 2, "{outcomes:?}");
         assert_eq!(outcomes["attach_follows"], Outcome::Failed);
         assert_eq!(outcomes["exec_releases"], Outcome::Passed);
+
+        // The guest's second try of a failed test.
+        let retried = format!("{interleaved}\nrunning 1 test\ntest attach_follows ... ok\n\ntest result: ok. 1 passed\n");
+        let outcomes = parse_log(&retried);
+        assert_eq!(outcomes["attach_follows"], Outcome::PassedOnRetry);
+        let summary = Summary::new(&["attach_follows".to_string()], vec![], &retried);
+        assert!(summary.ok());
+        assert_eq!(summary.to_string(), "1 passed, 0 failed, 0 skipped\n  passed on a second try: attach_follows");
 
         let selected: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
         let skipped = vec![("e".to_string(), "needs bpf_loop".to_string()), ("f".into(), "needs bpf_loop".into())];
