@@ -56,8 +56,6 @@ pub fn script(plan: &GuestPlan) -> String {
          mkdir -p /dev/pts /dev/shm\n\
          mount -t devpts -o ptmxmode=0666 devpts /dev/pts\n\
          mount -t tmpfs tmpfs /dev/shm\n\
-         mount -t tmpfs tmpfs /run\n\
-         mount -t tmpfs tmpfs /tmp\n\
          mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
          mount -t tracefs tracefs /sys/kernel/tracing\n\
          mount -t bpf bpf /sys/fs/bpf\n\
@@ -66,6 +64,14 @@ pub fn script(plan: &GuestPlan) -> String {
          export PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
          export HOME=/root CARGO_NET_OFFLINE=true LANG=C.UTF-8\n",
     );
+    // Fresh /run and /tmp as on a booted host, except where the workspace
+    // (a clone under /tmp, say) is: an empty tmpfs would hide it, and the
+    // overlay already makes the host's directory writable.
+    for dir in ["/run", "/tmp"] {
+        if !plan.workspace.starts_with(dir) {
+            let _ = writeln!(s, "mount -t tmpfs tmpfs {dir}");
+        }
+    }
     let results = path(plan.results);
     let _ = writeln!(s, "export LEAKTRACE_BIN={}", path(plan.leaktrace));
     let _ = writeln!(s, "R={results}");
@@ -145,6 +151,16 @@ mod tests {
         assert!(!s.contains("tcp-2"), "a binary with nothing to run is left out");
         assert!(s.find("errors-1").unwrap() < s.find("run_c-3").unwrap());
         assert!(s.contains("mount -t cgroup2"));
+        assert!(s.contains("mount -t tmpfs tmpfs /tmp\n"));
+        let in_tmp = script(&GuestPlan {
+            workspace: Path::new("/tmp/ci"),
+            leaktrace: Path::new("/tmp/ci/target/release/leaktrace"),
+            results: Path::new("/tmp/ci/target/vm/run/debian-6.1"),
+            binaries: &binaries,
+            binary_timeout: Duration::from_secs(900),
+        });
+        assert!(!in_tmp.contains("tmpfs /tmp"), "a workspace under /tmp stays visible");
+        assert!(in_tmp.contains("mount -t tmpfs tmpfs /run\n"));
         assert!(s.ends_with("poweroff\n"));
     }
 }
