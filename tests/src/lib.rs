@@ -227,27 +227,38 @@ impl Drop for Background {
 /// (`leaktrace: tracing ...`). Loading and verifying its programs takes a
 /// fraction of a second here and several seconds on a busy host or in an
 /// emulated VM; what a fixture does before then is not seen, so tests that
-/// count exactly wait for this, not for a fixed time.
+/// count exactly wait for this, not for a fixed time. Killed if the test
+/// ends before it does: one left running would go on tracing (and its
+/// fixture on waiting) into the next test.
 pub struct Tracer {
-    child: Child,
-    stderr: std::thread::JoinHandle<String>,
+    child: Option<Child>,
+    /// All it said on stderr, once it has ended (None when not piped).
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Tracer {
     pub fn start(args: &[&str]) -> Tracer {
+        Tracer::start_until(args, "leaktrace: tracing")
+    }
+
+    /// Starts leaktrace with `args`, stdout piped, and returns once a line
+    /// of its stderr begins with `ready`.
+    pub fn start_until(args: &[&str], ready: &str) -> Tracer {
         let mut child = Command::new(leaktrace())
             .args(args)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start leaktrace");
         let pipe = child.stderr.take().expect("stderr");
         let (began, tracing) = std::sync::mpsc::channel();
+        let ready_line = ready.to_string();
         let stderr = std::thread::spawn(move || {
             use std::io::BufRead;
             let mut all = String::new();
             for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.starts_with("leaktrace: tracing") {
+                if line.starts_with(&ready_line) {
                     let _ = began.send(());
                 }
                 all.push_str(&line);
@@ -260,16 +271,41 @@ impl Tracer {
             let _ = child.kill();
             let status = child.wait();
             let said = stderr.join().unwrap_or_default();
-            panic!("leaktrace {args:?} never began tracing ({status:?}): {said}");
+            panic!("leaktrace {args:?} never said {ready:?} ({status:?}): {said}");
         }
-        Tracer { child, stderr }
+        Tracer { child: Some(child), stderr: Some(stderr) }
+    }
+
+    /// Looks after a leaktrace started otherwise (its output not piped).
+    pub fn adopt(child: Child) -> Tracer {
+        Tracer { child: Some(child), stderr: None }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Ends it with SIGKILL; returns how it ended.
+    pub fn kill(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait for leaktrace")
     }
 
     /// Waits for it to end; stderr holds all it said, the tracing line too.
-    pub fn wait_with_output(self) -> Output {
-        let out = self.child.wait_with_output().expect("wait for leaktrace");
-        let stderr = self.stderr.join().expect("stderr reader");
+    pub fn wait_with_output(mut self) -> Output {
+        let out = self.child.take().expect("running").wait_with_output().expect("wait for leaktrace");
+        let stderr = self.stderr.take().map(|s| s.join().expect("stderr reader")).unwrap_or_default();
         Output { status: out.status, stdout: out.stdout, stderr: stderr.into_bytes() }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

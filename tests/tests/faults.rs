@@ -4,9 +4,8 @@
 //! is tests/fixtures/c/faults.c; every count is exact.
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use leaktrace_tests::*;
@@ -63,52 +62,11 @@ fn touch(path: &Path) {
     std::fs::write(path, b"").expect("touch");
 }
 
-/// A leaktrace process, killed if the test ends before it does: one left
-/// running would go on tracing (and its fixture on waiting) into the next
-/// test.
-struct Tracer(Option<Child>);
-
-impl Tracer {
-    fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    fn take(mut self) -> Child {
-        self.0.take().expect("running")
-    }
-}
-
-impl Drop for Tracer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts leaktrace with `args`, stdout piped, and returns once it says on
-/// stderr that tracing has begun (the rest of stderr is drained).
-fn tracer(args: &[&str], ready_line: &str) -> Tracer {
-    let mut child = Command::new(leaktrace())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start leaktrace");
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert!(first.contains(ready_line), "{args:?} said: {first}");
-    std::thread::spawn(move || for _ in lines {});
-    Tracer(Some(child))
-}
-
 /// Ends `tracer` with SIGINT and returns its JSON report.
 fn interrupt(tracer: Tracer) -> Value {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
-    let out = tracer.take().wait_with_output().expect("leaktrace");
+    let out = tracer.wait_with_output();
     assert!(out.status.success(), "{:?}", out.status);
     serde_json::from_slice(&out.stdout).expect("a JSON report")
 }
@@ -191,9 +149,7 @@ fn kill_and_check_nothing_is_left(tracer: Tracer, pins_before: &BTreeSet<PathBuf
     let listed = bpf_objects_in_kernel();
     assert!(ours.is_subset(&listed), "bpftool lists what the tracer holds: {:?}", ours.difference(&listed));
 
-    let mut tracer = tracer.take();
-    tracer.kill().expect("SIGKILL");
-    let status = tracer.wait().expect("wait");
+    let status = tracer.kill();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     // Links, programs and maps are freed when their last fd closes, maps
@@ -223,7 +179,7 @@ fn state(pid: u64) -> Option<char> {
 fn sigkill_of_run_leaves_nothing_in_the_kernel_and_takes_its_command_with_it() {
     let dir = scratch_dir("faults-kill-run");
     let pins = bpf_pins();
-    let tracer = Tracer(Some(
+    let tracer = Tracer::adopt(
         Command::new(leaktrace())
             .args(["run", "--format", "json", "--"])
             .arg(faults())
@@ -233,7 +189,7 @@ fn sigkill_of_run_leaves_nothing_in_the_kernel_and_takes_its_command_with_it() {
             .stderr(Stdio::null())
             .spawn()
             .expect("leaktrace run"),
-    ));
+    );
     wait_for_file(&dir.join("ready"));
     let child = read_number(&dir.join("child"));
     // Forked by the tracer's ptrace thread, so a child of that thread.
@@ -267,7 +223,7 @@ fn sigkill_of_attach_leaves_nothing_in_the_kernel_and_the_target_runs_on() {
     let mut target = Background::spawn(&faults(), &["kill-target", dir.to_str().expect("path")]);
     wait_for_file(&dir.join("ready"));
     let pid = target.pid().to_string();
-    let tracer = tracer(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
+    let tracer = Tracer::start_until(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
     std::thread::sleep(Duration::from_millis(500));
     kill_and_check_nothing_is_left(tracer, &pins);
     // attach never stops its targets: it goes on, and ends well.
@@ -285,9 +241,9 @@ fn sigkill_of_record_leaves_nothing_in_the_kernel() {
     let mut target = Background::spawn(&faults(), &["kill-target", dir.to_str().expect("path")]);
     wait_for_file(&dir.join("ready"));
     let (pid, file) = (target.pid().to_string(), dir.join("rec.db"));
-    let tracer = tracer(
+    let tracer = Tracer::start_until(
         &["record", "--pid", &pid, "--interval", "1s", "--output", file.to_str().expect("path")],
-        "recording into",
+        "leaktrace: recording into",
     );
     std::thread::sleep(Duration::from_millis(1500));
     kill_and_check_nothing_is_left(tracer, &pins);
@@ -323,10 +279,10 @@ fn a_fork_storm_under_attach_is_counted_child_by_child() {
     let dir = scratch_dir("faults-storm-attach");
     let target = Background::spawn(&faults(), &["fork-storm", "200", dir.to_str().expect("path")]);
     let pid = target.pid().to_string();
-    let tracer = tracer(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
+    let tracer = Tracer::start_until(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
     touch(&dir.join("start"));
     // attach ends by itself when its target has exited.
-    let out = tracer.take().wait_with_output().expect("leaktrace attach");
+    let out = tracer.wait_with_output();
     assert!(out.status.success(), "{:?}", out.status);
     let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!(r["complete"], true, "{}", r["losses"]);
@@ -379,10 +335,10 @@ fn threads_exiting_while_others_run_lose_nothing_under_attach() {
     let dir = scratch_dir("faults-threads-attach");
     let target = Background::spawn(&faults(), &["thread-exits", dir.to_str().expect("path")]);
     let pid = target.pid().to_string();
-    let tracer = tracer(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
+    let tracer = Tracer::start_until(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
     touch(&dir.join("start"));
     // attach ends by itself when its target has exited.
-    let out = tracer.take().wait_with_output().expect("leaktrace attach");
+    let out = tracer.wait_with_output();
     assert!(out.status.success());
     let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!(r["complete"], true, "{}", r["losses"]);
@@ -483,7 +439,7 @@ fn a_reused_pid_never_gets_the_previous_process_entries_under_run() {
 fn a_reused_pid_never_gets_the_previous_process_entries_under_attach_all() {
     let dir = scratch_dir("faults-pid-reuse");
     let parent = Background::spawn(&faults(), &["pid-reuse", dir.to_str().expect("path")]);
-    let tracer = tracer(&["attach", "--all", "--format", "json"], "leaktrace: tracing every process");
+    let tracer = Tracer::start_until(&["attach", "--all", "--format", "json"], "leaktrace: tracing every process");
     touch(&dir.join("start"));
     let reused = read_number(&dir.join("reused"));
     let r = interrupt(tracer);
@@ -587,7 +543,7 @@ fn an_attached_process_in_a_pid_namespace_is_named_by_both_pids() {
     let outer = Background::spawn(&faults(), &["pidns", dir.to_str().expect("path")]);
     let init = read_number(&dir.join("pid"));
     let pid = init.to_string();
-    let tracer = tracer(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
+    let tracer = Tracer::start_until(&["attach", "--format", "json", "--pid", &pid], "leaktrace: tracing pid");
     touch(&dir.join("go"));
     wait_for_file(&dir.join("leaked-1"));
     wait_for_file(&dir.join("leaked-2"));
@@ -595,7 +551,7 @@ fn an_attached_process_in_a_pid_namespace_is_named_by_both_pids() {
     std::thread::sleep(Duration::from_millis(300));
     touch(&dir.join("exit"));
     // attach ends by itself when its target has exited.
-    let out = tracer.take().wait_with_output().expect("leaktrace attach");
+    let out = tracer.wait_with_output();
     assert!(out.status.success());
     let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
     assert_eq!((target_pid(&r), r["targets"][0]["ns_pid"].as_u64()), (init, Some(1)));
