@@ -118,8 +118,7 @@ pub fn findings() -> Findings {
         Some(level) => item("perf_event_paranoid", State::Ok, level.to_string(), None),
         None => item("perf_event_paranoid", State::Info, "unknown (/proc/sys/kernel/perf_event_paranoid)", None),
     });
-    let tracefs =
-        ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].into_iter().find(|r| Path::new(r).join("events").is_dir());
+    let tracefs = crate::kernel::tracefs::CANDIDATES.into_iter().find(|r| Path::new(r).join("events").is_dir());
     items.push(match tracefs {
         Some(root) => item("tracefs", State::Ok, format!("mounted at {root}"), None),
         None => match tracefs_mount() {
@@ -134,7 +133,13 @@ pub fn findings() -> Findings {
             ),
         },
     });
-    items.push(match btf::kernel_offsets() {
+    let offsets = btf::kernel_offsets();
+    // Parsed once above; read again alone only when a TCP offset is missing.
+    let exit_offsets_known = match &offsets {
+        Ok(o) => o.task_signal != 0,
+        Err(_) => btf::exit_only().task_signal != 0,
+    };
+    items.push(match offsets {
         Ok(_) => item("BTF", State::Ok, format!("{} describes the socket layout", btf::VMLINUX), None),
         Err(e) => item(
             "BTF",
@@ -162,7 +167,7 @@ pub fn findings() -> Findings {
             if group_dead { State::Ok } else { State::Info },
             if group_dead {
                 "present (Linux 6.16 and later)"
-            } else if btf::exit_only().task_signal != 0 {
+            } else if exit_offsets_known {
                 "absent (before Linux 6.16): a process's last thread is told by its signal->live count, \
                  read with the BTF's offsets"
             } else {

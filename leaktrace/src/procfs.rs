@@ -118,6 +118,12 @@ pub fn namespace_pid(tgid: u32) -> Option<u32> {
     parse_namespace_pid(&status_field(tgid, "NSpid:")?)
 }
 
+/// Its pid in its own pid namespace, when that differs from `tgid` (it is
+/// in a pid namespace other than the tracer's).
+pub fn other_namespace_pid(tgid: u32) -> Option<u32> {
+    namespace_pid(tgid).filter(|&n| n != tgid)
+}
+
 /// The pid in its own pid namespace of a process (not a thread: None when
 /// `pid` is a thread's id), from one read of its status.
 pub fn process_namespace_pid(pid: u32) -> Option<u32> {

@@ -50,7 +50,7 @@ fn process(pid: u32, pods: Option<&Pods>, redact_args: bool) -> Process {
     let limit = procfs::fd_limit(pid);
     Process {
         pid,
-        ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
+        ns_pid: procfs::other_namespace_pid(pid),
         comm: procfs::comm(pid),
         cmdline: procfs::cmdline(pid, redact_args),
         runtime: container.as_ref().map(|c| c.runtime),

@@ -147,18 +147,7 @@ fn take_sample(
     let begun = Instant::now();
     let live = session.refresh()?;
     let outcome = session.interval_outcome(live)?;
-    let targets = config
-        .filter
-        .pids
-        .iter()
-        .map(|&pid| Target {
-            pid,
-            ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
-            comm: procfs::comm(pid),
-            exe: procfs::exe(pid),
-            exit_code: None,
-        })
-        .collect();
+    let targets = config.filter.pids.iter().map(|&pid| Target::live(pid)).collect();
     let context = build::Context {
         mode: "daemon",
         targets,

@@ -89,7 +89,7 @@ pub fn perf_event_paranoid() -> Option<i32> {
 /// process, closed at once.
 pub fn perf_restricted() -> Option<i32> {
     let paranoid = perf_event_paranoid().filter(|p| *p > 2)?;
-    let id: u64 = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+    let id: u64 = super::tracefs::CANDIDATES
         .iter()
         .find_map(|root| std::fs::read_to_string(format!("{root}/events/raw_syscalls/sys_enter/id")).ok())?
         .trim()
@@ -117,7 +117,7 @@ pub fn perf_restricted() -> Option<i32> {
 
 /// Whether tracefs is there but this user may not read it.
 fn tracefs_unreadable() -> bool {
-    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+    super::tracefs::CANDIDATES
         .iter()
         .any(|root| matches!(std::fs::read_dir(root), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied))
 }

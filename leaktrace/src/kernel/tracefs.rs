@@ -22,7 +22,7 @@ pub enum TracefsError {
     MissingField { tracepoint: String, field: &'static str, path: PathBuf },
 }
 
-const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Returns the tracefs root, mounting it at /sys/kernel/tracing if needed.
 pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {

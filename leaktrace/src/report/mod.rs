@@ -91,6 +91,19 @@ pub struct Target {
     pub exit_code: Option<i32>,
 }
 
+impl Target {
+    /// A live process as /proc shows it now (the daemon's and top's targets).
+    pub fn live(pid: u32) -> Target {
+        Target {
+            pid,
+            ns_pid: crate::procfs::other_namespace_pid(pid),
+            comm: crate::procfs::comm(pid),
+            exe: crate::procfs::exe(pid),
+            exit_code: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Window {
     pub start: String,

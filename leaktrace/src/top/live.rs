@@ -102,16 +102,7 @@ fn current_report(
 ) -> Result<Report, crate::kernel::KernelError> {
     let live = session.refresh()?;
     let outcome = session.live_outcome(live)?;
-    let targets = targets
-        .iter()
-        .map(|&pid| Target {
-            pid,
-            ns_pid: procfs::namespace_pid(pid).filter(|&n| n != pid),
-            comm: procfs::comm(pid),
-            exe: procfs::exe(pid),
-            exit_code: None,
-        })
-        .collect();
+    let targets = targets.iter().map(|&pid| Target::live(pid)).collect();
     let context = build::Context {
         mode: "top",
         targets,
