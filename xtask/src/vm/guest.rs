@@ -93,7 +93,8 @@ pub fn script(plan: &GuestPlan) -> String {
             secs = plan.binary_timeout.as_secs(),
             bin = path(&binary.path),
         );
-        let _ = writeln!(s, "{run} {names} 2>&1 | tee \"$R/last.log\" | tee -a \"$R/tests.log\"", names = names.join(" "));
+        let _ =
+            writeln!(s, "{run} {names} 2>&1 | tee \"$R/last.log\" | tee -a \"$R/tests.log\"", names = names.join(" "));
         let _ = writeln!(s, "st=${{PIPESTATUS[0]}}");
         // Failed tests (libtest's last `failures:` list) run once more,
         // alone: under emulation a kernel runs tens of times slower than the

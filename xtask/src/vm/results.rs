@@ -191,7 +191,8 @@ mod tests {
         assert_eq!(outcomes["exec_releases"], Outcome::Passed);
 
         // The guest's second try of a failed test.
-        let retried = format!("{interleaved}\nrunning 1 test\ntest attach_follows ... ok\n\ntest result: ok. 1 passed\n");
+        let retried =
+            format!("{interleaved}\nrunning 1 test\ntest attach_follows ... ok\n\ntest result: ok. 1 passed\n");
         let outcomes = parse_log(&retried);
         assert_eq!(outcomes["attach_follows"], Outcome::PassedOnRetry);
         let summary = Summary::new(&["attach_follows".to_string()], vec![], &retried);
