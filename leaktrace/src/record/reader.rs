@@ -30,7 +30,12 @@ impl Recording {
         let started: String = conn
             .query_row("SELECT value FROM meta WHERE key = 'started_ns'", [], |r| r.get(0))
             .map_err(|e| corrupt(format!("no start time ({e})")))?;
-        let started_ns = started.parse().map_err(|_| corrupt(format!("start time {started:?}")))?;
+        // meta has no row CRCs: a time before 1970 is damage, not a moment.
+        let started_ns = started
+            .parse::<i64>()
+            .ok()
+            .filter(|&t| t >= 0)
+            .ok_or_else(|| corrupt(format!("start time {started:?}")))?;
         let dropped_before_ns: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = 'dropped_before_ns'", [], |r| r.get::<_, String>(0))
             .ok()
@@ -146,7 +151,7 @@ impl Recording {
                     address: (kind == "mmap").then(|| format!("{slot:#x}")),
                     length: (kind == "mmap").then_some(bytes as u64),
                     path,
-                    age_seconds: (at_ns - acquired) as f64 / 1e9,
+                    age_seconds: at_ns.saturating_sub(acquired) as f64 / 1e9,
                     ..report::Example::default()
                 });
             }
@@ -207,15 +212,17 @@ impl Recording {
                 samples.survivors.add(a as u64, at_ns as u64);
             }
             samples.until_ns = at_ns as u64;
+            // Saturating: times come from the file (meta's are not covered by
+            // the row CRCs); a damaged one must not overflow into a panic.
             if let Some(&oldest) = acquired.iter().min() {
-                entry.oldest_age_seconds = (at_ns - oldest) as f64 / 1e9;
+                entry.oldest_age_seconds = at_ns.saturating_sub(oldest) as f64 / 1e9;
                 entry.first_seen = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(oldest))
                     .ok()
                     .map(crate::procfs::rfc3339);
             }
             samples.first_acquired_ns = acquired.iter().min().map(|&t| t as u64);
             entry.history = History {
-                seconds: samples.times_ns.iter().map(|&t| (t as i64 - from_ns) as f64 / 1e9).collect(),
+                seconds: samples.times_ns.iter().map(|&t| (t as i64).saturating_sub(from_ns) as f64 / 1e9).collect(),
                 count: samples.points.iter().map(|p| p.count).collect(),
                 bytes: (kind == "mmap").then(|| samples.points.iter().map(|p| p.bytes).collect()),
                 oldest_age_seconds: vec![0.0; samples.points.len()],
@@ -245,7 +252,11 @@ impl Recording {
             mode: "recording",
             kinds: self.kinds.clone(),
             targets: self.processes_holding(&stacks)?,
-            window: Window { start: wall(from_ns), end: wall(at_ns), seconds: (at_ns - from_ns) as f64 / 1e9 },
+            window: Window {
+                start: wall(from_ns),
+                end: wall(at_ns),
+                seconds: at_ns.saturating_sub(from_ns) as f64 / 1e9,
+            },
             totals: Totals {
                 outstanding,
                 acquired: acquired as u64,
