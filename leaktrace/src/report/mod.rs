@@ -7,6 +7,8 @@ pub mod mapping;
 pub mod outermost;
 pub mod pprof;
 pub mod site;
+#[cfg(test)]
+mod snapshots;
 pub mod text;
 
 use std::collections::BTreeMap;
