@@ -4,93 +4,45 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use leaktrace_common::fd::Resource;
-
-use crate::cli::Common;
-use crate::failure::Failure;
-use crate::kernel::{privileges, Kernel, LoadOptions};
+use crate::cli::AttachArgs;
+use crate::config::Config;
+use crate::kernel::Kernel;
 use crate::output::{self, Output};
-use crate::report::{build, Preexisting, Target};
-use crate::run::EVENT_LATENCY;
+use crate::proc_id::ProcId;
+use crate::procfs;
+use crate::report::{build, text, Mode as ReportMode, Preexisting, Target};
 use crate::session::Session;
-use crate::track::fd::{resource_from_link, resource_name};
-use crate::{procfs, report};
+use crate::track::fd::resource_of_link;
 
-pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<Duration>) -> Result<u8, Failure> {
-    let config = common.config();
-    privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
-    let mut pids = pids.to_vec();
-    pids.dedup();
-    let mut started = HashMap::new();
-    for &pid in &pids {
-        if !procfs::is_live_process(pid) {
-            return Err(Failure::NoSuchProcess { pid });
-        }
-        started.insert(pid, procfs::start_ticks(pid));
-    }
-    let output = Output::open(common, config.top)?;
-    let kernel = Kernel::load(&LoadOptions {
-        tcp: common.tcp(),
-        mmap: common.mmap(),
-        trace_all: all,
-        ..LoadOptions::from(&config)
-    })?;
-    let mut session = Session::new(kernel, &config, false)?;
-    let events = crate::session::readiness(&session)?;
+use super::drive::{drive, Flow, Mode};
+use super::progress::Progress;
+use super::start::{check, start, who};
+use super::Failure;
 
+pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
+    let config = Config::attach(args);
+    let checked = check(&config)?;
+    let view = text::View { top: config.top, all_mappings: config.all_mappings };
+    let output = Output::to(args.output.format, args.output.output.as_deref(), view)?;
+    let (mut session, targets) = start(&config, &checked)?;
     let start_ns = procfs::monotonic_ns();
-    let mut targets = Vec::new();
-    let mut before: Vec<(u32, HashMap<u32, String>)> = Vec::new();
-    for &pid in &pids {
-        let proc = session.trace_target(pid)?;
-        session.observe(pid);
-        // Loading takes a moment: a process that exited meanwhile (or whose
-        // pid went to another) would never be seen to exit.
-        if !procfs::is_same_live_process(pid, started.get(&pid).copied().flatten()) {
-            return Err(Failure::ExitedBeforeTracing { pid });
-        }
-        // Read after tracing began, so no fd falls between the two.
-        before.push((pid, procfs::fd_links(pid, pid).unwrap_or_default()));
-        targets.push(proc);
-    }
+    // Read after tracing began, so no fd falls between the two.
+    let before: Vec<(u32, HashMap<u32, String>)> =
+        targets.iter().map(|t| (t.tgid, procfs::fd_links(t.tgid, t.tgid).unwrap_or_default())).collect();
 
     // Tools that drive leaktrace (and people) see when tracing has begun.
-    let who = if all {
-        "every process".to_string()
+    let traced = if targets.is_empty() {
+        who(&config.filter)
     } else {
-        targets
-            .iter()
-            .map(|t| {
-                format!("pid {} ({})", t.tgid, session.proc_info(*t).and_then(|i| i.comm.clone()).unwrap_or_default())
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        let named = |t: &ProcId| {
+            format!("pid {} ({})", t.tgid, session.proc_info(*t).and_then(|i| i.comm.clone()).unwrap_or_default())
+        };
+        targets.iter().map(named).collect::<Vec<_>>().join(", ")
     };
-    eprintln!("leaktrace: tracing {who}; Ctrl-C ends it and writes the report");
-    let mut stop = crate::session::StopSignals::new()?;
-    let mut tick = tokio::time::interval(EVENT_LATENCY);
-    let mut progress = crate::progress::Progress::new();
-    let mut sweep = tokio::time::interval(config.interval);
-    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = events.ready() => session.drain_events(),
-            _ = tick.tick() => {
-                session.tick()?;
-                if !all && targets.iter().all(|t| !session.is_traced(t.tgid)) {
-                    break;
-                }
-            }
-            _ = sweep.tick() => {
-                let live = session.refresh()?;
-                progress.update(&live, session.history());
-            }
-            _ = &mut deadline => break,
-            _ = stop.recv() => break,
-        }
-    }
-    drop(progress);
+    eprintln!("leaktrace: tracing {traced}; Ctrl-C ends it and writes the report");
+    let mut mode = Attached { interval: config.interval, duration: args.duration, targets, progress: Progress::new() };
+    drive(&mut session, &mut mode).await?;
+    drop(mode.progress);
     let end_ns = procfs::monotonic_ns();
     let outcome = session.finish()?;
     session.untrace_all();
@@ -104,16 +56,14 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
             fds.into_iter().map(move |(fd, link)| Preexisting {
                 pid,
                 fd,
-                resource: resource_name(match resource_from_link(&link) {
-                    Resource::Unknown => Resource::Unknown,
-                    r => r,
-                }),
+                resource: resource_of_link(&link),
                 open_at_end: procfs::fd_link(pid, fd).as_ref() == Some(&link),
                 path: Some(link),
             })
         })
         .collect();
-    let targets = targets
+    let targets = mode
+        .targets
         .iter()
         .map(|t| {
             let info = session.proc_info(*t).cloned().unwrap_or_default();
@@ -121,19 +71,53 @@ pub async fn attach(common: &Common, pids: &[u32], all: bool, duration: Option<D
         })
         .collect();
     let context = build::Context {
-        mode: "attach",
+        mode: ReportMode::Attach,
         targets,
         start_ns,
         end_ns,
         preexisting,
         max_examples: config.examples,
-        kinds: common.kind_names(),
+        kinds: config.kinds.to_vec(),
         min_bytes: config.min_bytes,
         sample: config.sample,
         per_process: false,
     };
     let (history, resolver) = session.history_and_resolver();
-    let report: report::Report = build::build(context, outcome, history, resolver);
+    let report = build::build(context, outcome, history, resolver);
     output.write(&report)?;
-    Ok(output::exit_status(common, &report, 0))
+    Ok(output::exit_status(args.output.fail_on_leak, &report, 0))
+}
+
+/// The loop's view of `attach`: samples for the progress line, and the end
+/// when every target has exited.
+struct Attached {
+    interval: Duration,
+    duration: Option<Duration>,
+    /// The processes named by pid; empty when the whole host (or what the
+    /// filters admit) is traced.
+    targets: Vec<ProcId>,
+    progress: Progress,
+}
+
+impl Mode<Kernel> for Attached {
+    type Wake = ();
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn deadline(&self) -> Option<Duration> {
+        self.duration
+    }
+
+    fn sample(&mut self, session: &mut Session) -> Result<Flow, Failure> {
+        let live = session.refresh()?;
+        self.progress.update(&live, session.history());
+        Ok(Flow::Continue)
+    }
+
+    fn ticked(&mut self, session: &mut Session) -> Result<Flow, Failure> {
+        let all_gone = !self.targets.is_empty() && self.targets.iter().all(|t| !session.is_traced(t.tgid));
+        Ok(if all_gone { Flow::Stop } else { Flow::Continue })
+    }
 }

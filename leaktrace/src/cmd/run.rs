@@ -1,92 +1,50 @@
 //! `leaktrace run -- CMD`: trace a command from its first instruction until it
 //! exits, and report what each of its processes still held when it exited.
+//! The command runs under leaktrace's ptrace tracer (`launch`), which holds
+//! its processes at the moments the session must read them.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::cli::Common;
-use crate::failure::Failure;
-use crate::kernel::{privileges, Kernel, LoadOptions};
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::kernel::{privileges, Kernel};
 use crate::launch::{self, Hold, TracerMsg};
 use crate::output::{self, Output};
-use crate::report::{build, Target};
-use crate::session::Session;
-use crate::{procfs, report};
+use crate::proc_id::ProcId;
+use crate::procfs;
+use crate::report::{build, text, Mode as ReportMode, Target};
+use crate::session::{Outcome, Session};
 
-/// How soon exits and range releases are applied after their events arrive,
-/// and how often events queued without a wake-up (mapping operations) are
-/// read.
-pub const EVENT_LATENCY: Duration = Duration::from_millis(100);
+use super::drive::{drive, Flow, Mode, StopSignal};
+use super::progress::Progress;
+use super::Failure;
 
-/// run's sampling interval: commands are often short (a test suite), and a
-/// verdict needs six samples.
-const RUN_INTERVAL: Duration = Duration::from_secs(1);
-
-pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
-    let config = common.config();
+pub(super) async fn run(args: &RunArgs) -> Result<u8, Failure> {
+    let config = Config::run(args);
     privileges::check(&[privileges::Need::Trace])?;
-    let program = launch::resolve(&command[0])?;
-    let output = Output::open(common, config.top)?;
-    let kernel = Kernel::load(&LoadOptions {
-        tcp: common.tcp(),
-        mmap: common.mmap(),
-        stop_on_code_map: true,
-        ..LoadOptions::from(&config)
-    })?;
-    let mut session = Session::new(kernel, &config, true)?;
-    let events = crate::session::readiness(&session)?;
-    let mut tracer = launch::start(&program, command)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(Failure::Runtime)?;
-    // Ctrl-C reaches the command through the terminal; leaktrace outlives it
-    // to write the report.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
-    let mut tick = tokio::time::interval(EVENT_LATENCY);
-    let mut progress = crate::progress::Progress::new();
-    let mut sweep = tokio::time::interval(common.interval.unwrap_or(RUN_INTERVAL));
-
-    let start_ns = procfs::monotonic_ns();
-    let mut root = None;
-    let (status, outcome) = loop {
-        tokio::select! {
-            msg = tracer.recv() => match msg {
-                Some(TracerMsg::Hold(Hold::CommandExited { status }, reply)) => {
-                    let outcome = session.finish()?;
-                    // Background processes go on untraced: no more signals for them.
-                    session.untrace_all();
-                    let _ = reply.send(());
-                    break (status, outcome);
-                }
-                Some(TracerMsg::Hold(hold, reply)) => {
-                    match hold {
-                        Hold::Started { pid } => root = Some(session.trace_target(pid)?),
-                        Hold::Forked { child } => session.forked(child),
-                        Hold::Execed { tgid } => session.after_exec(tgid),
-                        Hold::CodeMapped { tgid } => session.code_mapped(tgid),
-                        Hold::Exiting { tgid, tid } => session.before_exit(tgid, tid),
-                        Hold::CommandExited { .. } => {}
-                    }
-                    let _ = reply.send(());
-                }
-                Some(TracerMsg::Failed(e)) => return Err(e.into()),
-                None => return Err(Failure::TracerLost),
-            },
-            _ = events.ready() => session.drain_events(),
-            _ = tick.tick() => session.tick()?,
-            _ = sweep.tick() => {
-                let live = session.refresh()?;
-                progress.update(&live, session.history());
-            }
-            _ = sigterm.recv() => forward(root.map(|r| r.tgid), libc::SIGTERM),
-            _ = sighup.recv() => forward(root.map(|r| r.tgid), libc::SIGHUP),
-            _ = sigint.recv() => {}
-        }
+    let program = launch::resolve(&args.command[0])?;
+    let view = text::View { top: config.top, all_mappings: config.all_mappings };
+    let output = Output::to(args.output.format, args.output.output.as_deref(), view)?;
+    let kernel = Kernel::load(&config.load_options_for_command())?;
+    let mut session = Session::new(kernel, &config.session_options()).held_by_tracer();
+    let tracer = launch::start(&program, &args.command)?;
+    let mut mode = Running {
+        interval: config.interval,
+        tracer,
+        hangup: signal(SignalKind::hangup()).map_err(Failure::Runtime)?,
+        root: None,
+        ended: None,
+        progress: Progress::new(),
     };
-    drop(progress);
+    let start_ns = procfs::monotonic_ns();
+    drive(&mut session, &mut mode).await?;
+    let (status, outcome) = mode.ended.ok_or(Failure::TracerLost)?;
+    drop(mode.progress);
     let end_ns = procfs::monotonic_ns();
-    let root = root.ok_or(Failure::TracerLost)?;
+    let root = mode.root.ok_or(Failure::TracerLost)?;
     let info = session.proc_info(root).cloned().unwrap_or_default();
     let target = Target {
         pid: root.tgid,
@@ -96,26 +54,120 @@ pub async fn run(common: &Common, command: &[OsString]) -> Result<u8, Failure> {
         exit_code: Some(status),
     };
     let context = build::Context {
-        mode: "run",
+        mode: ReportMode::Run,
         targets: vec![target],
         start_ns,
         end_ns,
         preexisting: vec![],
         max_examples: config.examples,
-        kinds: common.kind_names(),
+        kinds: config.kinds.to_vec(),
         min_bytes: config.min_bytes,
         sample: config.sample,
         per_process: false,
     };
     let (history, resolver) = session.history_and_resolver();
-    let report: report::Report = build::build(context, outcome, history, resolver);
+    let report = build::build(context, outcome, history, resolver);
     output.write(&report)?;
-    Ok(output::exit_status(common, &report, status.clamp(0, 255) as u8))
+    Ok(output::exit_status(args.output.fail_on_leak, &report, status.clamp(0, 255) as u8))
 }
 
-fn forward(pid: Option<u32>, signal: i32) {
-    if let Some(pid) = pid {
-        // SAFETY: kill has no memory arguments.
-        unsafe { libc::kill(pid as i32, signal) };
+/// The loop's view of `run`: the tracer's holds drive the session, and the
+/// command's exit ends the loop with the session's outcome.
+struct Running {
+    interval: Duration,
+    tracer: UnboundedReceiver<TracerMsg>,
+    /// A SIGHUP is passed on to the command, as a SIGTERM is.
+    hangup: Signal,
+    root: Option<ProcId>,
+    /// The command's exit status and what was held then.
+    ended: Option<(i32, Outcome)>,
+    progress: Progress,
+}
+
+enum Wake {
+    Tracer(Option<TracerMsg>),
+    Hangup,
+}
+
+impl Running {
+    fn forward(&self, signal: i32) {
+        if let Some(root) = self.root {
+            // SAFETY: kill has no memory arguments.
+            unsafe { libc::kill(root.tgid as i32, signal) };
+        }
+    }
+}
+
+impl Mode<Kernel> for Running {
+    type Wake = Wake;
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    async fn wake(&mut self) -> Wake {
+        tokio::select! {
+            msg = self.tracer.recv() => Wake::Tracer(msg),
+            _ = self.hangup.recv() => Wake::Hangup,
+        }
+    }
+
+    fn woken(&mut self, wake: Wake, session: &mut Session) -> Result<Flow, Failure> {
+        let (hold, reply) = match wake {
+            Wake::Hangup => {
+                self.forward(libc::SIGHUP);
+                return Ok(Flow::Continue);
+            }
+            Wake::Tracer(Some(TracerMsg::Hold(hold, reply))) => (hold, reply),
+            Wake::Tracer(Some(TracerMsg::Failed(e))) => return Err(e.into()),
+            Wake::Tracer(None) => return Err(Failure::TracerLost),
+        };
+        let flow = match hold {
+            Hold::CommandExited { status } => {
+                let outcome = session.finish()?;
+                // Background processes go on untraced: no more signals for them.
+                session.untrace_all();
+                self.ended = Some((status, outcome));
+                Flow::Stop
+            }
+            Hold::Started { pid } => {
+                self.root = Some(session.trace_target(pid)?);
+                Flow::Continue
+            }
+            Hold::Forked { child } => {
+                session.forked(child);
+                Flow::Continue
+            }
+            Hold::Execed { tgid } => {
+                session.after_exec(tgid);
+                Flow::Continue
+            }
+            Hold::CodeMapped { tgid } => {
+                session.code_mapped(tgid);
+                Flow::Continue
+            }
+            Hold::Exiting { tgid, tid } => {
+                session.before_exit(tgid, tid);
+                Flow::Continue
+            }
+        };
+        // The held process goes on once the session has read it.
+        let _ = reply.send(());
+        Ok(flow)
+    }
+
+    fn sample(&mut self, session: &mut Session) -> Result<Flow, Failure> {
+        let live = session.refresh()?;
+        self.progress.update(&live, session.history());
+        Ok(Flow::Continue)
+    }
+
+    /// Ctrl-C reaches the command through the terminal, and leaktrace
+    /// outlives it to write the report; a SIGTERM is passed on.
+    fn signalled(&mut self, signal: StopSignal) -> Flow {
+        if signal == StopSignal::Terminate {
+            self.forward(libc::SIGTERM);
+        }
+        Flow::Continue
     }
 }

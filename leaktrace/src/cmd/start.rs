@@ -1,62 +1,61 @@
-//! Tracing the whole host, or the processes a filter names: the start the
-//! daemon and `record` share.
+//! Starting to trace running processes, as attach, top, the daemon and
+//! record do: what can be refused before anything is loaded (privileges,
+//! pids that do not exist), then the kernel side for the config's kinds,
+//! limits and filters, and the targets traced, each checked to be the
+//! process the user named (not one given its pid since).
 
-use crate::cli::{has_kind, Kind};
+use std::collections::HashMap;
+
 use crate::config::{Config, FilterConfig};
-use crate::daemon::filter::Filter;
-use crate::failure::Failure;
-use crate::kernel::{privileges, Kernel, LoadOptions};
+use crate::host::filter::Filter;
+use crate::kernel::{privileges, Kernel};
+use crate::proc_id::ProcId;
 use crate::procfs;
-use crate::session::{Events, Session};
+use crate::session::Session;
 
-/// What can be refused before anything is loaded: privileges, and pids
-/// that do not exist.
-/// The start times of the pids, to tell them from a later process that gets
-/// one of their pids.
-pub fn check(config: &Config) -> Result<Started, Failure> {
+use super::Failure;
+
+/// The targets' start times, read before loading, to tell them from a later
+/// process that gets one of their pids meanwhile.
+pub(super) struct Checked(HashMap<u32, Option<u64>>);
+
+/// What can be refused before anything is loaded.
+pub(super) fn check(config: &Config) -> Result<Checked, Failure> {
     privileges::check(&[privileges::Need::Trace, privileges::Need::InspectOthers])?;
-    let mut started = Started::new();
+    let mut started = HashMap::new();
     for &pid in &config.filter.pids {
         if !procfs::is_live_process(pid) {
             return Err(Failure::NoSuchProcess { pid });
         }
         started.insert(pid, procfs::start_ticks(pid));
     }
-    Ok(started)
+    Ok(Checked(started))
 }
 
-pub type Started = std::collections::HashMap<u32, Option<u64>>;
-
-/// The kernel side loaded for `config`'s kinds, limits and filters; with no
-/// pids, every process is traced (less what the other filters leave out).
-/// `per_process`: stacks are aggregated per process (the daemon's view).
-pub fn start(config: &Config, started: &Started, per_process: bool) -> Result<(Session, Events), Failure> {
-    let kernel = Kernel::load(&LoadOptions {
-        tcp: has_kind(&config.kinds, Kind::Tcp),
-        mmap: has_kind(&config.kinds, Kind::Mmap),
-        trace_all: config.filter.pids.is_empty(),
-        ..LoadOptions::from(config)
-    })?;
-    let mut session = Session::new(kernel, config, false)?;
-    if per_process {
-        session.per_process();
-    }
+/// The kernel side loaded for `config`, with its targets traced (with no
+/// pids, every process is, less what the other filters leave out). Returns
+/// the session and the targets' identities.
+pub(super) fn start(config: &Config, checked: &Checked) -> Result<(Session, Vec<ProcId>), Failure> {
+    let kernel = Kernel::load(&config.load_options())?;
+    let mut session = Session::new(kernel, &config.session_options());
     if let Some(filter) = Filter::new(&config.filter) {
-        session.set_filter(Box::new(move |pid| filter.admits_pid(pid)));
+        session = session.with_filter(Box::new(move |pid| filter.admits_pid(pid)));
     }
-    let events = crate::session::readiness(&session)?;
+    let mut targets = Vec::new();
     for &pid in &config.filter.pids {
-        session.trace_target(pid)?;
+        targets.push(session.trace_target(pid)?);
         session.observe(pid);
-        if !procfs::is_same_live_process(pid, started.get(&pid).copied().flatten()) {
+        // Loading takes a moment: a process that exited meanwhile (or whose
+        // pid went to another) would never be seen to exit.
+        if !procfs::is_same_live_process(pid, checked.0.get(&pid).copied().flatten()) {
             return Err(Failure::ExitedBeforeTracing { pid });
         }
     }
-    Ok((session, events))
+    Ok((session, targets))
 }
 
 /// The traced processes in words, for the start-up line.
-pub fn who(filter: &FilterConfig) -> String {
+pub(super) fn who(filter: &FilterConfig) -> String {
     let mut parts = Vec::new();
     if !filter.pids.is_empty() {
         parts.push(format!("pids {:?} and their children", filter.pids));

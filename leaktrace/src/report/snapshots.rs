@@ -9,24 +9,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use leaktrace_common::fd::Resource;
-use leaktrace_common::mmap::{MapResource, MAP_ANONYMOUS, MAP_PRIVATE};
+use leaktrace_common::mmap::{MAP_ANONYMOUS, MAP_PRIVATE};
 use leaktrace_common::socket::{AF_UNIX, SOCK_STREAM};
 use leaktrace_common::tcp::TCP_CLOSE_WAIT;
 
 /// include/net/tcp_states.h
 const TCP_ESTABLISHED: u32 = 1;
 
-use crate::config::Config;
+use crate::proc_id::ProcId;
 use crate::symbolize::maps::Location;
 use crate::symbolize::{NormFrame, NormStack, Resolver, Unresolved};
 use crate::track::aggregate::{Aggregator, GroupKey, Held, HeldFd, HeldMapping, What};
 use crate::track::history::History;
 use crate::track::tcp::TcpInfo;
-use crate::track::ProcId;
 
 use super::build::{self, Context};
-use super::{KernelMaps, Losses, MapUse, Preexisting, Process, Report, Target};
+use super::{KernelMaps, Kind, Losses, MapUse, Mode, Preexisting, Process, Report, Resource, Target};
 
 const S: u64 = 1_000_000_000;
 /// CLOCK_MONOTONIC at the start of the window.
@@ -88,14 +86,14 @@ fn fd(proc: ProcId, stack: &Arc<NormStack>, fd: u32, acquired_ns: u64, until: u6
 }
 
 fn file(link: &str) -> HeldFd {
-    HeldFd { fd: 0, resource: Resource::File, link: Some(link.into()), socket: (0, 0), tcp: None }
+    HeldFd { fd: 0, resource: Some(Resource::File), link: Some(link.into()), socket: (0, 0), tcp: None }
 }
 
 fn connection(local: &str, state: u32, state_ns: u64) -> HeldFd {
     let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
     HeldFd {
         fd: 0,
-        resource: Resource::Socket,
+        resource: Some(Resource::Socket),
         link: Some("socket:[5150]".into()),
         socket: (leaktrace_common::socket::AF_INET, SOCK_STREAM),
         tcp: Some(TcpInfo { state, local: addr(local), remote: addr("10.0.0.9:8080"), state_ns }),
@@ -123,7 +121,7 @@ fn held_at(s: &Stacks, at: u64, owner: ProcId) -> Vec<Held> {
         at,
         HeldFd {
             fd: 0,
-            resource: Resource::Socket,
+            resource: Some(Resource::Socket),
             link: Some("socket:[777]".into()),
             socket: (AF_UNIX, SOCK_STREAM),
             tcp: None,
@@ -135,7 +133,7 @@ fn held_at(s: &Stacks, at: u64, owner: ProcId) -> Vec<Held> {
         13,
         START + S / 3,
         at,
-        HeldFd { fd: 0, resource: Resource::Pipe, link: None, socket: (0, 0), tcp: None },
+        HeldFd { fd: 0, resource: Some(Resource::Pipe), link: None, socket: (0, 0), tcp: None },
     ));
     for (i, address) in [0x7f10_0000_0000u64, 0x7f10_0001_0000].into_iter().enumerate() {
         held.push(Held {
@@ -151,7 +149,7 @@ fn held_at(s: &Stacks, at: u64, owner: ProcId) -> Vec<Held> {
                 regions: 1 + i as u32,
                 prot: 3,
                 flags: (MAP_PRIVATE | MAP_ANONYMOUS) as u32,
-                resource: MapResource::Anon,
+                resource: Resource::Anon,
                 path: None,
             }),
         });
@@ -163,7 +161,7 @@ fn held_at(s: &Stacks, at: u64, owner: ProcId) -> Vec<Held> {
 /// at the end of the window, at 6.5 s.
 fn tracked(per_process: bool, owners: &[ProcId]) -> (Vec<Aggregator>, History<GroupKey>) {
     let s = stacks();
-    let mut history = History::new(Config::default().max_series as usize);
+    let mut history = History::new(16_384);
     for second in 1..=6u64 {
         let at = START + second * S;
         let mut sample = Aggregator::new(5).per_process(per_process);
@@ -172,7 +170,7 @@ fn tracked(per_process: bool, owners: &[ProcId]) -> (Vec<Aggregator>, History<Gr
                 sample.add(h);
             }
         }
-        history.record(at, &sample.observed(), false);
+        history.record(at, &sample.observed());
     }
     let ends = owners
         .iter()
@@ -215,7 +213,7 @@ fn outcome(agg: Aggregator) -> crate::session::Outcome {
     }
 }
 
-fn context(mode: &'static str, kinds: Vec<&'static str>) -> Context {
+fn context(mode: Mode, kinds: Vec<Kind>) -> Context {
     Context {
         mode,
         targets: vec![],
@@ -231,13 +229,7 @@ fn context(mode: &'static str, kinds: Vec<&'static str>) -> Context {
 }
 
 fn target(exit_code: Option<i32>) -> Target {
-    Target {
-        pid: PID,
-        ns_pid: None,
-        comm: Some("leaky".into()),
-        exe: Some("/opt/leaky/bin/leaky".into()),
-        exit_code,
-    }
+    Target { pid: PID, ns_pid: None, comm: Some("leaky".into()), exe: Some("/opt/leaky/bin/leaky".into()), exit_code }
 }
 
 fn report(ctx: Context, agg: Aggregator, history: &History<GroupKey>) -> Report {
@@ -269,7 +261,7 @@ fn masked(report: &Report) -> String {
 #[test]
 fn run_json() {
     let (agg, history) = one(false);
-    let mut ctx = context("run", vec!["fd", "tcp", "mmap"]);
+    let mut ctx = context(Mode::Run, vec![Kind::Fd, Kind::Tcp, Kind::Mmap]);
     ctx.targets = vec![target(Some(0))];
     insta::assert_snapshot!("run", masked(&report(ctx, agg, &history)));
 }
@@ -277,7 +269,7 @@ fn run_json() {
 #[test]
 fn run_sampled_json() {
     let (agg, history) = one(false);
-    let mut ctx = context("run", vec!["fd", "tcp"]);
+    let mut ctx = context(Mode::Run, vec![Kind::Fd, Kind::Tcp]);
     ctx.targets = vec![target(Some(3))];
     ctx.sample = 4;
     let mut out = outcome(agg);
@@ -289,11 +281,17 @@ fn run_sampled_json() {
 #[test]
 fn attach_json() {
     let (agg, history) = one(false);
-    let mut ctx = context("attach", vec!["fd", "tcp"]);
+    let mut ctx = context(Mode::Attach, vec![Kind::Fd, Kind::Tcp]);
     ctx.targets = vec![target(None)];
     ctx.preexisting = vec![
-        Preexisting { pid: PID, fd: 0, resource: "other", path: Some("/dev/pts/3".into()), open_at_end: true },
-        Preexisting { pid: PID, fd: 5, resource: "file", path: Some("/var/log/leaky.log".into()), open_at_end: false },
+        Preexisting { pid: PID, fd: 0, resource: Resource::Other, path: Some("/dev/pts/3".into()), open_at_end: true },
+        Preexisting {
+            pid: PID,
+            fd: 5,
+            resource: Resource::File,
+            path: Some("/var/log/leaky.log".into()),
+            open_at_end: false,
+        },
     ];
     insta::assert_snapshot!("attach", masked(&report(ctx, agg, &history)));
 }
@@ -301,7 +299,7 @@ fn attach_json() {
 #[test]
 fn attach_fd_only_json() {
     let (agg, history) = one(false);
-    let mut ctx = context("attach", vec!["fd"]);
+    let mut ctx = context(Mode::Attach, vec![Kind::Fd]);
     ctx.targets = vec![target(None)];
     insta::assert_snapshot!("attach_fd_only", masked(&report(ctx, agg, &history)));
 }
@@ -309,7 +307,7 @@ fn attach_fd_only_json() {
 #[test]
 fn top_json() {
     let (agg, history) = one(false);
-    let mut ctx = context("top", vec!["fd", "tcp"]);
+    let mut ctx = context(Mode::Top, vec![Kind::Fd, Kind::Tcp]);
     ctx.targets = vec![target(None)];
     insta::assert_snapshot!("top", masked(&report(ctx, agg, &history)));
 }
@@ -323,7 +321,7 @@ fn daemon_json() {
     let mut gone = aggs.remove(0);
     gone.mark_exited();
     gone.merge(live);
-    let mut ctx = context("daemon", vec!["fd", "tcp", "mmap"]);
+    let mut ctx = context(Mode::Daemon, vec![Kind::Fd, Kind::Tcp, Kind::Mmap]);
     ctx.per_process = true;
     ctx.min_bytes = 10_000;
     let mut report = report(ctx, gone, &history);
@@ -334,7 +332,7 @@ fn daemon_json() {
             comm: Some("leaky".into()),
             cmdline: Some("/opt/leaky/bin/leaky [2 arguments redacted]".into()),
             container: Some("0123456789ab0123456789ab0123456789ab0123456789ab0123456789abcdef".into()),
-            runtime: Some("containerd"),
+            runtime: Some("containerd".into()),
             pod_uid: Some("6f1a2b3c-0000-4000-8000-000000000001".into()),
             pod: Some("leaky-7d9f".into()),
             namespace: Some("payments".into()),
@@ -363,14 +361,15 @@ fn recording_json() {
     w.meta("kinds", "fd,tcp,mmap").expect("meta");
     let s = stacks();
     let owner = proc(PID);
-    let row = |slot: u64, at: i64, kind: &'static str, resource: &'static str, bytes: u64| AcquisitionRow {
+    let row = |slot: u64, at: i64, kind: Kind, resource: Resource, bytes: u64| AcquisitionRow {
         id: AcqId { tgid: PID, gen: 7, slot, acquired_ns: at as u64, bytes },
         kind,
         resource,
         acquired_ns: at,
         bytes,
-        path: (kind == "fd").then(|| "/etc/leaky.conf".to_string()),
-        tcp: (kind == "tcp").then(|| ("CLOSE_WAIT".to_string(), "10.0.0.1:40000".to_string(), "10.0.0.9:8080".into())),
+        path: (kind == Kind::Fd).then(|| "/etc/leaky.conf".to_string()),
+        tcp: (kind == Kind::Tcp)
+            .then(|| ("CLOSE_WAIT".to_string(), "10.0.0.1:40000".to_string(), "10.0.0.9:8080".into())),
     };
     let frames = |stack: &NormStack| {
         let frames = Resolver::new().symbolize(stack);
@@ -384,12 +383,24 @@ fn recording_json() {
         ..ProcessRow::default()
     };
     for second in 1..=6i64 {
-        let mut rows = vec![(owner, s.config.clone(), row(second as u64, t0 + second * 1_000_000_000 - 500_000_000, "fd", "file", 0))];
+        let mut rows = vec![(
+            owner,
+            s.config.clone(),
+            row(second as u64, t0 + second * 1_000_000_000 - 500_000_000, Kind::Fd, Resource::File, 0),
+        )];
         if second == 1 {
-            rows.push((owner, s.client.clone(), row(100, t0 + 250_000_000, "tcp", "socket", 0)));
-            rows.push((owner, s.cache.clone(), row(0x7f10_0000_0000, t0 + 200_000_000, "mmap", "anon", 8192)));
+            rows.push((owner, s.client.clone(), row(100, t0 + 250_000_000, Kind::Tcp, Resource::Socket, 0)));
+            rows.push((
+                owner,
+                s.cache.clone(),
+                row(0x7f10_0000_0000, t0 + 200_000_000, Kind::Mmap, Resource::Anon, 8192),
+            ));
         }
-        let checkpoint = CheckpointRow { at_ns: t0 + second * 1_000_000_000, outstanding: 2 + second as u64, ..CheckpointRow::default() };
+        let checkpoint = CheckpointRow {
+            at_ns: t0 + second * 1_000_000_000,
+            outstanding: 2 + second as u64,
+            ..CheckpointRow::default()
+        };
         w.checkpoint(&rows, &[], &checkpoint, describe, frames).expect("checkpoint");
     }
     drop(w);
