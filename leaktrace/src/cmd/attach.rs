@@ -2,7 +2,6 @@
 //! report what they acquired and still hold, plus the fds they held before.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::cli::AttachArgs;
 use crate::config::Config;
@@ -14,7 +13,7 @@ use crate::report::{build, text, Mode as ReportMode, Preexisting, Target};
 use crate::session::Session;
 use crate::track::fd::resource_of_link;
 
-use super::drive::{drive, Flow, Mode};
+use super::drive::{drive, Flow, Mode, Timing};
 use super::progress::Progress;
 use super::start::{check, start, who};
 use super::Failure;
@@ -40,8 +39,8 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
         targets.iter().map(named).collect::<Vec<_>>().join(", ")
     };
     eprintln!("leaktrace: tracing {traced}; Ctrl-C ends it and writes the report");
-    let mut mode = Attached { interval: config.interval, duration: args.duration, targets, progress: Progress::new() };
-    drive(&mut session, &mut mode).await?;
+    let mut mode = Attached { targets, progress: Progress::new() };
+    drive(&mut session, &mut mode, Timing { interval: config.interval, deadline: args.duration }).await?;
     drop(mode.progress);
     let end_ns = procfs::monotonic_ns();
     let outcome = session.finish()?;
@@ -70,20 +69,8 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
             Target { pid: t.tgid, ns_pid: info.other_ns_pid(t.tgid), comm: info.comm, exe: info.exe, exit_code: None }
         })
         .collect();
-    let context = build::Context {
-        mode: ReportMode::Attach,
-        targets,
-        start_ns,
-        end_ns,
-        preexisting,
-        max_examples: config.examples,
-        kinds: config.kinds.to_vec(),
-        min_bytes: config.min_bytes,
-        sample: config.sample,
-        per_process: false,
-    };
-    let (history, resolver) = session.history_and_resolver();
-    let report = build::build(context, outcome, history, resolver);
+    let context = super::context(ReportMode::Attach, &config, targets, (start_ns, end_ns));
+    let report = build::from_session(build::Context { preexisting, ..context }, outcome, &mut session);
     output.write(&report)?;
     Ok(output::exit_status(args.output.fail_on_leak, &report, 0))
 }
@@ -91,8 +78,6 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
 /// The loop's view of `attach`: samples for the progress line, and the end
 /// when every target has exited.
 struct Attached {
-    interval: Duration,
-    duration: Option<Duration>,
     /// The processes named by pid; empty when the whole host (or what the
     /// filters admit) is traced.
     targets: Vec<ProcId>,
@@ -101,14 +86,6 @@ struct Attached {
 
 impl Mode<Kernel> for Attached {
     type Wake = ();
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    fn deadline(&self) -> Option<Duration> {
-        self.duration
-    }
 
     fn sample(&mut self, session: &mut Session) -> Result<Flow, Failure> {
         let live = session.refresh()?;

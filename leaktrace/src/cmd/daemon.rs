@@ -27,7 +27,7 @@ use crate::procfs;
 use crate::report::{build, Mode as ReportMode, Process, Target};
 use crate::session::Session;
 
-use super::drive::{drive, Flow, Mode};
+use super::drive::{drive, Flow, Mode, Timing};
 use super::start::{check, start, who};
 use super::Failure;
 
@@ -74,7 +74,8 @@ pub(super) async fn daemon(args: &DaemonArgs) -> Result<u8, Failure> {
     );
 
     let mut mode = Serving { config, start_ns, pods, metrics, publish, server, samples: 0, known: HashMap::new() };
-    let driven = drive(&mut session, &mut mode).await;
+    let timing = Timing { interval: mode.config.interval, deadline: None };
+    let driven = drive(&mut session, &mut mode, timing).await;
     // In-flight requests finish; then nothing is traced any more, and the
     // programs and maps go with the kernel side when the session drops.
     let _ = stop.send(());
@@ -112,20 +113,9 @@ impl Serving {
         let live = session.refresh()?;
         let outcome = session.interval_outcome(live)?;
         let config = &self.config;
-        let context = build::Context {
-            mode: ReportMode::Daemon,
-            targets: config.filter.pids.iter().map(|&pid| Target::live(pid)).collect(),
-            start_ns: self.start_ns,
-            end_ns: procfs::monotonic_ns(),
-            preexisting: vec![],
-            max_examples: config.examples,
-            kinds: config.kinds.to_vec(),
-            min_bytes: config.min_bytes,
-            sample: config.sample,
-            per_process: true,
-        };
-        let (history, resolver) = session.history_and_resolver();
-        let mut report = build::build(context, outcome, history, resolver);
+        let targets = config.filter.pids.iter().map(|&pid| Target::live(pid)).collect();
+        let context = super::context(ReportMode::Daemon, config, targets, (self.start_ns, procfs::monotonic_ns()));
+        let mut report = build::from_session(build::Context { per_process: true, ..context }, outcome, session);
         // Reported now for the last time if gone: their histories go.
         session.forget_gone();
         let pods = self.pods.as_deref();
@@ -147,10 +137,6 @@ impl Serving {
 impl Mode<Kernel> for Serving {
     /// The HTTP server stopped, which it only does on a failure.
     type Wake = Result<std::io::Result<()>, tokio::task::JoinError>;
-
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
 
     async fn wake(&mut self) -> Self::Wake {
         (&mut self.server).await

@@ -37,19 +37,19 @@ pub(super) enum StopSignal {
     Terminate,
 }
 
+/// When a mode samples, and how long it may run.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timing {
+    /// How often [`Mode::sample`] runs (the first time at once).
+    pub(super) interval: Duration,
+    pub(super) deadline: Option<Duration>,
+}
+
 /// A mode's part of the loop.
 pub(super) trait Mode<K: Seam> {
     /// What the mode's own source (`run`'s ptrace tracer, the daemon's HTTP
     /// server) yields.
     type Wake;
-
-    /// How often [`Mode::sample`] runs (the first time at once).
-    fn interval(&self) -> Duration;
-
-    /// How long the loop may run.
-    fn deadline(&self) -> Option<Duration> {
-        None
-    }
 
     /// Resolves when the mode's own source has something; never, unless
     /// the mode has a source.
@@ -76,18 +76,22 @@ pub(super) trait Mode<K: Seam> {
     }
 }
 
-/// Runs `mode` over `session` until SIGINT, SIGTERM, the mode's deadline or
-/// the mode itself ends it. An error ends it too; the caller cleans up
-/// either way.
-pub(super) async fn drive<K: Seam, M: Mode<K>>(session: &mut Session<K>, mode: &mut M) -> Result<(), Failure> {
+/// Runs `mode` over `session` until SIGINT, SIGTERM, the deadline or the
+/// mode itself ends it. An error ends it too; the caller cleans up either
+/// way.
+pub(super) async fn drive<K: Seam, M: Mode<K>>(
+    session: &mut Session<K>,
+    mode: &mut M,
+    timing: Timing,
+) -> Result<(), Failure> {
     let events = Readiness::of(session.kernel())?;
     let mut signals = StopSignals::new()?;
     let mut tick = tokio::time::interval(EVENT_LATENCY);
-    let mut sample = tokio::time::interval(mode.interval());
+    let mut sample = tokio::time::interval(timing.interval);
     // A sample slower than the interval (a huge host) delays the next one
     // rather than having a burst of them catch up.
     sample.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let deadline = tokio::time::sleep(mode.deadline().unwrap_or(Duration::MAX / 4));
+    let deadline = tokio::time::sleep(timing.deadline.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     loop {
         let flow = tokio::select! {

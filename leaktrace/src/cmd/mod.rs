@@ -22,6 +22,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{self, Cli, Command};
+use crate::config::Config;
+use crate::report::{build, Mode as ReportMode, Target};
 
 use failure::Failure;
 
@@ -88,5 +90,24 @@ fn raise_fd_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+/// A report's context for `mode`, over the window from `start_ns` to
+/// `end_ns`, as `config` shapes it (examples kept, kinds shown,
+/// `--min-bytes`, `--sample`); what only some modes have (`preexisting`,
+/// `per_process`) the caller sets.
+fn context(mode: ReportMode, config: &Config, targets: Vec<Target>, (start_ns, end_ns): (u64, u64)) -> build::Context {
+    build::Context {
+        mode,
+        targets,
+        start_ns,
+        end_ns,
+        preexisting: vec![],
+        max_examples: config.examples,
+        kinds: config.kinds.to_vec(),
+        min_bytes: config.min_bytes,
+        sample: config.sample,
+        per_process: false,
     }
 }

@@ -2,7 +2,6 @@
 //! recording (`record/`), read later with `leaktrace report FILE`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use foldhash::{HashSet, HashSetExt};
 use leaktrace_common::fd::{FdEntry, FdKey};
@@ -19,7 +18,7 @@ use crate::report::{build, site};
 use crate::session::Session;
 use crate::track::aggregate::{Held, What};
 
-use super::drive::{drive, Flow, Mode};
+use super::drive::{drive, Flow, Mode, Timing};
 use super::start::{check, start, who};
 use super::Failure;
 
@@ -39,14 +38,12 @@ pub(super) async fn record(args: &RecordArgs) -> Result<u8, Failure> {
 
     let mut mode = Recording {
         path: args.output.clone(),
-        interval: config.interval,
-        duration: args.duration,
         max_size: args.max_size,
         redact_args: args.redact_args,
         writer,
         tracker: Tracker::default(),
     };
-    drive(&mut session, &mut mode).await?;
+    drive(&mut session, &mut mode, Timing { interval: config.interval, deadline: args.duration }).await?;
     mode.checkpoint(&mut session)?;
     session.untrace_all();
     eprintln!("leaktrace: recording {} complete", args.output.display());
@@ -56,8 +53,6 @@ pub(super) async fn record(args: &RecordArgs) -> Result<u8, Failure> {
 /// The loop's view of `record`: a checkpoint at every interval.
 struct Recording {
     path: PathBuf,
-    interval: Duration,
-    duration: Option<Duration>,
     max_size: Option<u64>,
     redact_args: bool,
     writer: Writer,
@@ -66,14 +61,6 @@ struct Recording {
 
 impl Mode<Kernel> for Recording {
     type Wake = ();
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    fn deadline(&self) -> Option<Duration> {
-        self.duration
-    }
 
     fn sample(&mut self, session: &mut Session) -> Result<Flow, Failure> {
         self.checkpoint(session)?;

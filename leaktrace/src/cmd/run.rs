@@ -3,8 +3,6 @@
 //! The command runs under leaktrace's ptrace tracer (`launch`), which holds
 //! its processes at the moments the session must read them.
 
-use std::time::Duration;
-
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -18,7 +16,7 @@ use crate::procfs;
 use crate::report::{build, text, Mode as ReportMode, Target};
 use crate::session::{Outcome, Session};
 
-use super::drive::{drive, Flow, Mode, StopSignal};
+use super::drive::{drive, Flow, Mode, StopSignal, Timing};
 use super::progress::Progress;
 use super::Failure;
 
@@ -32,7 +30,6 @@ pub(super) async fn run(args: &RunArgs) -> Result<u8, Failure> {
     let mut session = Session::new(kernel, &config.session_options()).held_by_tracer();
     let tracer = launch::start(&program, &args.command)?;
     let mut mode = Running {
-        interval: config.interval,
         tracer,
         hangup: signal(SignalKind::hangup()).map_err(Failure::Runtime)?,
         root: None,
@@ -40,7 +37,7 @@ pub(super) async fn run(args: &RunArgs) -> Result<u8, Failure> {
         progress: Progress::new(),
     };
     let start_ns = procfs::monotonic_ns();
-    drive(&mut session, &mut mode).await?;
+    drive(&mut session, &mut mode, Timing { interval: config.interval, deadline: None }).await?;
     let (status, outcome) = mode.ended.ok_or(Failure::TracerLost)?;
     drop(mode.progress);
     let end_ns = procfs::monotonic_ns();
@@ -53,20 +50,8 @@ pub(super) async fn run(args: &RunArgs) -> Result<u8, Failure> {
         exe: info.exe.or_else(|| Some(program.display().to_string())),
         exit_code: Some(status),
     };
-    let context = build::Context {
-        mode: ReportMode::Run,
-        targets: vec![target],
-        start_ns,
-        end_ns,
-        preexisting: vec![],
-        max_examples: config.examples,
-        kinds: config.kinds.to_vec(),
-        min_bytes: config.min_bytes,
-        sample: config.sample,
-        per_process: false,
-    };
-    let (history, resolver) = session.history_and_resolver();
-    let report = build::build(context, outcome, history, resolver);
+    let context = super::context(ReportMode::Run, &config, vec![target], (start_ns, end_ns));
+    let report = build::from_session(context, outcome, &mut session);
     output.write(&report)?;
     Ok(output::exit_status(args.output.fail_on_leak, &report, status.clamp(0, 255) as u8))
 }
@@ -74,7 +59,6 @@ pub(super) async fn run(args: &RunArgs) -> Result<u8, Failure> {
 /// The loop's view of `run`: the tracer's holds drive the session, and the
 /// command's exit ends the loop with the session's outcome.
 struct Running {
-    interval: Duration,
     tracer: UnboundedReceiver<TracerMsg>,
     /// A SIGHUP is passed on to the command, as a SIGTERM is.
     hangup: Signal,
@@ -100,10 +84,6 @@ impl Running {
 
 impl Mode<Kernel> for Running {
     type Wake = Wake;
-
-    fn interval(&self) -> Duration {
-        self.interval
-    }
 
     async fn wake(&mut self) -> Wake {
         tokio::select! {

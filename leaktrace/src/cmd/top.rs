@@ -13,7 +13,7 @@ use crate::report::{build, Mode as ReportMode, Report, Target};
 use crate::session::Session;
 use crate::top::{Action, Screen, Status};
 
-use super::drive::{drive, Flow, Mode};
+use super::drive::{drive, Flow, Mode, Timing};
 use super::start::{check, start};
 use super::Failure;
 
@@ -50,7 +50,8 @@ pub(super) async fn top(args: &TopArgs) -> Result<u8, Failure> {
         config,
     };
     // Raw mode makes Ctrl-C a key; a SIGINT sent by kill still ends the view.
-    let driven = drive(&mut session, &mut mode).await;
+    let timing = Timing { interval: mode.config.interval, deadline: None };
+    let driven = drive(&mut session, &mut mode, timing).await;
     drop(mode.screen);
     session.untrace_all();
     driven.map(|()| 0)
@@ -72,20 +73,10 @@ impl Watching {
     fn current(&self, session: &mut Session) -> Result<Report, KernelError> {
         let live = session.refresh()?;
         let outcome = session.live_outcome(live)?;
-        let context = build::Context {
-            mode: ReportMode::Top,
-            targets: self.config.filter.pids.iter().map(|&pid| Target::live(pid)).collect(),
-            start_ns: self.start_ns,
-            end_ns: procfs::monotonic_ns(),
-            preexisting: vec![],
-            max_examples: self.config.examples,
-            kinds: self.config.kinds.to_vec(),
-            min_bytes: self.config.min_bytes,
-            sample: self.config.sample,
-            per_process: false,
-        };
-        let (history, resolver) = session.history_and_resolver();
-        Ok(build::build(context, outcome, history, resolver))
+        let targets = self.config.filter.pids.iter().map(|&pid| Target::live(pid)).collect();
+        let window = (self.start_ns, procfs::monotonic_ns());
+        let context = super::context(ReportMode::Top, &self.config, targets, window);
+        Ok(build::from_session(context, outcome, session))
     }
 
     fn draw(&mut self) -> Result<(), Failure> {
@@ -98,10 +89,6 @@ impl Watching {
 
 impl Mode<Kernel> for Watching {
     type Wake = ();
-
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
 
     fn sample(&mut self, session: &mut Session) -> Result<Flow, Failure> {
         if self.status.paused {

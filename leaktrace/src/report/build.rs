@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use leaktrace_common::socket;
 
+use crate::kernel::Seam;
 use crate::procfs;
 use crate::resource::Kind;
-use crate::session::Outcome;
+use crate::session::{Outcome, Session};
 use crate::symbolize::{Resolver, SymFrame};
 use crate::track::aggregate::{ExampleWhat, GroupKey};
 use crate::track::history::{History, Samples};
@@ -41,6 +42,13 @@ pub(crate) struct Context {
 }
 
 const NS: f64 = 1e9;
+
+/// The report of a session's `outcome`: each stack's history is the
+/// session's, and its frames are symbolized by it.
+pub(crate) fn from_session<K: Seam>(ctx: Context, outcome: Outcome, session: &mut Session<K>) -> Report {
+    let (history, resolver) = session.history_and_resolver();
+    build(ctx, outcome, history, resolver)
+}
 
 pub(crate) fn build(
     ctx: Context,

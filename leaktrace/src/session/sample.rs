@@ -14,7 +14,7 @@ use crate::procfs;
 use crate::resource;
 use crate::symbolize::NormStack;
 use crate::track::aggregate::{Aggregator, Held, HeldFd, HeldMapping, What};
-use crate::track::mmap::Acquisition;
+use crate::track::mmap::{Acquisition, AddressSpace};
 use crate::track::tcp::{TcpIndex, TcpInfo};
 
 use super::images::LINKS_FULL_READ;
@@ -156,17 +156,13 @@ impl<K: Seam> Session<K> {
 
     /// The mappings `proc` holds, with their stacks.
     fn mappings_held(&mut self, proc: ProcId, until: u64) -> Vec<Held> {
-        let Some(space) = self.mappings.space_mut(proc) else { return Vec::new() };
-        let held: Vec<(Acquisition, u64)> =
-            space.held().into_iter().map(|h| (h.acquisition.clone(), h.address)).collect();
+        let held = self.mappings.space_mut(proc).map(acquisitions).unwrap_or_default();
         self.held_mappings(proc, held, until)
     }
 
     /// The mappings `proc` holds, with their stacks, forgotten here (it ended).
     pub(super) fn take_mappings(&mut self, proc: ProcId, until: u64) -> Vec<Held> {
-        let Some(mut space) = self.mappings.take(proc) else { return Vec::new() };
-        let held: Vec<(Acquisition, u64)> =
-            space.held().into_iter().map(|h| (h.acquisition.clone(), h.address)).collect();
+        let held = self.mappings.take(proc).as_mut().map(acquisitions).unwrap_or_default();
         self.held_mappings(proc, held, until)
     }
 
@@ -242,4 +238,10 @@ impl<K: Seam> Session<K> {
     fn since(&self, stack_id: u64) -> u64 {
         self.stack_since.get(&stack_id).copied().unwrap_or(0)
     }
+}
+
+/// What an address space still holds: each mmap call's acquisition, with
+/// the lowest address it still maps.
+fn acquisitions(space: &mut AddressSpace) -> Vec<(Acquisition, u64)> {
+    space.held().into_iter().map(|h| (h.acquisition.clone(), h.address)).collect()
 }
