@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::fd::resource_of_link;
-use super::history::Observed;
+use super::history::{earliest_known, Observed};
 use super::survivors::Survivors;
 use super::tcp::TcpInfo;
 use crate::proc_id::ProcId;
@@ -197,14 +197,6 @@ fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: Soc
         peers.insert(addr, 1);
     } else {
         *others += 1;
-    }
-}
-
-/// The earlier of two times where 0 means not known.
-pub(crate) fn earliest_known(a: u64, b: u64) -> u64 {
-    match (a, b) {
-        (0, t) | (t, 0) => t,
-        (a, b) => a.min(b),
     }
 }
 

@@ -91,7 +91,7 @@ impl Samples {
         let mut survivors = std::mem::take(&mut self.survivors);
         survivors.merge(&other.survivors);
         let until_ns = self.until_ns.max(other.until_ns);
-        let since_ns = super::aggregate::earliest_known(self.since_ns, other.since_ns);
+        let since_ns = earliest_known(self.since_ns, other.since_ns);
         if other.times_ns.len() > self.times_ns.len() {
             let mut longer = other.clone();
             longer.add_aligned(self);
@@ -115,6 +115,14 @@ impl Samples {
             into.bytes += p.bytes;
             into.oldest_age_ns = into.oldest_age_ns.max(p.oldest_age_ns);
         }
+    }
+}
+
+/// The earlier of two times where 0 means not known.
+pub(crate) fn earliest_known(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, t) | (t, 0) => t,
+        (a, b) => a.min(b),
     }
 }
 
