@@ -12,9 +12,5 @@ fuzz_target!(|bytes: &[u8]| {
     if std::fs::write(&path, bytes).is_err() {
         return;
     }
-    if let Ok(recording) = leaktrace::record::reader::Recording::open(&path) {
-        let at = recording.last_checkpoint_ns.unwrap_or(recording.started_ns);
-        let _ = recording.report_at(at, None);
-        let _ = recording.moment("1s");
-    }
+    leaktrace::fuzzing::recording(&path);
 });

@@ -50,49 +50,49 @@ static LT_KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
 // code and the loader's values are never read.
 
 #[inline(always)]
-pub fn trace_all() -> bool {
+pub(crate) fn trace_all() -> bool {
     unsafe { core::ptr::read_volatile(&LT_TRACE_ALL) != 0 }
 }
 
 #[inline(always)]
-pub fn stop_on_code_map() -> bool {
+pub(crate) fn stop_on_code_map() -> bool {
     unsafe { core::ptr::read_volatile(&LT_STOP_ON_CODE_MAP) != 0 }
 }
 
 #[inline(always)]
-pub fn offsets() -> TracepointOffsets {
+pub(crate) fn offsets() -> TracepointOffsets {
     unsafe { core::ptr::read_volatile(&LT_OFFSETS) }
 }
 
 #[inline(always)]
-pub fn tcp() -> bool {
+pub(crate) fn tcp() -> bool {
     unsafe { core::ptr::read_volatile(&LT_TCP) != 0 }
 }
 
 #[inline(always)]
-pub fn mmap() -> bool {
+pub(crate) fn mmap() -> bool {
     unsafe { core::ptr::read_volatile(&LT_MMAP) != 0 }
 }
 
 /// The tracer's own process, never traced.
 #[inline(always)]
-pub fn tracer_tgid() -> u32 {
+pub(crate) fn tracer_tgid() -> u32 {
     unsafe { core::ptr::read_volatile(&LT_TRACER_TGID) }
 }
 
 /// Record one fd acquisition in this many (0 and 1: every one).
 #[inline(always)]
-pub fn sample() -> u32 {
+pub(crate) fn sample() -> u32 {
     unsafe { core::ptr::read_volatile(&LT_SAMPLE) }
 }
 
 #[inline(always)]
-pub fn kernel_offsets() -> KernelOffsets {
+pub(crate) fn kernel_offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&LT_KERNEL_OFFSETS) }
 }
 
 /// A field of a classic tracepoint's record, by its offset from tracefs.
 #[inline(always)]
-pub fn field<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, offset: u32) -> Result<T, i64> {
+pub(crate) fn field<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, offset: u32) -> Result<T, i64> {
     unsafe { ctx.read_at(offset as usize) }.map_err(|e| e as i64)
 }

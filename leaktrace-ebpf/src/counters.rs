@@ -5,7 +5,7 @@ use crate::maps::COUNTERS;
 /// Tracepoint programs run with preemption disabled, so a plain increment of
 /// this CPU's slot cannot race.
 #[inline(always)]
-pub fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         unsafe { *slot += 1 };
     }

@@ -11,7 +11,7 @@ use crate::{counters::bump, maps::EVENTS};
 /// batched events wait unread, which would delay an exec's unwinding tables
 /// until the next poll.
 #[inline(always)]
-pub fn send<T: 'static>(event: &T) {
+pub(crate) fn send<T: 'static>(event: &T) {
     if EVENTS.output::<T>(event, BPF_RB_FORCE_WAKEUP as u64).is_err() {
         bump(counters::EVENTS_LOST);
     }
@@ -21,7 +21,7 @@ pub fn send<T: 'static>(event: &T) {
 /// full: frequent events (memory mappings) are read by userspace's periodic
 /// poll, and a wake-up per event would cost more than the event.
 #[inline(always)]
-pub fn send_batched<T: 'static>(event: &T) {
+pub(crate) fn send_batched<T: 'static>(event: &T) {
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
     let flags = if pending * 4 >= size { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };

@@ -22,7 +22,7 @@ const EEXIST: i64 = 17;
 const SIGSTOP: u32 = 19;
 
 #[inline(always)]
-pub fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64, op: FdOp) -> Result<(), i64> {
+pub(crate) fn apply<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, nr: u64, op: FdOp) -> Result<(), i64> {
     let key = |fd: u32| FdKey { tgid: caller.tgid, fd, gen: proc.gen };
     match op {
         FdOp::Nothing => {}

@@ -32,25 +32,25 @@ use aya_ebpf::{
 /// per event than a classic tracepoint per syscall, and the registers it sees
 /// still hold the arguments (x86_64 pt_regs keeps them until the return).
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let _ = syscall::try_sys_exit(&ctx);
     0
 }
 
 #[tracepoint]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let _ = process::try_fork(&ctx);
     0
 }
 
 #[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let _ = process::try_exec(&ctx);
     0
 }
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let _ = process::try_exit(&ctx);
     0
 }
@@ -58,19 +58,19 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 /// Every syscall entry on the host; only close and close_range of traced
 /// processes go further.
 #[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let _ = syscall::try_sys_enter(&ctx);
     0
 }
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let _ = tcp::try_set_state(&ctx);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_destroy_sock")]
-pub fn tcp_destroy_sock(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn tcp_destroy_sock(ctx: RawTracePointContext) -> i32 {
     tcp::destroy(&ctx);
     0
 }

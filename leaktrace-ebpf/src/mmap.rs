@@ -22,7 +22,7 @@ fn header(kind: u32, caller: &Caller, proc: &ProcState) -> EventHeader {
 
 /// munmap and mremap, as they start.
 #[inline(always)]
-pub fn on_entry(caller: &Caller, proc: &ProcState, op: EntryOp) {
+pub(crate) fn on_entry(caller: &Caller, proc: &ProcState, op: EntryOp) {
     match op {
         EntryOp::Nothing => {}
         EntryOp::Unmap { start, len } => {
@@ -44,7 +44,7 @@ pub fn on_entry(caller: &Caller, proc: &ProcState, op: EntryOp) {
 
 /// mmap and mremap, as they return.
 #[inline(always)]
-pub fn on_exit<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, op: ExitOp) {
+pub(crate) fn on_exit<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState, op: ExitOp) {
     match op {
         ExitOp::Nothing => {}
         ExitOp::Map { start, len, prot, flags, fd } => {

@@ -49,7 +49,7 @@ fn bit_set(pid: u32) -> bool {
 /// the opposite: userspace filtered the process out (`daemon --comm` and
 /// friends), and so are the children it forks until one execs.
 #[inline(always)]
-pub fn is_traced(pid: u32) -> bool {
+pub(crate) fn is_traced(pid: u32) -> bool {
     if config::trace_all() {
         // Not the tracer itself: its own reads of /proc would be traced.
         return pid != config::tracer_tgid() && !bit_set(pid);
@@ -68,7 +68,7 @@ fn filtered_out(pid: u32) -> bool {
 /// until their first acquisition, which makes one: its generation is that
 /// moment.
 #[inline(always)]
-pub fn state(tgid: u32) -> Option<&'static ProcState> {
+pub(crate) fn state(tgid: u32) -> Option<&'static ProcState> {
     if let Some(state) = unsafe { PROCS.get(tgid) } {
         return Some(state);
     }
@@ -118,7 +118,7 @@ fn clear_traced(pid: u32) {
 }
 
 /// `sched:sched_process_fork`, in the parent's context, before the child runs.
-pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
+pub(crate) fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_traced(tgid) {
         if filtered_out(tgid) {
@@ -147,6 +147,9 @@ pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     }
     // Until it execs, a child runs its parent's mappings: it inherits the
     // parent's unwinding tables if they describe the parent's current image.
+    // They are copied map to map by reference, whatever clippy says: `*maps`
+    // would copy the 2,568-byte table onto the 512-byte BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
     if let (Some(parent), Some(maps)) = (unsafe { PROCS.get(tgid) }, PROC_UNWIND.get_ptr(tgid)) {
         if unsafe { (*maps).exec_seq } == parent.exec_seq
             && PROC_UNWIND.insert(child, unsafe { &*maps }, BPF_ANY as u64).is_ok()
@@ -166,7 +169,7 @@ pub fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 /// `sched:sched_process_exec`, in the new image's context.
-pub fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+pub(crate) fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if filtered_out(tgid) {
         // A new image is judged again (a shell that execs the service the
@@ -220,7 +223,7 @@ fn live_threads() -> Option<i32> {
 }
 
 /// `sched:sched_process_exit`, for every exiting thread.
-pub fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+pub(crate) fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let traced = is_traced(tgid);

@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 
 use crate::config;
 
-pub struct SocketInfo {
+pub(crate) struct SocketInfo {
     /// The `struct sock`, the key of the kernel's TCP tracepoints.
     pub sk: u64,
     pub family: u16,
@@ -14,13 +14,13 @@ pub struct SocketInfo {
 }
 
 #[inline(always)]
-pub fn read<T>(addr: u64) -> Result<T, ()> {
+pub(crate) fn read<T>(addr: u64) -> Result<T, ()> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.map_err(|_| ())
 }
 
 /// `Ok(None)` when the kernel's offsets are not known (no BTF).
 #[inline(always)]
-pub fn of_fd(fd: u32) -> Result<Option<SocketInfo>, ()> {
+pub(crate) fn of_fd(fd: u32) -> Result<Option<SocketInfo>, ()> {
     let o = config::kernel_offsets();
     if o.task_files == 0 {
         return Ok(None);

@@ -24,7 +24,7 @@ const EEXIST: i32 = 17;
 
 /// Returns the stack's id, or [`NO_STACK`] when none could be stored (counted).
 #[inline(always)]
-pub fn capture<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState) -> u64 {
+pub(crate) fn capture<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState) -> u64 {
     let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
         return NO_STACK;
     };
@@ -56,10 +56,14 @@ pub fn capture<C: EbpfContext>(ctx: &C, caller: &Caller, proc: &ProcState) -> u6
         return id;
     }
     unsafe { (*buf).first_ns = aya_ebpf::helpers::bpf_ktime_get_ns() };
-    match STACKS.insert(id, unsafe { &*buf }, BPF_NOEXIST as u64) {
+    // By reference, whatever clippy says: `*buf` would copy the 528-byte
+    // trace onto the 512-byte BPF stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let stored = STACKS.insert(id, unsafe { &*buf }, BPF_NOEXIST as u64);
+    match stored {
         Ok(()) => id,
         // Another CPU stored the same stack in between.
-        Err(e) if e as i32 == -EEXIST => id,
+        Err(e) if e == -EEXIST => id,
         Err(_) => {
             bump(counters::STACKS_DROPPED);
             NO_STACK

@@ -23,7 +23,7 @@ use crate::{
 /// `struct pt_regs` on x86_64 (arch/x86/include/asm/ptrace.h). Its layout is
 /// part of the user ABI (PTRACE_GETREGS), so it is the same on every kernel.
 #[repr(C)]
-pub struct PtRegs {
+pub(crate) struct PtRegs {
     r15: u64,
     r14: u64,
     r13: u64,
@@ -58,7 +58,7 @@ fn read_kernel<T>(src: *const T) -> Result<T, i64> {
 }
 
 /// The calling thread and its user registers at the syscall.
-pub struct Caller {
+pub(crate) struct Caller {
     pub tgid: u32,
     pub tid: u32,
     pub ip: u64,
@@ -67,7 +67,7 @@ pub struct Caller {
 }
 
 #[inline(always)]
-pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
+pub(crate) fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // Filter before anything else: this runs for every syscall on the host.
@@ -123,7 +123,7 @@ pub fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
 /// sys_enter_close` event, which on this kernel adds about 0.3 µs to every
 /// close on the host.
 #[inline(always)]
-pub fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
+pub(crate) fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
     // TP_PROTO(struct pt_regs *regs, long id): the number alone filters most.
     let id: u64 = ctx.arg(1);
     let unmaps = (id == sc::MUNMAP || id == sc::MREMAP) && config::mmap();

@@ -19,7 +19,7 @@ use crate::{
 /// Whether a new socket is followed as a TCP connection: an inet stream
 /// socket, with TCP tracing on.
 #[inline(always)]
-pub fn followed(socket: &SocketInfo) -> bool {
+pub(crate) fn followed(socket: &SocketInfo) -> bool {
     config::tcp()
         && socket.kind == SOCK_STREAM
         && (socket.family == AF_INET || socket.family == AF_INET6)
@@ -29,7 +29,7 @@ pub fn followed(socket: &SocketInfo) -> bool {
 /// After a socket or accept in a traced process: remember the followed
 /// socket `sk` under this acquisition.
 #[inline(always)]
-pub fn link(key: &FdKey, acquired_ns: u64, sk: u64, family: u16) -> Result<(), ()> {
+pub(crate) fn link(key: &FdKey, acquired_ns: u64, sk: u64, family: u16) -> Result<(), ()> {
     let state: u8 = read(sk + config::kernel_offsets().skc_state as u64)?;
     let mut conn = TcpSock {
         tgid: key.tgid,
@@ -88,7 +88,7 @@ fn read_endpoints(sk: u64, conn: &mut TcpSock) -> Result<(), ()> {
 /// `sock:inet_sock_set_state(sk, oldstate, newstate)`, for every TCP state
 /// change on the host (mostly in softirq context, so the filter is the
 /// socket, not the pid). Called before the socket's state field changes.
-pub fn try_set_state(ctx: &RawTracePointContext) -> Result<(), ()> {
+pub(crate) fn try_set_state(ctx: &RawTracePointContext) -> Result<(), ()> {
     let sk: u64 = ctx.arg(0);
     let Some(conn) = TCP_SOCKS.get_ptr_mut(sk) else {
         return Ok(());
@@ -119,14 +119,14 @@ fn owner_alive(conn: &TcpSock) -> bool {
 
 /// The fd that held `sk` was released.
 #[inline(always)]
-pub fn forget(sk: u64) {
+pub(crate) fn forget(sk: u64) {
     let _ = TCP_SOCKS.remove(sk);
 }
 
 /// `tcp:tcp_destroy_sock(sk)`: the socket is freed, its fd closed. A socket
 /// whose process exited holding it stays, frozen, until userspace has taken
 /// it into the report (and deletes it).
-pub fn destroy(ctx: &RawTracePointContext) {
+pub(crate) fn destroy(ctx: &RawTracePointContext) {
     let sk: u64 = ctx.arg(0);
     match unsafe { TCP_SOCKS.get(sk) } {
         Some(conn) if !owner_alive(conn) => {}

@@ -20,7 +20,7 @@ use crate::maps::{PROC_UNWIND, STACK_SCRATCH, STACK_WINDOW, UNWIND_BUCKETS, UNWI
 
 /// Words of user stack read at once: 1 KiB holds the frames of a typical
 /// -O2 call chain a few levels deep; deeper walks read the next window.
-pub const WINDOW_WORDS: usize = 128;
+pub(crate) const WINDOW_WORDS: usize = 128;
 
 /// The walk's state, in a per-CPU map (`UNWIND_WALK`) that every iteration
 /// looks up. Not on the program's stack: the syscall program and this
@@ -30,7 +30,7 @@ pub const WINDOW_WORDS: usize = 128;
 /// its context. Plain integers only: copying structs makes LLVM emit a
 /// byte-wise memcpy that the verifier walks one byte at a time.
 #[repr(C)]
-pub struct Walk {
+pub(crate) struct Walk {
     ip: u64,
     sp: u64,
     bp: u64,
@@ -56,7 +56,7 @@ pub struct Walk {
 /// Walks from the syscall's saved registers into the scratch stack buffer.
 /// Returns false when the process has no usable tables for this image.
 #[inline(always)]
-pub fn walk(tgid: u32, exec_seq: u32, ip: u64, sp: u64, bp: u64) -> bool {
+pub(crate) fn walk(tgid: u32, exec_seq: u32, ip: u64, sp: u64, bp: u64) -> bool {
     leaktrace_unwind(tgid, exec_seq, ip, sp, bp) != 0
 }
 
@@ -65,7 +65,7 @@ pub fn walk(tgid: u32, exec_seq: u32, ip: u64, sp: u64, bp: u64) -> bool {
 /// which would exceed its instruction budget.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn leaktrace_unwind(tgid: u32, exec_seq: u32, ip: u64, sp: u64, bp: u64) -> i32 {
+pub(crate) extern "C" fn leaktrace_unwind(tgid: u32, exec_seq: u32, ip: u64, sp: u64, bp: u64) -> i32 {
     match unsafe { PROC_UNWIND.get(tgid) } {
         Some(maps) if maps.exec_seq == exec_seq && maps.count > 0 => {}
         _ => return 0,
@@ -183,7 +183,7 @@ fn find_mapping(walk: &mut Walk) -> bool {
 /// search once per combination of known bounds.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn leaktrace_find_mapping(tgid: u32, ip: u64) -> i64 {
+pub(crate) extern "C" fn leaktrace_find_mapping(tgid: u32, ip: u64) -> i64 {
     let Some(maps) = (unsafe { PROC_UNWIND.get(tgid) }) else {
         return -1;
     };
@@ -270,7 +270,7 @@ fn find_row(walk: &Walk, pc: u32) -> i64 {
 /// explore the search once per combination of known bounds.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn leaktrace_find_row(start: u32, lo: u32, hi: u32, pc: u32) -> i64 {
+pub(crate) extern "C" fn leaktrace_find_row(start: u32, lo: u32, hi: u32, pc: u32) -> i64 {
     let (mut lo_, mut hi_) = (lo, hi);
     // A bucket holds the rows of 256 bytes of code: 9 halvings.
     for _ in 0..10 {

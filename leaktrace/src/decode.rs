@@ -11,10 +11,10 @@ use leaktrace_common::event::{
 };
 use thiserror::Error;
 
-use crate::track::ProcId;
+use crate::proc_id::ProcId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Exit {
         proc: ProcId,
         at_ns: u64,
@@ -67,7 +67,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("event of {len} bytes is shorter than its header")]
     Short { len: usize },
     #[error("event kind {kind} needs {want} bytes, got {len}")]
@@ -92,7 +92,7 @@ fn checked<T: Copy>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(read(bytes))
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     if bytes.len() < size_of::<EventHeader>() {
         return Err(DecodeError::Short { len: bytes.len() });
     }

@@ -5,7 +5,7 @@ use object::{Object, ObjectSegment};
 
 /// A loadable segment: where file bytes land in the module's address space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
+pub(crate) struct Segment {
     pub offset: u64,
     pub vaddr: u64,
     pub filesz: u64,
@@ -13,14 +13,14 @@ pub struct Segment {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// Lowest loaded virtual address, page aligned.
     pub base: u64,
     pub segments: Vec<Segment>,
 }
 
 impl Layout {
-    pub fn of(file: &object::File<'_>) -> Layout {
+    pub(crate) fn of(file: &object::File<'_>) -> Layout {
         let segments: Vec<Segment> = file
             .segments()
             .map(|s| {
@@ -37,7 +37,7 @@ impl Layout {
     /// The virtual address of the byte at `file_offset` in executable code.
     /// A segment that starts mid-page shares that page with the one before
     /// it (lld does this); the executable one is the mapped one.
-    pub fn vaddr_of(&self, file_offset: u64) -> Option<u64> {
+    pub(crate) fn vaddr_of(&self, file_offset: u64) -> Option<u64> {
         let holds = |s: &&Segment| (s.offset & !0xfff) <= file_offset && file_offset < s.offset + s.filesz;
         self.segments
             .iter()
@@ -48,7 +48,7 @@ impl Layout {
 }
 
 /// The GNU build id, as lower-case hex.
-pub fn build_id(file: &object::File<'_>) -> Option<String> {
+pub(crate) fn build_id(file: &object::File<'_>) -> Option<String> {
     let id = file.build_id().ok()??;
     Some(id.iter().map(|b| format!("{b:02x}")).collect())
 }

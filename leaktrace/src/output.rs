@@ -8,14 +8,14 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::cli::{Common, Format};
 use crate::report::{folded, pprof, text, Report};
+use crate::track::verdict::Verdict;
 
 /// The exit status of `--fail-on-leak` when a stack is judged `leak`.
-pub const LEAK_STATUS: u8 = 3;
+pub(crate) const LEAK_STATUS: u8 = 3;
 
 #[derive(Debug, Error)]
-pub enum OutputError {
+pub(crate) enum OutputError {
     #[error("cannot write the report to {path}: {source}")]
     Open {
         path: PathBuf,
@@ -30,20 +30,34 @@ pub enum OutputError {
     Svg(#[from] folded::SvgError),
 }
 
-pub struct Output {
+/// The formats a report is written in (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// For people: stacks with their verdicts, counts and frames.
+    Text,
+    /// The `leaktrace.report/1` contract.
+    Json,
+    /// A gzipped profile.proto (go tool pprof, Pyroscope, Parca).
+    Pprof,
+    /// Folded stacks for flamegraph.pl or inferno.
+    Folded,
+    /// A flame graph of what is outstanding, by stack.
+    Svg,
+}
+
+pub(crate) struct Output {
     file: Option<(PathBuf, File)>,
     format: Format,
     view: text::View,
 }
 
 impl Output {
-    pub fn open(common: &Common, top: usize) -> Result<Output, OutputError> {
-        let view = text::View { top, all_mappings: common.all_mappings };
-        Output::to(common.format, common.output.as_deref(), view)
-    }
-
     /// Where and how a report is written.
-    pub fn to(format: Format, output: Option<&std::path::Path>, view: text::View) -> Result<Output, OutputError> {
+    pub(crate) fn to(
+        format: Format,
+        output: Option<&std::path::Path>,
+        view: text::View,
+    ) -> Result<Output, OutputError> {
         let file = match output {
             Some(path) => {
                 let file = create(path).map_err(|source| OutputError::Open { path: path.into(), source })?;
@@ -57,7 +71,7 @@ impl Output {
         Ok(Output { file, format, view })
     }
 
-    pub fn write(self, report: &Report) -> Result<(), OutputError> {
+    pub(crate) fn write(self, report: &Report) -> Result<(), OutputError> {
         let body = match self.format {
             Format::Text => text::render(report, &self.view).into_bytes(),
             Format::Json => (report.to_json() + "\n").into_bytes(),
@@ -117,13 +131,14 @@ fn title(report: &Report) -> String {
             None => t.pid.to_string(),
         })
         .collect();
-    format!("leaktrace {}: outstanding {} of {}", report.mode, report.kinds.join(", "), who.join(", "))
+    let kinds: Vec<&str> = report.kinds.iter().map(|k| k.name()).collect();
+    format!("leaktrace {}: outstanding {} of {}", report.mode, kinds.join(", "), who.join(", "))
 }
 
 /// `status`, unless `--fail-on-leak` finds a stack judged `leak`.
-pub fn exit_status(common: &Common, report: &Report, status: u8) -> u8 {
-    let leaks = report.stacks.iter().filter(|s| s.verdict == "leak").count();
-    if common.fail_on_leak && leaks > 0 {
+pub(crate) fn exit_status(fail_on_leak: bool, report: &Report, status: u8) -> u8 {
+    let leaks = report.stacks.iter().filter(|s| s.verdict == Some(Verdict::Leak)).count();
+    if fail_on_leak && leaks > 0 {
         eprintln!("leaktrace: {leaks} stack{} judged leak (--fail-on-leak)", if leaks == 1 { "" } else { "s" });
         LEAK_STATUS
     } else {

@@ -7,26 +7,26 @@ use std::path::Path;
 use nix::time::{clock_gettime, ClockId};
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns()`.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     clock_gettime(ClockId::CLOCK_MONOTONIC).map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64).unwrap_or(0)
 }
 
 /// Converts a CLOCK_MONOTONIC stamp to wall-clock time.
-pub fn wall_time(mono_ns: u64) -> time::OffsetDateTime {
+pub(crate) fn wall_time(mono_ns: u64) -> time::OffsetDateTime {
     let now_mono = monotonic_ns();
     let now_wall = time::OffsetDateTime::now_utc();
     let back = now_mono.saturating_sub(mono_ns);
     now_wall - time::Duration::nanoseconds(back as i64)
 }
 
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// The fd table as thread `tid` of `tgid` sees it: fd number to link text
 /// (path, `socket:[…]`, …). /proc/PID/fd shows the leader's view, which is
 /// empty once the leader thread has exited, even while others still run.
-pub fn fd_links(tgid: u32, tid: u32) -> std::io::Result<HashMap<u32, String>> {
+pub(crate) fn fd_links(tgid: u32, tid: u32) -> std::io::Result<HashMap<u32, String>> {
     let dir = format!("/proc/{tgid}/task/{tid}/fd");
     let mut links = HashMap::new();
     for entry in std::fs::read_dir(&dir)? {
@@ -43,20 +43,20 @@ pub fn fd_links(tgid: u32, tid: u32) -> std::io::Result<HashMap<u32, String>> {
 }
 
 /// What fd `fd` of `tgid` refers to now.
-pub fn fd_link(tgid: u32, fd: u32) -> Option<String> {
+pub(crate) fn fd_link(tgid: u32, fd: u32) -> Option<String> {
     let link = std::fs::read_link(format!("/proc/{tgid}/fd/{fd}")).ok()?;
     Some(link.to_string_lossy().into_owned())
 }
 
 /// The file mapped at exactly `[start, end)` in `tgid`, while it is.
-pub fn mapped_file(tgid: u32, start: u64, end: u64) -> Option<String> {
+pub(crate) fn mapped_file(tgid: u32, start: u64, end: u64) -> Option<String> {
     let link = std::fs::read_link(format!("/proc/{tgid}/map_files/{start:x}-{end:x}")).ok()?;
     Some(link.to_string_lossy().into_owned())
 }
 
 /// The file mappings of `tgid` as thread `tid` sees them: (start, end,
 /// path), sorted by start.
-pub fn file_mappings(tgid: u32, tid: u32) -> std::io::Result<Vec<(u64, u64, String)>> {
+pub(crate) fn file_mappings(tgid: u32, tid: u32) -> std::io::Result<Vec<(u64, u64, String)>> {
     use procfs::process::MMapPath;
     use procfs::FromRead;
     let maps = procfs::process::MemoryMaps::from_file(format!("/proc/{tgid}/task/{tid}/maps"))
@@ -72,18 +72,18 @@ pub fn file_mappings(tgid: u32, tid: u32) -> std::io::Result<Vec<(u64, u64, Stri
     Ok(files)
 }
 
-pub fn comm(tgid: u32) -> Option<String> {
+pub(crate) fn comm(tgid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tgid}/comm")).ok().map(|s| s.trim_end().to_string())
 }
 
 /// `/proc/PID/cgroup`: the process's cgroups (the v2 path on the `0::` line).
-pub fn cgroup(tgid: u32) -> Option<String> {
+pub(crate) fn cgroup(tgid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()
 }
 
 /// The process's arguments, space-separated (empty for kernel threads);
 /// with `redact`, only the program (see [`redact_args`]).
-pub fn cmdline(tgid: u32, redact: bool) -> Option<String> {
+pub(crate) fn cmdline(tgid: u32, redact: bool) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{tgid}/cmdline")).ok()?;
     let args: Vec<String> =
         raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
@@ -94,7 +94,7 @@ pub fn cmdline(tgid: u32, redact: bool) -> Option<String> {
 /// tokens (`--password=…`, a database URL): the program, then how many
 /// arguments were left out. A secret cannot be told apart from a harmless
 /// argument, so none is kept.
-pub fn redact_args(args: &[String]) -> String {
+pub(crate) fn redact_args(args: &[String]) -> String {
     match args {
         [] => String::new(),
         [program] => program.clone(),
@@ -104,29 +104,29 @@ pub fn redact_args(args: &[String]) -> String {
     }
 }
 
-pub fn exe(tgid: u32) -> Option<String> {
+pub(crate) fn exe(tgid: u32) -> Option<String> {
     std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Thread-group id of a task.
-pub fn tgid_of(tid: u32) -> Option<u32> {
+pub(crate) fn tgid_of(tid: u32) -> Option<u32> {
     status_field(tid, "Tgid:").and_then(|v| v.parse().ok())
 }
 
 /// The process's pid in its own pid namespace (the last `NSpid` field).
-pub fn namespace_pid(tgid: u32) -> Option<u32> {
+pub(crate) fn namespace_pid(tgid: u32) -> Option<u32> {
     parse_namespace_pid(&status_field(tgid, "NSpid:")?)
 }
 
 /// Its pid in its own pid namespace, when that differs from `tgid` (it is
 /// in a pid namespace other than the tracer's).
-pub fn other_namespace_pid(tgid: u32) -> Option<u32> {
+pub(crate) fn other_namespace_pid(tgid: u32) -> Option<u32> {
     namespace_pid(tgid).filter(|&n| n != tgid)
 }
 
 /// The pid in its own pid namespace of a process (not a thread: None when
 /// `pid` is a thread's id), from one read of its status.
-pub fn process_namespace_pid(pid: u32) -> Option<u32> {
+pub(crate) fn process_namespace_pid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
     if field("Tgid:")?.parse::<u32>().ok()? != pid {
@@ -143,12 +143,12 @@ fn parse_namespace_pid(nspid: &str) -> Option<u32> {
 }
 
 /// Pending-signal mask of one thread (`SigPnd`).
-pub fn pending_signals(tid: u32) -> Option<u64> {
+pub(crate) fn pending_signals(tid: u32) -> Option<u64> {
     status_field(tid, "SigPnd:").and_then(|v| u64::from_str_radix(&v, 16).ok())
 }
 
 /// True when the signal is pending for the thread or its whole process.
-pub fn signal_pending(tid: u32, signal: i32) -> bool {
+pub(crate) fn signal_pending(tid: u32, signal: i32) -> bool {
     let bit = 1u64 << (signal - 1);
     let thread = pending_signals(tid).unwrap_or(0);
     let shared = status_field(tid, "ShdPnd:").and_then(|v| u64::from_str_radix(&v, 16).ok()).unwrap_or(0);
@@ -156,7 +156,7 @@ pub fn signal_pending(tid: u32, signal: i32) -> bool {
 }
 
 /// The state letter of /proc/PID/stat (R, S, Z, …), or None when gone.
-pub fn state(pid: u32) -> Option<char> {
+pub(crate) fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The comm field can hold spaces and parentheses: the state follows the last ')'.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
@@ -166,7 +166,7 @@ pub fn state(pid: u32) -> Option<char> {
 /// When the process started, in clock ticks since boot (/proc/PID/stat
 /// field 22): with the pid, it names one process, not whichever holds the
 /// pid now.
-pub fn start_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_ticks(&stat)
 }
@@ -180,11 +180,11 @@ fn parse_start_ticks(stat: &str) -> Option<u64> {
 
 /// The process `pid` that started at `start` (from [`start_ticks`]) still
 /// runs: it neither exited nor gave its pid to another process.
-pub fn is_same_live_process(pid: u32, start: Option<u64>) -> bool {
+pub(crate) fn is_same_live_process(pid: u32, start: Option<u64>) -> bool {
     is_live_process(pid) && start.is_some() && start_ticks(pid) == start
 }
 
-pub fn is_live_process(pid: u32) -> bool {
+pub(crate) fn is_live_process(pid: u32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
         && Path::new(&format!("/proc/{pid}/exe")).exists()
         && tgid_of(pid) == Some(pid)
@@ -196,13 +196,13 @@ fn status_field(pid: u32, name: &str) -> Option<String> {
 }
 
 /// How many fds the process has open now.
-pub fn open_fds(tgid: u32) -> Option<u64> {
+pub(crate) fn open_fds(tgid: u32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?.count() as u64)
 }
 
 /// The process's soft RLIMIT_NOFILE: None when unreadable, Some(None)
 /// when unlimited.
-pub fn fd_limit(tgid: u32) -> Option<Option<u64>> {
+pub(crate) fn fd_limit(tgid: u32) -> Option<Option<u64>> {
     parse_fd_limit(&std::fs::read_to_string(format!("/proc/{tgid}/limits")).ok()?)
 }
 

@@ -86,3 +86,52 @@ fn attach_all_traces_processes_it_was_not_told_about() {
         "the tracer does not trace itself"
     );
 }
+
+/// A pid named twice is one target, listed once, in the order first named.
+#[test]
+fn a_pid_named_twice_is_traced_once() {
+    let gate = scratch_dir("attach-twice").join("exit");
+    let script = format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display());
+    let first = Background::spawn(std::path::Path::new("/bin/sh"), &["-c", &script]);
+    let second = Background::spawn(std::path::Path::new("/bin/sh"), &["-c", &script]);
+    let (a, b) = (first.pid().to_string(), second.pid().to_string());
+    let tracer =
+        Tracer::start(&["attach", "--format", "json", "--pid", &b, "--pid", &a, "--pid", &b, "--duration", "1s"]);
+    let out = tracer.wait_with_output();
+    std::fs::write(&gate, b"").expect("gate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("leaktrace: tracing pid {b} (sh), pid {a} (sh);")), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let targets: Vec<u64> =
+        r["targets"].as_array().expect("targets").iter().filter_map(|t| t["pid"].as_u64()).collect();
+    assert_eq!(targets, vec![u64::from(second.pid()), u64::from(first.pid())]);
+}
+
+/// `attach --comm NAME` traces the processes of that name and no other,
+/// as the daemon's and record's filters do.
+#[test]
+fn attach_by_name_traces_only_processes_of_that_name() {
+    // The same program under another name, for the filter to leave out.
+    let renamed = scratch_dir("attach-comm").join("not-growth");
+    std::fs::copy(c_fixture("growth"), &renamed).expect("copy");
+    let leaking = Background::spawn(&c_fixture("growth"), &["30", "5"]);
+    let other = Background::spawn(&renamed, &["30", "5"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let name = std::fs::read_to_string(format!("/proc/{}/comm", leaking.pid())).expect("comm");
+    let out = Command::new(leaktrace())
+        .args(["attach", "--comm", name.trim(), "--duration", "3s", "--format", "json"])
+        .output()
+        .expect("leaktrace attach --comm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.starts_with(&format!("leaktrace: tracing processes with comm {};", name.trim())), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let leak = with_site(&r, "leak_steadily");
+    assert_eq!(leak.len(), 1, "{r}");
+    assert_eq!(leak[0]["pids"], serde_json::json!([leaking.pid()]));
+    assert!(
+        stacks(&r).iter().all(|s| !s["pids"].as_array().expect("pids").contains(&serde_json::json!(other.pid()))),
+        "the process of another name is left out"
+    );
+}

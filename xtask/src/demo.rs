@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::util;
 
-pub fn run(root: &Path, leaktrace: &Path) -> Result<()> {
+pub(crate) fn run(root: &Path, leaktrace: &Path) -> Result<()> {
     if !util::is_root() {
         bail!("the demo loads eBPF programs: run `sudo cargo xtask demo` (needs CAP_BPF and CAP_PERFMON)");
     }

@@ -16,7 +16,7 @@ use crate::util;
 
 const TARGETS: &[&str] = &["recording"];
 
-pub fn run(root: &Path, each: Duration) -> Result<()> {
+pub(crate) fn run(root: &Path, each: Duration) -> Result<()> {
     if util::output(Command::new("cargo").args(["fuzz", "--version"])).is_none() {
         eprintln!("xtask: installing cargo-fuzz");
         util::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;

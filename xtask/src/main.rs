@@ -1,5 +1,6 @@
 //! Developer tasks for leaktrace: installing the toolchain, building the
-//! self-contained binary, the demo, the test suite and the benchmarks.
+//! self-contained binary, the demo, the lint gates, the test suite and the
+//! benchmarks.
 //!
 //! Everything a fresh Debian machine lacks is installed here, because CI and
 //! every new machine start bare (see README.md).
@@ -9,6 +10,7 @@ mod build;
 mod demo;
 mod deploy;
 mod fuzz;
+mod lint;
 mod setup;
 mod test;
 mod util;
@@ -26,13 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what is missing: Debian packages and bpf-linker.
+    /// Install what is missing: Debian packages, bpf-linker and cargo-machete.
     Setup,
     /// Set up, then build the eBPF object and target/release/leaktrace with it embedded.
     Build,
     /// Set up, build, then trace the bundled leaky example and print its report.
     Demo,
-    /// Set up, build, then run every test (integration tests need root).
+    /// Set up, then run the lint gates: rustfmt, clippy (host crates, then the eBPF crate),
+    /// cargo-machete and rustdoc, every warning an error; fails naming the gates that failed.
+    Lint,
+    /// Set up, build, run the lint gates, then every test (integration tests need root).
     Test {
         /// Only run tests whose name contains this string.
         filter: Option<String>,
@@ -55,6 +60,11 @@ enum Command {
         /// daemon, soak) and write target/bench/BENCHMARKS-NAME.md instead of BENCHMARKS.md.
         #[arg(long, value_name = "NAME")]
         only: Option<String>,
+        /// Also run this older leaktrace binary, in the same interleaved rounds, in the open-close
+        /// and scale benchmarks, and say whether the new binary's medians are within its spread
+        /// of rounds.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<std::path::PathBuf>,
     },
 }
 
@@ -62,10 +72,14 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = util::workspace_root()?;
     match cli.command {
-        Command::Setup => setup::run(&setup::Needs::build()),
+        Command::Setup => setup::run(&setup::Needs::lint()),
         Command::Build => {
             setup::run(&setup::Needs::build())?;
             build::run(&root).map(|_| ())
+        }
+        Command::Lint => {
+            setup::run(&setup::Needs::lint())?;
+            lint::run(&root)
         }
         Command::Demo => {
             setup::run(&setup::Needs::demo())?;
@@ -83,7 +97,7 @@ fn main() -> Result<()> {
             let binary = build::run(&root)?;
             test::run(&root, &binary, filter.as_deref())
         }
-        Command::Bench { quick, only } => {
+        Command::Bench { quick, only, baseline } => {
             bench::require_root()?;
             setup::run(&setup::Needs::bench())?;
             // LEAKTRACE_BIN benchmarks that binary instead of building the
@@ -92,7 +106,7 @@ fn main() -> Result<()> {
                 Some(path) => std::path::PathBuf::from(path),
                 None => build::run(&root)?,
             };
-            bench::run(&root, &binary, bench::Mode::new(quick), only.as_deref())
+            bench::run(&root, &binary, baseline.as_deref(), bench::Mode::new(quick), only.as_deref())
         }
     }
 }

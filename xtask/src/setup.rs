@@ -5,6 +5,10 @@
 //! with a bpf-linker built against the same LLVM major as that rustc. The LLVM
 //! major is read from the installed rustc at set-up time: a Debian security
 //! update can move rustc-web and its LLVM together.
+//!
+//! The lint gates (`lint.rs`) need Debian's clippy for the eBPF crate, of the
+//! same release as rustc-web, and cargo-machete, installed from crates.io at
+//! a pinned version.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,24 +19,34 @@ use crate::util;
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian's Rust that can build `-Z build-std=core` for bpfel-unknown-none.
-pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
-pub const DEBIAN_CARGO: &str = "/usr/bin/cargo";
-const TOOLCHAIN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+pub(crate) const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+pub(crate) const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const TOOLCHAIN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "rust-web-clippy"];
+/// The newest release when the gate was added; it builds with rustup's 1.95.
+const CARGO_MACHETE_VERSION: &str = "0.9.2";
 
 /// What a task needs beyond the eBPF toolchain.
-pub struct Needs {
+pub(crate) struct Needs {
     packages: Vec<&'static str>,
+    /// cargo-machete, for the lint gates.
+    machete: bool,
 }
 
 impl Needs {
-    pub fn build() -> Self {
-        Self { packages: vec![] }
+    pub(crate) fn build() -> Self {
+        Self { packages: vec![], machete: false }
+    }
+
+    /// The lint gates: the eBPF crate's clippy is a toolchain package, the
+    /// unused-dependency check is cargo-machete.
+    pub(crate) fn lint() -> Self {
+        Self { packages: vec![], machete: true }
     }
 
     /// The demo's leaky example is a Go program: Go keeps frame pointers, so
     /// its stacks are complete with the frame-pointer walk.
-    pub fn demo() -> Self {
-        Self { packages: vec!["golang-go", "gcc", "libc6-dev"] }
+    pub(crate) fn demo() -> Self {
+        Self { packages: vec!["golang-go", "gcc", "libc6-dev"], machete: false }
     }
 
     /// Fixtures are C (gcc), C++ (g++), Go (golang-go) and Rust (the
@@ -40,8 +54,8 @@ impl Needs {
     /// (bsdutils) and check with bpftool that no program outlives its
     /// daemon; the Kubernetes manifests are validated in a Python venv
     /// (python3-venv); promtool (prometheus) checks the alert rules and runs
-    /// their unit tests.
-    pub fn test() -> Self {
+    /// their unit tests. The suite starts with the lint gates.
+    pub(crate) fn test() -> Self {
         Self {
             packages: vec![
                 "golang-go",
@@ -55,6 +69,7 @@ impl Needs {
                 "python3-venv",
                 "prometheus",
             ],
+            machete: true,
         }
     }
 
@@ -63,7 +78,7 @@ impl Needs {
     /// initramfs, kmod's depmod for the kernel packages' module index,
     /// xz-utils for their compressed modules. qemu is installed apart (see
     /// `vm/tools.rs`).
-    pub fn vm() -> Self {
+    pub(crate) fn vm() -> Self {
         let mut needs = Self::test();
         needs.packages.extend(["busybox-static", "kmod", "xz-utils"]);
         needs
@@ -73,19 +88,26 @@ impl Needs {
     /// leaktrace is compared with; nginx and wrk the real server and its load;
     /// bpftool reads the kernel map's occupancy; taskset (util-linux) pins the
     /// measured processes.
-    pub fn bench() -> Self {
-        Self { packages: vec!["gcc", "libc6-dev", "bpftrace", "strace", "nginx", "wrk", "bpftool", "util-linux"] }
+    pub(crate) fn bench() -> Self {
+        Self {
+            packages: vec!["gcc", "libc6-dev", "bpftrace", "strace", "nginx", "wrk", "bpftool", "util-linux"],
+            machete: false,
+        }
     }
 }
 
-pub fn run(needs: &Needs) -> Result<()> {
+pub(crate) fn run(needs: &Needs) -> Result<()> {
     let mut packages: Vec<String> = TOOLCHAIN_PACKAGES.iter().map(|p| p.to_string()).collect();
     packages.extend(needs.packages.iter().map(|p| p.to_string()));
     install_packages(&packages)?;
 
     let llvm = debian_llvm_major()?;
     install_packages(&[format!("llvm-{llvm}-dev")])?;
-    install_bpf_linker(llvm)
+    install_bpf_linker(llvm)?;
+    if needs.machete {
+        install_cargo_machete()?;
+    }
+    Ok(())
 }
 
 fn missing_packages(packages: &[String]) -> Vec<String> {
@@ -223,4 +245,24 @@ fn install_bpf_linker(llvm: u32) -> Result<()> {
     )?;
     std::fs::write(bpf_linker_stamp(), format!("{wanted}\n")).context("cannot write the bpf-linker stamp")?;
     Ok(())
+}
+
+/// `cargo machete`. It takes itself for a cargo subcommand when CARGO is set
+/// and CARGO_PKG_NAME is not; `cargo run` set both for xtask, and with both
+/// it reads `machete` and its flags as paths.
+pub(crate) fn cargo_machete() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("machete").env_remove("CARGO_PKG_NAME");
+    cmd
+}
+
+/// Installs the pinned cargo-machete unless it is what `cargo machete` runs:
+/// another release may judge the manifests differently.
+fn install_cargo_machete() -> Result<()> {
+    let installed = util::output(cargo_machete().arg("--version"));
+    if installed.as_deref().map(str::trim) == Some(CARGO_MACHETE_VERSION) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-machete {CARGO_MACHETE_VERSION} (about two minutes)");
+    util::run(Command::new("cargo").args(["install", "cargo-machete", "--locked", "--version", CARGO_MACHETE_VERSION]))
 }

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: unit tests (no privileges), then the integration suite
-//! against the real kernel, serialized because each test owns kernel state.
+//! `cargo xtask test`: the lint gates, unit tests (no privileges), then the
+//! integration suite against the real kernel, serialized because each test
+//! owns kernel state.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +9,12 @@ use anyhow::{bail, Result};
 
 use crate::util;
 
-pub fn run(root: &Path, leaktrace: &Path, filter: Option<&str>) -> Result<()> {
+pub(crate) fn run(root: &Path, leaktrace: &Path, filter: Option<&str>) -> Result<()> {
+    // A filtered run is someone iterating on some tests; the gates judge the
+    // whole workspace, and the full run (CI's) has them.
+    if filter.is_none() {
+        crate::lint::run(root)?;
+    }
     let mut unit = Command::new("cargo");
     unit.current_dir(root).args(["test", "--workspace", "--exclude", "leaktrace-ebpf", "--exclude", "leaktrace-tests"]);
     if let Some(f) = filter {

@@ -6,13 +6,13 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-pub fn workspace_root() -> Result<PathBuf> {
+pub(crate) fn workspace_root() -> Result<PathBuf> {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().map(Path::to_path_buf).context("xtask is not inside the leaktrace workspace")
 }
 
 /// Runs `cmd`, failing with the command line when it does not succeed.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
@@ -21,12 +21,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Runs `cmd` and returns its stdout, or `None` when it cannot start or fails.
-pub fn output(cmd: &mut Command) -> Option<String> {
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc_geteuid() == 0 }
 }
@@ -36,7 +36,7 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-pub fn cargo_home() -> PathBuf {
+pub(crate) fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))

@@ -8,13 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 use crate::procfs;
 use crate::report::{Process, Report};
 
-use super::container;
 use super::kubernetes::Pods;
+use crate::host::container;
 
 /// The processes of `report`: one per live pid holding something, and one
 /// per pid whose process exited since `previous` was read (its stacks say
 /// `exited`), which may be the pid of a live process too, given it since.
-pub fn processes(
+pub(crate) fn processes(
     report: &Report,
     pods: Option<&Pods>,
     previous: &HashMap<u32, Process>,
@@ -53,7 +53,7 @@ fn process(pid: u32, pods: Option<&Pods>, redact_args: bool) -> Process {
         ns_pid: procfs::other_namespace_pid(pid),
         comm: procfs::comm(pid),
         cmdline: procfs::cmdline(pid, redact_args),
-        runtime: container.as_ref().map(|c| c.runtime),
+        runtime: container.as_ref().map(|c| c.runtime.into()),
         pod_uid: container.as_ref().and_then(|c| c.pod_uid.clone()),
         container: container.map(|c| c.id),
         pod: pod.as_ref().map(|p| p.name.clone()),

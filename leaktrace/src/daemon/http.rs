@@ -15,10 +15,10 @@ use prometheus::Registry;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::report::{pprof, Report};
+use crate::report::{pprof, Kind, Report};
 
 /// One sample, as served.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub report: Report,
     /// The report as JSON, serialized once per sample, not per request.
     pub json: Bytes,
@@ -28,7 +28,7 @@ pub struct Snapshot {
 }
 
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub registry: Registry,
     pub snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
     /// A sample older than this makes `/healthz` fail: the loop is stuck.
@@ -41,7 +41,7 @@ pub struct Shared {
     pub encoded: Arc<Mutex<Option<(u64, Bytes)>>>,
 }
 
-pub fn router(shared: Shared) -> Router {
+pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/report", get(report))
@@ -113,16 +113,17 @@ async fn profile(State(shared): State<Shared>, Query(query): Query<ProfileQuery>
 }
 
 /// The report cut down to one kind (all traced kinds without one).
-pub fn profile_of(report: &Report, kind: Option<&str>) -> Result<Report, String> {
-    let Some(kind) = kind else { return Ok(report.clone()) };
-    if !["fd", "tcp", "mmap"].contains(&kind) {
-        return Err(format!("unknown kind '{kind}' (expected fd, tcp or mmap)\n"));
-    }
-    let Some(&traced) = report.kinds.iter().find(|k| **k == kind) else {
-        return Err(format!("the daemon does not trace {kind} (it traces {}; see --kinds)\n", report.kinds.join(", ")));
+pub(crate) fn profile_of(report: &Report, kind: Option<&str>) -> Result<Report, String> {
+    let Some(name) = kind else { return Ok(report.clone()) };
+    let Some(kind) = Kind::from_name(name) else {
+        return Err(format!("unknown kind '{name}' (expected {})\n", Kind::names_listed()));
     };
+    if !report.kinds.contains(&kind) {
+        let traced: Vec<&str> = report.kinds.iter().map(|k| k.name()).collect();
+        return Err(format!("the daemon does not trace {kind} (it traces {}; see --kinds)\n", traced.join(", ")));
+    }
     let mut cut = report.clone();
-    cut.kinds = vec![traced];
+    cut.kinds = vec![kind];
     cut.stacks.retain(|s| s.kind == kind);
     Ok(cut)
 }
@@ -174,13 +175,13 @@ mod tests {
     #[test]
     fn profiles_are_cut_to_a_traced_kind() {
         let mut report = crate::report::tests::sample();
-        report.kinds = vec!["fd", "tcp"];
+        report.kinds = vec![Kind::Fd, Kind::Tcp];
         let mut tcp = report.stacks[0].clone();
-        tcp.kind = "tcp";
+        tcp.kind = Kind::Tcp;
         report.stacks.push(tcp);
         let fd = profile_of(&report, Some("fd")).expect("fd is traced");
-        assert_eq!(fd.kinds, vec!["fd"]);
-        assert!(fd.stacks.iter().all(|s| s.kind == "fd") && !fd.stacks.is_empty());
+        assert_eq!(fd.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(), vec!["fd"]);
+        assert!(fd.stacks.iter().all(|s| s.kind.name() == "fd") && !fd.stacks.is_empty());
         assert_eq!(profile_of(&report, None).expect("all").stacks.len(), report.stacks.len());
         let err = profile_of(&report, Some("mmap")).expect_err("not traced");
         assert!(err.contains("does not trace mmap"), "{err}");

@@ -21,13 +21,13 @@ use crate::config::{KubernetesConfig, KubernetesMode};
 const MIN_RELIST: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodName {
+pub(crate) struct PodName {
     pub name: String,
     pub namespace: String,
 }
 
 #[derive(Debug, Error)]
-pub enum KubernetesError {
+pub(crate) enum KubernetesError {
     #[error(
         "cannot configure a Kubernetes client: {0} (in a pod this needs the service account token; \
          elsewhere KUBECONFIG; set [kubernetes] mode = \"off\" to go without pod names)"
@@ -37,7 +37,7 @@ pub enum KubernetesError {
 
 /// The node's pods, shared between the lister and the daemon's loop.
 #[derive(Default)]
-pub struct Pods {
+pub(crate) struct Pods {
     names: RwLock<HashMap<String, PodName>>,
     errors: AtomicU64,
     wake: Notify,
@@ -45,7 +45,7 @@ pub struct Pods {
 
 impl Pods {
     /// The name of the pod with this uid; an unknown uid asks for a new list.
-    pub fn name(&self, uid: &str) -> Option<PodName> {
+    pub(crate) fn name(&self, uid: &str) -> Option<PodName> {
         let found = self.names.read().ok()?.get(uid).cloned();
         if found.is_none() {
             self.wake.notify_one();
@@ -54,13 +54,13 @@ impl Pods {
     }
 
     /// Pod lists that failed.
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
 }
 
 /// The names of `pods` by uid.
-pub fn index<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> HashMap<String, PodName> {
+pub(crate) fn index<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> HashMap<String, PodName> {
     pods.into_iter()
         .filter_map(|p| {
             let m = &p.metadata;
@@ -73,7 +73,7 @@ pub fn index<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> HashMap<String, Pod
 }
 
 /// Whether to read pod names, by the config and the environment.
-pub fn wanted(config: &KubernetesConfig) -> bool {
+pub(crate) fn wanted(config: &KubernetesConfig) -> bool {
     match config.mode {
         KubernetesMode::On => true,
         KubernetesMode::Off => false,
@@ -83,7 +83,7 @@ pub fn wanted(config: &KubernetesConfig) -> bool {
 
 /// This node's name: the config's, else `$NODE_NAME` (the downward API),
 /// else the host name.
-pub fn node_name(config: &KubernetesConfig) -> String {
+pub(crate) fn node_name(config: &KubernetesConfig) -> String {
     if !config.node_name.is_empty() {
         return config.node_name.clone();
     }
@@ -94,12 +94,12 @@ pub fn node_name(config: &KubernetesConfig) -> String {
 }
 
 /// A client from the in-cluster config, else the kubeconfig.
-pub async fn client() -> Result<kube::Client, KubernetesError> {
+pub(crate) async fn client() -> Result<kube::Client, KubernetesError> {
     kube::Client::try_default().await.map_err(KubernetesError::Config)
 }
 
 /// Lists the node's pods until the daemon ends.
-pub async fn follow(client: kube::Client, node: String, refresh: Duration, pods: Arc<Pods>) {
+pub(crate) async fn follow(client: kube::Client, node: String, refresh: Duration, pods: Arc<Pods>) {
     let api: Api<Pod> = Api::all(client);
     let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
     let mut last_error = String::new();

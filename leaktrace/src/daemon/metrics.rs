@@ -14,17 +14,17 @@ use prometheus::{
 };
 
 use crate::config::MetricsConfig;
-use crate::report::{MapUse, Process, Report, StackEntry};
+use crate::report::{Kind, MapUse, Process, Report, Resource, StackEntry, Verdict};
 
 /// The labels every per-process series carries.
 const PROCESS_LABELS: [&str; 5] = ["pid", "comm", "container", "pod", "namespace"];
 
 /// One process's totals, from the stacks that are its own.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProcessRow {
+pub(crate) struct ProcessRow {
     pub labels: [String; 5],
     /// (kind, resource) -> outstanding count.
-    pub outstanding: BTreeMap<(&'static str, &'static str), u64>,
+    pub outstanding: BTreeMap<(Kind, Resource), u64>,
     pub mapped_bytes: u64,
     pub tcp_states: BTreeMap<String, u64>,
     pub leaking_stacks: u64,
@@ -40,10 +40,10 @@ impl ProcessRow {
 
 /// One call site of one process.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SiteRow {
+pub(crate) struct SiteRow {
     pub process: usize,
-    pub kind: &'static str,
-    pub resource: &'static str,
+    pub kind: Kind,
+    pub resource: Resource,
     pub site: String,
     pub outstanding: u64,
     pub growth_per_minute: f64,
@@ -52,7 +52,7 @@ pub struct SiteRow {
 
 /// What is exported from one report.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Exported {
+pub(crate) struct Exported {
     pub processes: Vec<ProcessRow>,
     pub sites: Vec<SiteRow>,
     /// Processes and sites that held something but got no series of their own.
@@ -60,13 +60,13 @@ pub struct Exported {
     pub sites_left_out: u64,
     /// By kind: what processes that exited since the last sample still held
     /// at their exit (they have no series: they are gone).
-    pub held_at_exit: BTreeMap<&'static str, u64>,
+    pub held_at_exit: BTreeMap<Kind, u64>,
 }
 
 /// A site's label: the program's own innermost function with its file and
 /// line (`load_config (config.c:16)`), else the innermost frame's symbol,
 /// else its module and offset.
-pub fn site_label(stack: &StackEntry) -> String {
+pub(crate) fn site_label(stack: &StackEntry) -> String {
     let frame = match &stack.site {
         Some(site) => stack.stack.iter().find(|f| f.symbol.as_ref() == Some(site)),
         None => stack.stack.iter().find(|f| f.symbol.is_some()),
@@ -96,14 +96,14 @@ pub fn site_label(stack: &StackEntry) -> String {
 
 /// The rows to export: processes holding the most first, up to the cap,
 /// and for each its sites, leaking and fastest-growing first.
-pub fn export(report: &Report, caps: &MetricsConfig) -> Exported {
+pub(crate) fn export(report: &Report, caps: &MetricsConfig) -> Exported {
     // Live processes: an exited one's entry may share its pid with a live
     // process given it since, whose stacks are not `exited`.
     let about: HashMap<u32, &Process> =
         report.processes.iter().flatten().filter(|p| !p.exited).map(|p| (p.pid, p)).collect();
     let mut rows: BTreeMap<u32, ProcessRow> = BTreeMap::new();
-    let mut sites: BTreeMap<u32, BTreeMap<(&'static str, &'static str, String), SiteRow>> = BTreeMap::new();
-    let mut held_at_exit: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut sites: BTreeMap<u32, BTreeMap<(Kind, Resource, String), SiteRow>> = BTreeMap::new();
+    let mut held_at_exit: BTreeMap<Kind, u64> = BTreeMap::new();
     for stack in &report.stacks {
         // The daemon's stacks are per process: one pid each.
         let Some(&pid) = stack.pids.first() else { continue };
@@ -118,20 +118,20 @@ pub fn export(report: &Report, caps: &MetricsConfig) -> Exported {
             ..ProcessRow::default()
         });
         *row.outstanding.entry((stack.kind, stack.resource)).or_default() += stack.count;
-        if stack.kind == "mmap" {
+        if stack.kind.in_bytes() {
             row.mapped_bytes += stack.bytes;
         }
         for (state, n) in stack.states.iter().flatten() {
             *row.tcp_states.entry(state.clone()).or_default() += n;
         }
-        let leaking = stack.verdict == "leak";
+        let leaking = stack.verdict == Some(Verdict::Leak);
         row.leaking_stacks += u64::from(leaking);
         let site =
             sites.entry(pid).or_default().entry((stack.kind, stack.resource, site_label(stack))).or_insert_with_key(
                 |(kind, resource, site)| SiteRow {
                     process: 0,
-                    kind,
-                    resource,
+                    kind: *kind,
+                    resource: *resource,
                     site: site.clone(),
                     outstanding: 0,
                     growth_per_minute: 0.0,
@@ -184,7 +184,7 @@ fn labels(pid: u32, p: Option<&Process>) -> [String; 5] {
 }
 
 /// What the daemon knows besides the report.
-pub struct Extra {
+pub(crate) struct Extra {
     /// History series followed, and their cap.
     pub series: MapUse,
     /// Seconds the last sample took.
@@ -196,7 +196,7 @@ pub struct Extra {
 }
 
 /// The daemon's series, updated once per sample.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     outstanding: IntGaugeVec,
     mapped_bytes: IntGaugeVec,
@@ -219,7 +219,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let process_vec = |name: &str, help: &str, extra: &[&str]| {
             let labels: Vec<&str> = PROCESS_LABELS.iter().chain(extra).copied().collect();
@@ -314,29 +314,30 @@ impl Metrics {
     }
 
     /// A handle for the HTTP server to encode from.
-    pub fn registry(&self) -> Registry {
+    pub(crate) fn registry(&self) -> Registry {
         self.registry.clone()
     }
 
     /// Replaces every per-process series with the report's: processes
     /// that are gone lose their series here.
-    pub fn update(&mut self, report: &Report, extra: &Extra, caps: &MetricsConfig) {
+    pub(crate) fn update(&mut self, report: &Report, extra: &Extra, caps: &MetricsConfig) {
         let exported = export(report, caps);
         self.set_processes(&exported);
         self.traced_processes.set(gauge((exported.processes.len() as u64) + exported.processes_left_out));
 
         let totals = &report.totals;
-        advance(&self.acquisitions.with_label_values(&["fd"]), totals.acquired);
-        advance(&self.releases.with_label_values(&["fd"]), totals.released);
+        // Totals count every fd, TCP connections included, under `fd`.
+        advance(&self.acquisitions.with_label_values(&[Kind::Fd.name()]), totals.acquired);
+        advance(&self.releases.with_label_values(&[Kind::Fd.name()]), totals.released);
         if let Some(m) = &totals.mappings {
-            advance(&self.acquisitions.with_label_values(&["mmap"]), m.acquired);
-            advance(&self.releases.with_label_values(&["mmap"]), m.released);
+            advance(&self.acquisitions.with_label_values(&[Kind::Mmap.name()]), m.acquired);
+            advance(&self.releases.with_label_values(&[Kind::Mmap.name()]), m.released);
         }
         for (cause, n, _) in report.losses.by_cause() {
             advance(&self.lost.with_label_values(&[cause]), n);
         }
         for (kind, n) in &exported.held_at_exit {
-            self.held_at_exit.with_label_values(&[kind]).inc_by(*n);
+            self.held_at_exit.with_label_values(&[kind.name()]).inc_by(*n);
         }
         // Left out at this sample: added up over samples, like the drops.
         self.lost.with_label_values(&["process_series"]).inc_by(exported.processes_left_out);
@@ -369,9 +370,9 @@ impl Metrics {
             let l: Vec<&str> = row.labels.iter().map(String::as_str).collect();
             let with = |extra: &[&'a str]| -> Vec<&'a str> { l.iter().copied().chain(extra.iter().copied()).collect() };
             for ((kind, resource), n) in &row.outstanding {
-                self.outstanding.with_label_values(&with(&[kind, resource])).set(gauge(*n));
+                self.outstanding.with_label_values(&with(&[kind.name(), resource.name()])).set(gauge(*n));
             }
-            if row.outstanding.keys().any(|(kind, _)| *kind == "mmap") {
+            if row.outstanding.keys().any(|(kind, _)| kind.in_bytes()) {
                 self.mapped_bytes.with_label_values(&l).set(gauge(row.mapped_bytes));
             }
             for (state, n) in &row.tcp_states {
@@ -385,8 +386,12 @@ impl Metrics {
         }
         for site in &exported.sites {
             let row = &exported.processes[site.process];
-            let l: Vec<&str> =
-                row.labels.iter().map(String::as_str).chain([site.kind, site.resource, site.site.as_str()]).collect();
+            let l: Vec<&str> = row
+                .labels
+                .iter()
+                .map(String::as_str)
+                .chain([site.kind.name(), site.resource.name(), site.site.as_str()])
+                .collect();
             self.site_outstanding.with_label_values(&l).set(gauge(site.outstanding));
             self.site_growth.with_label_values(&l).set(site.growth_per_minute);
         }
@@ -404,7 +409,7 @@ fn gauge(n: u64) -> i64 {
 }
 
 /// The registry in Prometheus's text format.
-pub fn encode(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
+pub(crate) fn encode(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
     Ok(out)
@@ -431,10 +436,10 @@ mod tests {
     fn stack(pid: u32, kind: &'static str, resource: &'static str, count: u64, site: &str, leak: bool) -> StackEntry {
         let mut s = crate::report::tests::sample().stacks[0].clone();
         s.pids = vec![pid];
-        s.kind = kind;
-        s.resource = resource;
+        s.kind = Kind::from_name(kind).expect("a kind");
+        s.resource = Resource::from_name(resource);
         s.count = count;
-        s.verdict = if leak { "leak" } else { "steady" };
+        s.verdict = Some(if leak { Verdict::Leak } else { Verdict::Steady });
         s.growth_per_minute = Some(if leak { count as f64 } else { 0.0 });
         s.site = Some(site.to_string());
         s.stack = vec![frame(Some("open"), None, None), frame(Some(site), Some("/src/app/config.c"), Some(16))];
@@ -444,7 +449,7 @@ mod tests {
 
     fn report(stacks: Vec<StackEntry>, processes: Vec<Process>) -> Report {
         let mut r = crate::report::tests::sample();
-        r.mode = "daemon";
+        r.mode = crate::report::Mode::Daemon;
         r.stacks = stacks;
         r.processes = Some(processes);
         r
@@ -490,8 +495,8 @@ mod tests {
         assert_eq!(e.processes.len(), 2);
         let leaky = &e.processes[0];
         assert_eq!(leaky.labels, ["10", "leaky", "0123456789ab", "web-1", "shop"].map(String::from));
-        assert_eq!(leaky.outstanding[&("fd", "file")], 34);
-        assert_eq!(leaky.outstanding[&("fd", "pipe")], 2);
+        assert_eq!(leaky.outstanding[&(Kind::Fd, Resource::File)], 34);
+        assert_eq!(leaky.outstanding[&(Kind::Fd, Resource::Pipe)], 2);
         assert_eq!(leaky.leaking_stacks, 1);
         assert_eq!(e.processes[1].leaking_stacks, 0);
         // Leaking sites first.
@@ -510,7 +515,7 @@ mod tests {
         assert_eq!(e.processes.len(), 1);
         assert_eq!(e.processes[0].labels[0], "10");
         assert!(e.sites.iter().all(|s| s.process == 0));
-        assert_eq!(e.held_at_exit.get("fd"), Some(&30));
+        assert_eq!(e.held_at_exit.get(&Kind::Fd), Some(&30));
     }
 
     #[test]
@@ -521,7 +526,7 @@ mod tests {
         let gone = Process { exited: true, comm: None, ..process(20, "") };
         let r = report(vec![old, new], vec![process(20, "second"), gone]);
         let e = export(&r, &MetricsConfig::default());
-        assert_eq!(e.held_at_exit.get("fd"), Some(&4));
+        assert_eq!(e.held_at_exit.get(&Kind::Fd), Some(&4));
         assert_eq!(e.processes.len(), 1);
         assert_eq!((e.processes[0].labels[0].as_str(), e.processes[0].labels[1].as_str()), ("20", "second"));
         assert_eq!(e.sites.len(), 1);

@@ -10,13 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::identity::{stack_key, StackKey};
-use super::input::{Frame, Report, Stack};
-
-/// Mappings are compared by bytes; every other kind by count.
-pub const MMAP: &str = "mmap";
+use crate::report::{Frame, Kind, Report, Resource, StackEntry, Verdict};
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Comparison {
+pub(super) struct Comparison {
     pub totals: Totals,
     /// Every stack of either report, unchanged ones included, biggest change
     /// first: fds and TCP connections by count, then mappings by bytes.
@@ -24,7 +21,7 @@ pub struct Comparison {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Totals {
+pub(super) struct Totals {
     /// Per kind (`fd`, `tcp`, `mmap`, every kind either report traced or
     /// has stacks of): the sums over each report's stacks, and the change.
     pub outstanding: BTreeMap<String, KindTotals>,
@@ -34,14 +31,14 @@ pub struct Totals {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct KindTotals {
+pub(super) struct KindTotals {
     pub base: Amount,
     pub new: Amount,
     pub delta: Delta,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ChangeCounts {
+pub(super) struct ChangeCounts {
     pub new: u64,
     pub grown: u64,
     pub shrunk: u64,
@@ -52,21 +49,21 @@ pub struct ChangeCounts {
 /// What a stack holds in one report: resources, and bytes for mappings (0
 /// for other kinds).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Amount {
+pub(super) struct Amount {
     pub count: u64,
     pub bytes: u64,
 }
 
 /// New minus base.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Delta {
+pub(super) struct Delta {
     pub count: i64,
     pub bytes: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Change {
+pub(super) enum Change {
     /// Only in the new report.
     New,
     /// Holds more in the new report: more bytes for mappings (more mappings
@@ -79,13 +76,13 @@ pub enum Change {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StackDiff {
+pub(super) struct StackDiff {
     pub change: Change,
     /// `fd`, `tcp` or `mmap`.
-    pub kind: String,
+    pub kind: Kind,
     /// What is held: `file`, `socket`, … for fds, `anon`, `file`, `shared`
     /// for mappings.
-    pub resource: String,
+    pub resource: Resource,
     /// The function of the program that acquires, null when the stack has no
     /// frame of the program.
     pub site: Option<String>,
@@ -96,9 +93,10 @@ pub struct StackDiff {
     pub delta: Delta,
     /// The new report's verdict (`leak`, `suspect`, `steady`); null when the
     /// stack is gone or the report predates verdicts.
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     /// Innermost frame first, from the new report (the base one for gone
     /// stacks), without addresses: they are those of one run only.
+    #[serde(serialize_with = "without_addresses")]
     pub stack: Vec<Frame>,
     #[serde(skip)]
     pub key: StackKey,
@@ -108,11 +106,38 @@ pub struct StackDiff {
 struct Merged<'a> {
     amount: Amount,
     /// The first entry with the key, for its frames and site.
-    first: &'a Stack,
-    verdict: Option<&'a str>,
+    first: &'a StackEntry,
+    verdict: Option<Verdict>,
 }
 
-pub fn compare(base: &Report, new: &Report) -> Comparison {
+/// A report's frame as a diff writes it: without its `address`.
+#[derive(Serialize)]
+struct FrameWithoutAddress<'a> {
+    symbol: &'a Option<String>,
+    module: &'a Option<String>,
+    file: &'a Option<String>,
+    line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    inlined: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: &'a Option<String>,
+}
+
+fn without_addresses<S: serde::Serializer>(frames: &[Frame], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(frames.iter().map(|f| FrameWithoutAddress {
+        symbol: &f.symbol,
+        module: &f.module,
+        file: &f.file,
+        line: f.line,
+        offset: f.offset,
+        inlined: f.inlined,
+        reason: &f.reason,
+    }))
+}
+
+pub(super) fn compare(base: &Report, new: &Report) -> Comparison {
     let base_stacks = merge(base);
     let mut new_stacks = merge(new);
     let mut stacks = Vec::with_capacity(base_stacks.len().max(new_stacks.len()));
@@ -130,7 +155,7 @@ pub fn compare(base: &Report, new: &Report) -> Comparison {
 fn merge(report: &Report) -> BTreeMap<StackKey, Merged<'_>> {
     let mut merged: BTreeMap<StackKey, Merged> = BTreeMap::new();
     for stack in &report.stacks {
-        let verdict = stack.verdict.as_deref();
+        let verdict = stack.verdict;
         match merged.entry(stack_key(stack)) {
             Entry::Occupied(mut into) => {
                 let into = into.get_mut();
@@ -148,16 +173,11 @@ fn merge(report: &Report) -> BTreeMap<StackKey, Merged<'_>> {
     merged
 }
 
-fn severity(verdict: Option<&str>) -> u8 {
-    match verdict {
-        Some("leak") => 3,
-        Some("suspect") => 2,
-        Some("steady") => 1,
-        _ => 0,
-    }
+fn severity(verdict: Option<Verdict>) -> u8 {
+    verdict.map_or(0, Verdict::severity)
 }
 
-fn amount(stack: &Stack) -> Amount {
+fn amount(stack: &StackEntry) -> Amount {
     Amount { count: stack.count, bytes: stack.bytes }
 }
 
@@ -181,7 +201,7 @@ fn stack_diff(key: StackKey, old: Option<Merged>, now: Option<Merged>) -> StackD
     let change = match (&old, &now) {
         (None, _) => Change::New,
         (_, None) => Change::Gone,
-        _ => match measure(&key.kind, new).cmp(&measure(&key.kind, base)) {
+        _ => match measure(key.kind, new).cmp(&measure(key.kind, base)) {
             Ordering::Greater => Change::Grown,
             Ordering::Less => Change::Shrunk,
             Ordering::Equal => Change::Same,
@@ -191,21 +211,21 @@ fn stack_diff(key: StackKey, old: Option<Merged>, now: Option<Merged>) -> StackD
     let shown = now.as_ref().or(old.as_ref()).map(|m| m.first);
     StackDiff {
         change,
-        kind: key.kind.clone(),
-        resource: key.resource.clone(),
+        kind: key.kind,
+        resource: key.resource,
         site: shown.and_then(|s| s.site.clone()),
         base,
         new,
         delta: delta(base, new),
-        verdict: now.and_then(|m| m.verdict.map(str::to_string)),
+        verdict: now.and_then(|m| m.verdict),
         stack: shown.map(|s| s.stack.clone()).unwrap_or_default(),
         key,
     }
 }
 
 /// What "more" means for a kind, most significant first.
-fn measure(kind: &str, a: Amount) -> (u64, u64) {
-    if kind == MMAP {
+fn measure(kind: Kind, a: Amount) -> (u64, u64) {
+    if kind.in_bytes() {
         (a.bytes, a.count)
     } else {
         (a.count, a.bytes)
@@ -217,23 +237,25 @@ fn measure(kind: &str, a: Amount) -> (u64, u64) {
 /// changes always come out in the same order.
 fn order(a: &StackDiff, b: &StackDiff) -> Ordering {
     let size = |s: &StackDiff| {
-        measure(&s.kind, Amount { count: s.delta.count.unsigned_abs(), bytes: s.delta.bytes.unsigned_abs() })
+        measure(s.kind, Amount { count: s.delta.count.unsigned_abs(), bytes: s.delta.bytes.unsigned_abs() })
     };
-    (a.kind == MMAP)
-        .cmp(&(b.kind == MMAP))
+    a.kind
+        .in_bytes()
+        .cmp(&b.kind.in_bytes())
         .then_with(|| size(b).cmp(&size(a)))
         .then_with(|| (a.site.is_none(), &a.site).cmp(&(b.site.is_none(), &b.site)))
         .then_with(|| a.key.cmp(&b.key))
 }
 
 fn totals(base: &Report, new: &Report, stacks: &[StackDiff]) -> Totals {
+    // By name: the JSON object's keys, in their order.
     let kinds: BTreeSet<&str> =
-        base.kinds.iter().chain(&new.kinds).map(String::as_str).chain(stacks.iter().map(|s| s.kind.as_str())).collect();
+        base.kinds.iter().chain(&new.kinds).chain(stacks.iter().map(|s| &s.kind)).map(|k| k.name()).collect();
     let mut outstanding: BTreeMap<String, KindTotals> =
         kinds.into_iter().map(|k| (k.to_string(), KindTotals::default())).collect();
     let mut changes = ChangeCounts::default();
     for stack in stacks {
-        if let Some(t) = outstanding.get_mut(&stack.kind) {
+        if let Some(t) = outstanding.get_mut(stack.kind.name()) {
             t.base = add(t.base, stack.base);
             t.new = add(t.new, stack.new);
         }
@@ -266,8 +288,9 @@ mod tests {
 
     #[test]
     fn mappings_grow_by_bytes_then_count() {
-        assert!(measure(MMAP, Amount { count: 1, bytes: 8192 }) > measure(MMAP, Amount { count: 5, bytes: 4096 }));
-        assert!(measure(MMAP, Amount { count: 2, bytes: 4096 }) > measure(MMAP, Amount { count: 1, bytes: 4096 }));
-        assert!(measure("fd", Amount { count: 2, bytes: 0 }) > measure("fd", Amount { count: 1, bytes: 0 }));
+        let mmap = Kind::Mmap;
+        assert!(measure(mmap, Amount { count: 1, bytes: 8192 }) > measure(mmap, Amount { count: 5, bytes: 4096 }));
+        assert!(measure(mmap, Amount { count: 2, bytes: 4096 }) > measure(mmap, Amount { count: 1, bytes: 4096 }));
+        assert!(measure(Kind::Fd, Amount { count: 2, bytes: 0 }) > measure(Kind::Fd, Amount { count: 1, bytes: 0 }));
     }
 }

@@ -4,19 +4,19 @@
 //! offset in the module for the others. Leaves to `compare` what to do with
 //! stacks that share a key.
 
-use super::input::{Frame, Stack};
+use crate::report::{Frame, Kind, Resource, StackEntry};
 
 /// A stack across runs: what it holds and where each frame is.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StackKey {
-    pub kind: String,
-    pub resource: String,
+pub(super) struct StackKey {
+    pub kind: Kind,
+    pub resource: Resource,
     /// Innermost frame first, as in the report.
     pub frames: Vec<FrameKey>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FrameKey {
+pub(super) enum FrameKey {
     /// A symbolized frame, by source position. Without line information two
     /// call sites in one function share a key: a diff then compares them
     /// together, which is what a reader of that function expects.
@@ -31,21 +31,17 @@ pub enum FrameKey {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Place {
+pub(super) enum Place {
     Offset(u64),
     Reason(String),
     Unplaced,
 }
 
-pub fn stack_key(stack: &Stack) -> StackKey {
-    StackKey {
-        kind: stack.kind.clone(),
-        resource: stack.resource.clone(),
-        frames: stack.stack.iter().map(frame_key).collect(),
-    }
+pub(super) fn stack_key(stack: &StackEntry) -> StackKey {
+    StackKey { kind: stack.kind, resource: stack.resource, frames: stack.stack.iter().map(frame_key).collect() }
 }
 
-pub fn frame_key(frame: &Frame) -> FrameKey {
+pub(super) fn frame_key(frame: &Frame) -> FrameKey {
     match (&frame.symbol, &frame.module) {
         (Some(symbol), module) => FrameKey::Symbol {
             module: module.clone(),
@@ -72,6 +68,7 @@ mod tests {
 
     fn frame(symbol: Option<&str>, module: Option<&str>, line: Option<u32>, offset: Option<u64>) -> Frame {
         Frame {
+            address: "0x401136".into(),
             symbol: symbol.map(str::to_string),
             module: module.map(str::to_string),
             file: line.map(|_| "x.c".to_string()),

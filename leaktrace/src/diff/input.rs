@@ -1,17 +1,16 @@
-//! Reading one report for a diff: the file, its JSON, its schema, and the
-//! few keys a diff needs, into owned structs. The report module's own types
-//! are made for writing (`&'static str`, every key required); these read
-//! what any `leaktrace.report/1` holds and ignore keys they do not know, so
-//! keys added to the contract later do not break a diff, and keys added
-//! since the first reports (`verdict`, `bytes`, …) may be missing.
+//! Reading one report for a diff: the file (or a recording at a moment), its
+//! JSON and its schema, into the report model (`crate::report`), which
+//! reads what any `leaktrace.report/1` holds: keys it does not know are
+//! ignored, so keys added to the contract later do not break a diff, and
+//! keys added since the first reports (`verdict`, `bytes`, …) may be
+//! missing.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::report::SCHEMA;
+use crate::report::{Report, SCHEMA};
 
 /// The schema name without its version: `leaktrace.report/`.
 const SCHEMA_FAMILY: &str = "leaktrace.report/";
@@ -21,7 +20,7 @@ const VERSION: u32 = 1;
 const QUOTED_CHARS: usize = 60;
 
 #[derive(Debug, Error)]
-pub enum DiffError {
+pub(crate) enum DiffError {
     #[error("cannot read the report {path}: {source}")]
     Unreadable {
         path: PathBuf,
@@ -53,77 +52,10 @@ pub enum DiffError {
     Recording(#[from] crate::record::schema::RecordingError),
 }
 
-/// What a diff reads from a report.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Report {
-    #[serde(default)]
-    pub mode: String,
-    /// The kinds traced: a kind traced in one report only shows all its
-    /// stacks as new (or gone), which the text says.
-    #[serde(default)]
-    pub kinds: Vec<String>,
-    #[serde(default)]
-    pub window: Window,
-    /// False when the run lost data: its counts are lower bounds.
-    #[serde(default = "complete_by_default")]
-    pub complete: bool,
-    #[serde(default)]
-    pub stacks: Vec<Stack>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
-pub struct Window {
-    pub start: String,
-    pub end: String,
-    pub seconds: f64,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Stack {
-    #[serde(default)]
-    pub verdict: Option<String>,
-    pub kind: String,
-    pub resource: String,
-    pub count: u64,
-    #[serde(default)]
-    pub bytes: u64,
-    #[serde(default)]
-    pub stack: Vec<Frame>,
-    #[serde(default)]
-    pub site: Option<String>,
-}
-
-/// A frame as the report has it, less its absolute `address`, which differs
-/// from run to run (ASLR) and so means nothing in a diff.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Frame {
-    #[serde(default)]
-    pub symbol: Option<String>,
-    #[serde(default)]
-    pub module: Option<String>,
-    #[serde(default)]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub line: Option<u32>,
-    /// Offset in the module's file, or in the symbol when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub inlined: bool,
-    /// Why the frame has no symbol.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-fn complete_by_default() -> bool {
-    true
-}
-
 /// Reads and checks the report at `path`.
 /// A JSON report, or a recording (`FILE` at its last checkpoint,
 /// `FILE@TIME` at a moment: RFC 3339 or an offset like `1m30s`).
-pub fn read(path: &Path) -> Result<Report, DiffError> {
+pub(super) fn read(path: &Path) -> Result<Report, DiffError> {
     if let Some((file, at)) = recording_moment(path) {
         let recording = crate::record::reader::Recording::open(&file)?;
         let at_ns = match &at {
@@ -155,7 +87,7 @@ fn recording_moment(path: &Path) -> Option<(PathBuf, Option<String>)> {
 }
 
 /// Checks and reads a report's bytes; `path` only names it in errors.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Report, DiffError> {
+pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<Report, DiffError> {
     let path = path.to_path_buf();
     // Parsed twice: first as any JSON, so that a file of another kind or
     // version is named as such instead of failing on its first unexpected

@@ -14,17 +14,17 @@ mod tests;
 
 use std::path::Path;
 
-pub use input::DiffError;
+pub(crate) use input::DiffError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DiffFormat {
+pub(crate) enum DiffFormat {
     Text,
     /// `leaktrace.diff/1`, described at [`render::json`].
     Json,
 }
 
 /// Compares the reports at `base` and `new`; the output ends with a newline.
-pub fn diff(base: &Path, new: &Path, format: DiffFormat) -> Result<String, DiffError> {
+pub(crate) fn diff(base: &Path, new: &Path, format: DiffFormat) -> Result<String, DiffError> {
     let base_report = input::read(base)?;
     let new_report = input::read(new)?;
     Ok(render_diff(

@@ -8,14 +8,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::compare::{Amount, Change, Comparison, StackDiff, Totals, MMAP};
-use super::input::{Frame, Report, Window};
-use crate::report::mapping;
-use crate::report::text::{self, format_age};
+use super::compare::{Amount, Change, Comparison, StackDiff, Totals};
+use crate::report::text::format_age;
+use crate::report::{frame, mapping, Kind, Mode, Report, Window};
 
 /// The diff's JSON contract: other tools depend on it, keys may be added,
 /// never renamed.
-pub const SCHEMA: &str = "leaktrace.diff/1";
+pub(super) const SCHEMA: &str = "leaktrace.diff/1";
 
 /// Frames shown per stack in the text, at least: enough to reach past libc
 /// into the program. Stacks whose leak site is deeper are shown down to the
@@ -24,7 +23,7 @@ const FRAMES_SHOWN: usize = 5;
 
 /// A report and the path it was read from.
 #[derive(Clone, Copy)]
-pub struct Named<'a> {
+pub(super) struct Named<'a> {
     pub path: &'a Path,
     pub report: &'a Report,
 }
@@ -43,8 +42,8 @@ struct Document<'a> {
 struct Side<'a> {
     path: String,
     window: &'a Window,
-    mode: &'a str,
-    kinds: &'a [String],
+    mode: &'static str,
+    kinds: &'a [Kind],
     complete: bool,
 }
 
@@ -53,7 +52,8 @@ impl<'a> Side<'a> {
         Side {
             path: named.path.to_string_lossy().into_owned(),
             window: &named.report.window,
-            mode: &named.report.mode,
+            // A report without a mode says nothing of it.
+            mode: if named.report.mode == Mode::Unknown { "" } else { named.report.mode.name() },
             kinds: &named.report.kinds,
             complete: named.report.complete,
         }
@@ -91,7 +91,7 @@ impl<'a> Side<'a> {
 /// report (the base one for gone stacks) and have no `address`: addresses
 /// are those of one run. `complete: false` means that report lost data and
 /// its counts are lower bounds.
-pub fn json(base: Named, new: Named, comparison: &Comparison) -> String {
+pub(super) fn json(base: Named, new: Named, comparison: &Comparison) -> String {
     let document = Document {
         schema: SCHEMA,
         base: Side::of(base),
@@ -104,7 +104,7 @@ pub fn json(base: Named, new: Named, comparison: &Comparison) -> String {
     serde_json::to_string_pretty(&document).unwrap_or_default() + "\n"
 }
 
-pub fn text(base: Named, new: Named, comparison: &Comparison) -> String {
+pub(super) fn text(base: Named, new: Named, comparison: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "leaktrace diff: {} → {}", side_header(base), side_header(new));
     let _ = writeln!(out, "{}", summary(&comparison.totals));
@@ -131,8 +131,8 @@ pub fn text(base: Named, new: Named, comparison: &Comparison) -> String {
 fn side_header(side: Named) -> String {
     let window = &side.report.window;
     let mut what = Vec::new();
-    if !side.report.mode.is_empty() {
-        what.push(side.report.mode.clone());
+    if side.report.mode != Mode::Unknown {
+        what.push(side.report.mode.to_string());
     }
     let from = if window.start.is_empty() { String::new() } else { format!(" from {}", window.start) };
     what.push(format!("{}{from}", format_age(window.seconds)));
@@ -145,11 +145,15 @@ fn summary(totals: &Totals) -> String {
     kinds.sort_by_key(|(kind, _)| (kind_rank(kind), kind.as_str()));
     let amounts: Vec<String> = kinds
         .iter()
-        .map(|(kind, t)| match kind.as_str() {
-            MMAP => format!("mappings: {} → {} ({})", bytes_in(t.base), bytes_in(t.new), signed_bytes(t.delta.bytes)),
-            "fd" => format!("fds: {} → {} ({})", t.base.count, t.new.count, signed(t.delta.count)),
-            "tcp" => format!("TCP connections: {} → {} ({})", t.base.count, t.new.count, signed(t.delta.count)),
-            other => format!("{other}: {} → {} ({})", t.base.count, t.new.count, signed(t.delta.count)),
+        .map(|(kind, t)| match Kind::from_name(kind) {
+            Some(Kind::Mmap) => {
+                format!("mappings: {} → {} ({})", bytes_in(t.base), bytes_in(t.new), signed_bytes(t.delta.bytes))
+            }
+            Some(Kind::Fd) => format!("fds: {} → {} ({})", t.base.count, t.new.count, signed(t.delta.count)),
+            Some(Kind::Tcp) => {
+                format!("TCP connections: {} → {} ({})", t.base.count, t.new.count, signed(t.delta.count))
+            }
+            None => format!("{kind}: {} → {} ({})", t.base.count, t.new.count, signed(t.delta.count)),
         })
         .collect();
     let c = &totals.stacks;
@@ -170,13 +174,8 @@ fn summary(totals: &Totals) -> String {
 }
 
 /// The order of the main report: fds, TCP connections, then mappings.
-fn kind_rank(kind: &str) -> u8 {
-    match kind {
-        "fd" => 0,
-        "tcp" => 1,
-        MMAP => 2,
-        _ => 3,
-    }
+fn kind_rank(kind: &str) -> usize {
+    Kind::ALL.iter().position(|k| k.name() == kind).unwrap_or(Kind::ALL.len())
 }
 
 /// What makes the numbers compare less than they seem to.
@@ -209,14 +208,14 @@ fn notes(base: &Report, new: &Report) -> Vec<String> {
 
 /// `+15 files  (10 → 25) grown  from load_config  [leak]`, then the frames.
 fn stack_text(stack: &StackDiff, out: &mut String) {
-    let (amount, before_after) = if stack.kind == MMAP {
-        let noun = text::mapping_noun(&stack.resource, stack.base.count.max(stack.new.count));
+    let (amount, before_after) = if stack.kind.in_bytes() {
+        let noun = stack.kind.noun(stack.resource, stack.base.count.max(stack.new.count));
         (
             format!("{} in {noun}", signed_bytes(stack.delta.bytes)),
             format!("{} → {}", bytes_in(stack.base), bytes_in(stack.new)),
         )
     } else {
-        let noun = noun(&stack.kind, &stack.resource, stack.delta.count.unsigned_abs());
+        let noun = stack.kind.noun(stack.resource, stack.delta.count.unsigned_abs());
         (format!("{} {noun}", signed(stack.delta.count)), format!("{} → {}", stack.base.count, stack.new.count))
     };
     let change = match stack.change {
@@ -239,42 +238,16 @@ fn stack_text(stack: &StackDiff, out: &mut String) {
             .map(|s| format!("  only library frames, outermost {s}"))
             .unwrap_or_default(),
     };
-    let verdict = stack.verdict.as_deref().map(|v| format!("  [{v}]")).unwrap_or_default();
+    let verdict = stack.verdict.map(|v| format!("  [{}]", v.name())).unwrap_or_default();
     let _ = writeln!(out, "{amount}  ({before_after}) {change}{from}{verdict}");
     let site_at =
         stack.site.as_deref().and_then(|site| stack.stack.iter().position(|f| f.symbol.as_deref() == Some(site)));
     let shown = site_at.map_or(FRAMES_SHOWN, |i| FRAMES_SHOWN.max(i + 2));
     for (i, frame) in stack.stack.iter().take(shown).enumerate() {
-        let _ = writeln!(out, "    #{i:<2} {}", frame_line(frame));
+        let _ = writeln!(out, "    #{i:<2} {}", frame::line(frame));
     }
     if stack.stack.len() > shown {
         let _ = writeln!(out, "    ... {} more frames (--format json lists them)", stack.stack.len() - shown);
-    }
-}
-
-/// As in the main report, less the address, which is one run's only; an
-/// unsymbolized frame shows its offset in the module instead.
-fn frame_line(f: &Frame) -> String {
-    let module = f.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m));
-    match &f.symbol {
-        Some(symbol) => {
-            let offset = f.offset.map(|o| format!("+{o:#x}")).unwrap_or_default();
-            let place = match (&f.file, f.line) {
-                (Some(file), Some(line)) => format!("{file}:{line}"),
-                (Some(file), None) => file.clone(),
-                _ => module.unwrap_or("?").to_string(),
-            };
-            let inlined = if f.inlined { " (inlined)" } else { "" };
-            format!("{symbol}{offset}{inlined}  {place}")
-        }
-        None => {
-            let reason = f.reason.as_deref().unwrap_or("no symbol");
-            match (module, f.offset) {
-                (Some(module), Some(offset)) => format!("[unknown: {reason}]  {module}+{offset:#x}"),
-                (Some(module), None) => format!("[unknown: {reason}]  {module}"),
-                (None, _) => format!("[unknown: {reason}]"),
-            }
-        }
     }
 }
 
@@ -297,12 +270,4 @@ fn signed_bytes(n: i64) -> String {
 /// `12.0 KiB in 3`
 fn bytes_in(a: Amount) -> String {
     format!("{} in {}", mapping::bytes(a.bytes), a.count)
-}
-
-/// The main report's words for `count` resources of a kind.
-fn noun(kind: &str, resource: &str, count: u64) -> String {
-    if kind == "tcp" {
-        return if count == 1 { "TCP connection" } else { "TCP connections" }.to_string();
-    }
-    text::noun(resource, count)
 }

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{json, Value};
 
 use super::compare::{compare, Change, Comparison};
-use super::input::{self, DiffError, Report};
+use super::input::{self, DiffError};
 use super::render::{self, Named};
 use super::{diff, render_diff, DiffFormat};
+use crate::report::Report;
 
 const APP: &str = "/srv/app";
 const LIBC: &str = "/usr/lib/x86_64-linux-gnu/libc.so.6";
@@ -240,7 +241,7 @@ fn diff_matches_a_stack_across_addresses_and_merges_same_keys() {
     // against one of the base at other addresses.
     assert_eq!((grown.base.count, grown.new.count), (10, 25));
     // The most severe verdict of the merged entries, frames of the first.
-    assert_eq!(grown.verdict.as_deref(), Some("leak"));
+    assert_eq!(grown.verdict.map(|v| v.name()), Some("leak"));
     assert_eq!(grown.stack.len(), 4);
     assert_eq!(grown.stack[1].offset, Some(0x16));
     // Gone stacks have the base's frames and no verdict.
@@ -267,7 +268,7 @@ fn diff_reads_what_the_report_module_writes() {
     let report = parse("sample.json", &written);
     assert_eq!(report.stacks.len(), 1);
     assert_eq!(report.stacks[0].count, 100);
-    assert_eq!(report.stacks[0].verdict.as_deref(), Some("leak"));
+    assert_eq!(report.stacks[0].verdict.map(|v| v.name()), Some("leak"));
     let c = compare(&report, &report);
     assert_eq!(c.totals.stacks.same, 1);
 }

@@ -51,7 +51,7 @@ fn zeroed<T: Pod>() -> T {
 }
 
 /// Reads every entry of a hash map.
-pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, capacity: usize) -> io::Result<Vec<(K, V)>> {
+pub(super) fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, capacity: usize) -> io::Result<Vec<(K, V)>> {
     let mut chunk = 4096usize.min(capacity.max(1));
     // Chunk-sized buffers, copied out after each call: the result is the
     // only full-size allocation (a million entries are 56 MB).
@@ -94,7 +94,7 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>, capacity: usize) -> io::R
     Ok(out)
 }
 
-pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
+pub(super) fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
     let mut deleted = 0;
     let mut rest = keys;
     while !rest.is_empty() {

@@ -7,10 +7,10 @@ use btf::btf::{Btf, Type};
 use leaktrace_common::config::KernelOffsets;
 use thiserror::Error;
 
-pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, Error)]
-pub enum BtfError {
+pub(crate) enum BtfError {
     #[error(
         "cannot read kernel BTF at {VMLINUX} ({detail}); it is needed to link TCP connections \
          to their fds (CONFIG_DEBUG_INFO_BTF); use --kinds fd to trace without TCP states"
@@ -51,7 +51,7 @@ fn open() -> Result<Btf, BtfError> {
 }
 
 /// Every offset the programs read; an error when a TCP one is missing.
-pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
+pub(crate) fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
     let btf = open()?;
     let (task_signal, signal_live) = exit_offsets(&btf).unwrap_or((0, 0));
     let o = |s, m| member_offset(&btf, s, m);
@@ -79,7 +79,7 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
 /// Only the offsets that tell a process's last thread on its exit, for
 /// when the TCP ones are missing and fds are traced without them (zeros
 /// when there is no BTF: the leader's exit then stands for the process's).
-pub fn exit_only() -> KernelOffsets {
+pub(crate) fn exit_only() -> KernelOffsets {
     let Ok((task_signal, signal_live)) = open().and_then(|btf| exit_offsets(&btf)) else {
         return KernelOffsets::default();
     };

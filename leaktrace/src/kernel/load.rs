@@ -21,14 +21,15 @@ use leaktrace_common::{
 use super::{
     batch,
     mmap::{PidBitmap, RowsArray},
-    tracefs, KernelError,
+    tracefs, Capacities, KernelError, Seam,
 };
+use crate::unwind::RowSink;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leaktrace-ebpf.o"));
 
 /// Sizes and modes chosen by the user.
 #[derive(Clone, Debug)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     /// Capacity of the outstanding-fd map.
     pub max_entries: u32,
     /// Capacity of the stack map (distinct stacks).
@@ -49,31 +50,13 @@ pub struct LoadOptions {
     pub sample: u32,
 }
 
-/// A config's capacities and sampling; what to follow and how is the
-/// mode's (false unless it says otherwise).
-impl From<&crate::config::Config> for LoadOptions {
-    fn from(config: &crate::config::Config) -> Self {
-        LoadOptions {
-            max_entries: config.max_entries,
-            max_stacks: config.max_stacks,
-            max_procs: config.max_procs,
-            max_unwind_rows: config.max_unwind_rows,
-            sample: config.sample,
-            trace_all: false,
-            stop_on_code_map: false,
-            tcp: false,
-            mmap: false,
-        }
-    }
-}
-
 /// The event ring buffer: process events only, or also every mapping
 /// operation (about 64 bytes each, read by userspace every
 /// `run::EVENT_LATENCY` or when a quarter full).
 const EVENTS_BYTES: u32 = 256 * 1024;
 const EVENTS_BYTES_MMAP: u32 = 8 * 1024 * 1024;
 
-pub struct Kernel {
+pub(crate) struct Kernel {
     /// Owns the programs and their links; dropping it detaches everything.
     _ebpf: Ebpf,
     outstanding: Map,
@@ -82,9 +65,9 @@ pub struct Kernel {
     counters: Map,
     proc_unwind: Map,
     tcp_socks: Map,
-    events: Option<RingBuf<MapData>>,
+    events: RingBuf<MapData>,
     pids: PidBitmap,
-    rows: Option<RowsArray>,
+    rows: RowsArray,
     /// The array maps behind `pids` and `rows` (their mappings also keep
     /// them alive; holding them says so).
     _mapped: [Map; 3],
@@ -101,7 +84,7 @@ fn pid_max() -> u32 {
 }
 
 impl Kernel {
-    pub fn load(options: &LoadOptions) -> Result<Kernel, KernelError> {
+    pub(crate) fn load(options: &LoadOptions) -> Result<Kernel, KernelError> {
         if EBPF_OBJECT.is_empty() {
             return Err(KernelError::NoEbpfObject);
         }
@@ -200,31 +183,38 @@ impl Kernel {
             counters,
             proc_unwind,
             tcp_socks,
-            events: Some(events),
+            events,
             pids,
-            rows: Some(rows),
+            rows,
             _mapped: [pid_map, rows_map, buckets_map],
             options: options.clone(),
         })
     }
+}
 
-    pub fn options(&self) -> &LoadOptions {
-        &self.options
+impl Seam for Kernel {
+    fn capacities(&self) -> Capacities {
+        let o = &self.options;
+        Capacities { entries: o.max_entries, stacks: o.max_stacks, unwind_rows: o.max_unwind_rows, tcp: o.tcp }
     }
 
-    /// The event ring buffer, for the session's reader; taken once.
-    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
-        self.events.take()
+    fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.events.as_fd()
     }
 
-    /// The unwinding rows array, for the unwinder that fills it; taken once.
-    pub fn take_rows(&mut self) -> Option<RowsArray> {
-        self.rows.take()
+    fn read_events(&mut self, each: &mut dyn FnMut(&[u8])) {
+        while let Some(item) = self.events.next() {
+            each(&item);
+        }
+    }
+
+    fn unwind_rows(&mut self) -> &mut dyn RowSink {
+        &mut self.rows
     }
 
     /// Publishes a process image's code mappings to the unwinder, or
     /// withdraws them (`None`: the kernel's frame-pointer walk is used).
-    pub fn set_proc_mappings(&mut self, tgid: u32, mappings: Option<&ProcMappings>) -> Result<(), KernelError> {
+    fn set_proc_mappings(&mut self, tgid: u32, mappings: Option<&ProcMappings>) -> Result<(), KernelError> {
         let mut map: HashMap<&mut MapData, u32, ProcMappings> =
             HashMap::try_from(&mut self.proc_unwind).map_err(map_error("PROC_UNWIND"))?;
         match mappings {
@@ -238,7 +228,7 @@ impl Kernel {
     }
 
     /// Starts tracing a process the user named (or launched).
-    pub fn trace_process(&mut self, tgid: u32, state: ProcState) -> Result<(), KernelError> {
+    fn trace_process(&mut self, tgid: u32, state: ProcState) -> Result<(), KernelError> {
         let mut procs: HashMap<&mut MapData, u32, ProcState> =
             HashMap::try_from(&mut self.procs).map_err(map_error("PROCS"))?;
         procs.insert(tgid, state, 0).map_err(map_error("PROCS"))?;
@@ -248,7 +238,7 @@ impl Kernel {
         Ok(())
     }
 
-    pub fn untrace_all(&self) {
+    fn untrace_all(&self) {
         // With every process traced, a set bit leaves a process out.
         if self.options.trace_all {
             self.pids.set_all();
@@ -259,13 +249,13 @@ impl Kernel {
 
     /// Leaves out a process (and the children it forks until one execs)
     /// while every process is traced; its entries are the caller's to drop.
-    pub fn filter_out(&self, tgid: u32) {
+    fn filter_out(&self, tgid: u32) {
         if self.options.trace_all {
             self.pids.set(tgid);
         }
     }
 
-    pub fn is_traced(&self, tgid: u32) -> bool {
+    fn is_traced(&self, tgid: u32) -> bool {
         if self.options.trace_all {
             !self.pids.contains(tgid)
         } else {
@@ -274,13 +264,13 @@ impl Kernel {
     }
 
     /// The kernel's state for a traced process, if it still has one.
-    pub fn proc_state(&self, tgid: u32) -> Option<ProcState> {
+    fn proc_state(&self, tgid: u32) -> Option<ProcState> {
         let procs: HashMap<&MapData, u32, ProcState> = HashMap::try_from(&self.procs).ok()?;
         procs.get(&tgid, 0).ok()
     }
 
     /// Every outstanding entry.
-    pub fn outstanding(&self) -> Result<Vec<(FdKey, FdEntry)>, KernelError> {
+    fn outstanding(&self) -> Result<Vec<(FdKey, FdEntry)>, KernelError> {
         let fd = hash_fd(&self.outstanding);
         batch::lookup_all(fd, self.options.max_entries as usize)
             .map_err(|source| KernelError::MapIo { name: "OUTSTANDING", source })
@@ -290,7 +280,7 @@ impl Kernel {
     /// the given time (a key whose fd number was handed out again holds the
     /// new acquisition, or none once that is released too). What is left
     /// between this lookup and the delete that follows is microseconds.
-    pub fn unchanged_outstanding(&self, planned: &[(FdKey, u64)]) -> Vec<FdKey> {
+    fn unchanged_outstanding(&self, planned: &[(FdKey, u64)]) -> Vec<FdKey> {
         let Ok(map) = HashMap::<&MapData, FdKey, FdEntry>::try_from(&self.outstanding) else {
             return planned.iter().map(|(k, _)| *k).collect();
         };
@@ -298,13 +288,13 @@ impl Kernel {
     }
 
     /// Removes entries userspace has taken over; returns how many were still there.
-    pub fn remove_outstanding(&self, keys: &[FdKey]) -> Result<usize, KernelError> {
+    fn remove_outstanding(&self, keys: &[FdKey]) -> Result<usize, KernelError> {
         batch::delete(hash_fd(&self.outstanding), keys)
             .map_err(|source| KernelError::MapIo { name: "OUTSTANDING", source })
     }
 
     /// Every traced TCP socket, by `struct sock` address.
-    pub fn tcp_socks(&self) -> Result<Vec<(u64, TcpSock)>, KernelError> {
+    fn tcp_socks(&self) -> Result<Vec<(u64, TcpSock)>, KernelError> {
         if !self.options.tcp {
             return Ok(Vec::new());
         }
@@ -317,31 +307,31 @@ impl Kernel {
     }
 
     /// Removes TCP sockets userspace has taken over.
-    pub fn remove_tcp_socks(&self, socks: &[u64]) -> Result<usize, KernelError> {
+    fn remove_tcp_socks(&self, socks: &[u64]) -> Result<usize, KernelError> {
         let Map::LruHashMap(data) = &self.tcp_socks else {
             return Err(KernelError::Map { name: "TCP_SOCKS", detail: "not an LRU hash".into() });
         };
         batch::delete(data.fd().as_fd(), socks).map_err(|source| KernelError::MapIo { name: "TCP_SOCKS", source })
     }
 
-    pub fn stack(&self, id: u64) -> Option<StackTrace> {
+    fn stack(&self, id: u64) -> Option<StackTrace> {
         let stacks: HashMap<&MapData, u64, StackTrace> = HashMap::try_from(&self.stacks).ok()?;
         stacks.get(&id, 0).ok()
     }
 
-    pub fn stack_ids(&self) -> Result<Vec<u64>, KernelError> {
+    fn stack_ids(&self) -> Result<Vec<u64>, KernelError> {
         let entries: Vec<(u64, StackTrace)> =
             batch::lookup_all(hash_fd(&self.stacks), self.options.max_stacks as usize)
                 .map_err(|source| KernelError::MapIo { name: "STACKS", source })?;
         Ok(entries.into_iter().map(|(id, _)| id).collect())
     }
 
-    pub fn remove_stacks(&self, ids: &[u64]) -> Result<usize, KernelError> {
+    fn remove_stacks(&self, ids: &[u64]) -> Result<usize, KernelError> {
         batch::delete(hash_fd(&self.stacks), ids).map_err(|source| KernelError::MapIo { name: "STACKS", source })
     }
 
     /// Sums of the per-CPU counters, indexed like `leaktrace_common::counters`.
-    pub fn counters(&self) -> Result<[u64; counters::COUNT as usize], KernelError> {
+    fn counters(&self) -> Result<[u64; counters::COUNT as usize], KernelError> {
         let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(&self.counters).map_err(map_error("COUNTERS"))?;
         let mut sums = [0u64; counters::COUNT as usize];
         for (i, sum) in sums.iter_mut().enumerate() {

@@ -46,13 +46,13 @@ impl Drop for Mapped {
 }
 
 /// One bit per pid, shared with the programs' `TRACED_PIDS`.
-pub struct PidBitmap {
+pub(super) struct PidBitmap {
     map: Mapped,
     words: usize,
 }
 
 impl PidBitmap {
-    pub fn map(fd: BorrowedFd<'_>, words: usize) -> std::io::Result<Self> {
+    pub(super) fn map(fd: BorrowedFd<'_>, words: usize) -> std::io::Result<Self> {
         Ok(PidBitmap { map: Mapped::new(fd, words, 8)?, words })
     }
 
@@ -63,7 +63,7 @@ impl PidBitmap {
     }
 
     /// Returns false when the pid is beyond the bitmap (larger than pid_max).
-    pub fn set(&self, pid: u32) -> bool {
+    pub(super) fn set(&self, pid: u32) -> bool {
         let index = (pid / 64) as usize;
         if index >= self.words {
             return false;
@@ -72,11 +72,11 @@ impl PidBitmap {
         true
     }
 
-    pub fn clear_all(&self) {
+    pub(super) fn clear_all(&self) {
         self.fill(0);
     }
 
-    pub fn set_all(&self) {
+    pub(super) fn set_all(&self) {
         self.fill(u64::MAX);
     }
 
@@ -86,7 +86,7 @@ impl PidBitmap {
         }
     }
 
-    pub fn contains(&self, pid: u32) -> bool {
+    pub(super) fn contains(&self, pid: u32) -> bool {
         let index = (pid / 64) as usize;
         index < self.words && self.word(index).load(Ordering::SeqCst) & (1 << (pid % 64)) != 0
     }
@@ -130,13 +130,13 @@ impl<T: Pod> Table<T> {
 /// The programs' `UNWIND_ROWS` and `UNWIND_BUCKETS`. Userspace only appends
 /// to parts no process refers to yet, and publishes them afterwards through
 /// the per-process mappings map, so the programs never read a half-written row.
-pub struct RowsArray {
+pub(super) struct RowsArray {
     rows: Table<UnwindRow>,
     buckets: Table<u64>,
 }
 
 impl RowsArray {
-    pub fn map(rows: BorrowedFd<'_>, buckets: BorrowedFd<'_>, len: usize) -> std::io::Result<Self> {
+    pub(super) fn map(rows: BorrowedFd<'_>, buckets: BorrowedFd<'_>, len: usize) -> std::io::Result<Self> {
         Ok(RowsArray { rows: Table::map(rows, len)?, buckets: Table::map(buckets, len)? })
     }
 }

@@ -1,21 +1,23 @@
 //! The thin layer that touches the kernel: loading and attaching the eBPF
-//! programs, and reading and trimming their maps. Everything that decides
-//! what the map contents mean lives in `track`, which is pure.
+//! programs, and reading and trimming their maps behind the [`Seam`] a
+//! session uses. Everything that decides what the map contents mean lives
+//! in `session` and `track`.
 
 mod batch;
-pub mod btf;
+pub(crate) mod btf;
 mod load;
 mod mmap;
-pub mod privileges;
-pub mod tracefs;
+pub(crate) mod privileges;
+mod seam;
+pub(crate) mod tracefs;
 
-pub use load::{Kernel, LoadOptions};
-pub use mmap::RowsArray;
+pub(crate) use load::{Kernel, LoadOptions};
+pub(crate) use seam::{Capacities, Counters, Seam};
 
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum KernelError {
+pub(crate) enum KernelError {
     #[error("this leaktrace binary was built without its eBPF object; build it with `cargo xtask build`")]
     NoEbpfObject,
     #[error(transparent)]

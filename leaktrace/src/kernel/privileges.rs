@@ -5,7 +5,7 @@ use caps::{CapSet, Capability};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum PrivilegeError {
+pub(crate) enum PrivilegeError {
     #[error(
         "needs {missing} to {purpose}; run it as root or grant them \
          (setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search,cap_checkpoint_restore+ep leaktrace)"
@@ -23,14 +23,14 @@ pub enum PrivilegeError {
 
 /// What the caller is about to do, each needing its own capabilities.
 #[derive(Clone, Copy, Debug)]
-pub enum Need {
+pub(crate) enum Need {
     /// Load and attach eBPF tracing programs and read user stacks.
     Trace,
     /// Read another user's /proc/PID/{fd,maps} (attach to existing processes).
     InspectOthers,
 }
 
-pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
+pub(crate) fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
     let effective = caps::read(None, CapSet::Effective).map_err(|e| PrivilegeError::Unreadable(e.to_string()))?;
     let has = |c: Capability| effective.contains(&c);
     for need in needs {
@@ -77,7 +77,7 @@ pub fn check(needs: &[Need]) -> Result<(), PrivilegeError> {
 }
 
 /// kernel.perf_event_paranoid, when readable.
-pub fn perf_event_paranoid() -> Option<i32> {
+pub(crate) fn perf_event_paranoid() -> Option<i32> {
     std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").ok()?.trim().parse().ok()
 }
 
@@ -87,7 +87,7 @@ pub fn perf_event_paranoid() -> Option<i32> {
 /// programs, to anyone without CAP_SYS_ADMIN (CAP_PERFMON is not enough).
 /// Told apart by trying: a counting event on one tracepoint, for this
 /// process, closed at once.
-pub fn perf_restricted() -> Option<i32> {
+pub(crate) fn perf_restricted() -> Option<i32> {
     let paranoid = perf_event_paranoid().filter(|p| *p > 2)?;
     let id: u64 = super::tracefs::CANDIDATES
         .iter()

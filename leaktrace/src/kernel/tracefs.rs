@@ -7,7 +7,7 @@ use leaktrace_common::config::{TracepointOffsets, ABSENT};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum TracefsError {
+pub(crate) enum TracefsError {
     #[error(
         "tracefs is not mounted and mounting it failed ({detail}); \
          mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
@@ -22,10 +22,10 @@ pub enum TracefsError {
     MissingField { tracepoint: String, field: &'static str, path: PathBuf },
 }
 
-pub const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub(crate) const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Returns the tracefs root, mounting it at /sys/kernel/tracing if needed.
-pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
+pub(crate) fn ensure_mounted() -> Result<PathBuf, TracefsError> {
     for root in CANDIDATES {
         if Path::new(root).join("events").is_dir() {
             return Ok(PathBuf::from(root));
@@ -43,7 +43,7 @@ pub fn ensure_mounted() -> Result<PathBuf, TracefsError> {
 
 /// Offset of `field` in a tracepoint `format` file, e.g. from
 /// `field:pid_t child_pid; offset:20; size:4; signed:1;` (tab-separated).
-pub fn field_offset(format: &str, field: &str) -> Option<u32> {
+pub(crate) fn field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
         let decl = line.trim().strip_prefix("field:")?;
         let (decl, rest) = decl.split_once(';')?;
@@ -72,7 +72,7 @@ fn read_format(root: &Path, category: &str, name: &str) -> Result<(String, PathB
 
 /// Reads the offsets the programs need and checks every tracepoint they
 /// attach to; the TCP ones only when TCP is traced.
-pub fn read_offsets(root: &Path, tcp: bool) -> Result<TracepointOffsets, TracefsError> {
+pub(crate) fn read_offsets(root: &Path, tcp: bool) -> Result<TracepointOffsets, TracefsError> {
     read_format(root, "raw_syscalls", "sys_enter")?;
     read_format(root, "raw_syscalls", "sys_exit")?;
     let field = |category: &str, name: &str, field: &'static str, required: bool| {

@@ -29,7 +29,7 @@ use crate::procfs;
 use ptrace::Status;
 
 #[derive(Debug, Error)]
-pub enum LaunchError {
+pub(crate) enum LaunchError {
     #[error("command not found: {0}")]
     NotFound(String),
     #[error("cannot execute {path}: {source}")]
@@ -44,7 +44,7 @@ pub enum LaunchError {
 
 impl LaunchError {
     /// Shell conventions: 127 when the command is missing, 126 when it cannot run.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             LaunchError::NotFound(_) => 127,
             LaunchError::Exec { .. } => 126,
@@ -55,7 +55,7 @@ impl LaunchError {
 
 /// A moment at which a tracee is held until the session answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hold {
+pub(crate) enum Hold {
     /// The command's process exists and waits to exec: trace it now.
     Started {
         pid: u32,
@@ -80,7 +80,7 @@ pub enum Hold {
     },
 }
 
-pub enum TracerMsg {
+pub(crate) enum TracerMsg {
     Hold(Hold, oneshot::Sender<()>),
     Failed(LaunchError),
 }
@@ -91,12 +91,12 @@ pub enum TracerMsg {
 static COMMAND_FD_LIMIT: OnceLock<libc::rlimit> = OnceLock::new();
 
 /// Keeps `limit` for the command, before leaktrace changes its own.
-pub fn keep_fd_limit_for_command(limit: libc::rlimit) {
+pub(crate) fn keep_fd_limit_for_command(limit: libc::rlimit) {
     let _ = COMMAND_FD_LIMIT.set(limit);
 }
 
 /// Finds `command` like a shell would.
-pub fn resolve(command: &OsString) -> Result<PathBuf, LaunchError> {
+pub(crate) fn resolve(command: &OsString) -> Result<PathBuf, LaunchError> {
     let shown = command.to_string_lossy().into_owned();
     let path = if command.as_bytes().contains(&b'/') {
         PathBuf::from(command)
@@ -110,7 +110,7 @@ pub fn resolve(command: &OsString) -> Result<PathBuf, LaunchError> {
 }
 
 /// Starts the tracer thread, which forks and runs `program`.
-pub fn start(program: &Path, args: &[OsString]) -> Result<mpsc::UnboundedReceiver<TracerMsg>, LaunchError> {
+pub(crate) fn start(program: &Path, args: &[OsString]) -> Result<mpsc::UnboundedReceiver<TracerMsg>, LaunchError> {
     let shown = program.display().to_string();
     let cstr = |s: &[u8]| {
         CString::new(s)

@@ -5,20 +5,20 @@
 
 use std::io;
 
-pub const PTRACE_EVENT_FORK: i32 = 1;
-pub const PTRACE_EVENT_VFORK: i32 = 2;
-pub const PTRACE_EVENT_CLONE: i32 = 3;
-pub const PTRACE_EVENT_EXEC: i32 = 4;
-pub const PTRACE_EVENT_EXIT: i32 = 6;
-pub const PTRACE_EVENT_STOP: i32 = 128;
+pub(super) const PTRACE_EVENT_FORK: i32 = 1;
+pub(super) const PTRACE_EVENT_VFORK: i32 = 2;
+pub(super) const PTRACE_EVENT_CLONE: i32 = 3;
+pub(super) const PTRACE_EVENT_EXEC: i32 = 4;
+pub(super) const PTRACE_EVENT_EXIT: i32 = 6;
+pub(super) const PTRACE_EVENT_STOP: i32 = 128;
 
 /// `si_code` of signals the kernel sends itself (`SEND_SIG_PRIV`), which is
 /// how bpf_send_signal's SIGSTOP differs from a user's `kill -STOP`.
-pub const SI_KERNEL: i32 = 0x80;
+pub(super) const SI_KERNEL: i32 = 0x80;
 
 /// What `waitpid` reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub(super) enum Status {
     Exited(i32),
     Killed(i32),
     /// A ptrace event stop (`event` is PTRACE_EVENT_*), including
@@ -32,7 +32,7 @@ pub enum Status {
     Other,
 }
 
-pub fn decode_status(status: i32) -> Status {
+pub(super) fn decode_status(status: i32) -> Status {
     if status & 0x7f == 0 {
         Status::Exited((status >> 8) & 0xff)
     } else if status & 0xff == 0x7f {
@@ -59,45 +59,45 @@ fn check(ret: libc::c_long) -> io::Result<()> {
 // SAFETY (all below): plain ptrace requests on a pid with integer arguments;
 // the kernel validates the pid and state.
 
-pub fn seize(pid: i32, options: libc::c_int) -> io::Result<()> {
+pub(super) fn seize(pid: i32, options: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, options as libc::c_long) })
 }
 
-pub fn cont(pid: i32, signal: i32) -> io::Result<()> {
+pub(super) fn cont(pid: i32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal as libc::c_long) })
 }
 
 /// Leaves a tracee in its group stop while still reporting later events.
-pub fn listen(pid: i32) -> io::Result<()> {
+pub(super) fn listen(pid: i32) -> io::Result<()> {
     check(unsafe { libc::ptrace(libc::PTRACE_LISTEN, pid, 0, 0) })
 }
 
-pub fn interrupt(pid: i32) -> io::Result<()> {
+pub(super) fn interrupt(pid: i32) -> io::Result<()> {
     check(unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) })
 }
 
-pub fn detach(pid: i32, signal: i32) -> io::Result<()> {
+pub(super) fn detach(pid: i32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, signal as libc::c_long) })
 }
 
-pub fn event_message(pid: i32) -> io::Result<u64> {
+pub(super) fn event_message(pid: i32) -> io::Result<u64> {
     let mut msg: libc::c_ulong = 0;
     check(unsafe { libc::ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, &mut msg as *mut libc::c_ulong) })?;
     Ok(msg as u64)
 }
 
-pub fn signal_code(pid: i32) -> io::Result<i32> {
+pub(super) fn signal_code(pid: i32) -> io::Result<i32> {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     check(unsafe { libc::ptrace(libc::PTRACE_GETSIGINFO, pid, 0, &mut info as *mut libc::siginfo_t) })?;
     Ok(info.si_code)
 }
 
 /// Waits for any tracee (threads included).
-pub fn wait_any() -> io::Result<(i32, Status)> {
+pub(super) fn wait_any() -> io::Result<(i32, Status)> {
     wait(-1)
 }
 
-pub fn wait(pid: i32) -> io::Result<(i32, Status)> {
+pub(super) fn wait(pid: i32) -> io::Result<(i32, Status)> {
     let mut status = 0;
     loop {
         let pid = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };

@@ -14,7 +14,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 /// One acquisition over its life: its process instance, its fd or mapping
 /// address, and when it was acquired (an fd number is reused; this is not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AcqId {
+pub(crate) struct AcqId {
     pub tgid: u32,
     pub gen: u64,
     pub slot: u64,
@@ -26,7 +26,7 @@ pub struct AcqId {
 }
 
 /// The acquisitions written so far and still held, with their row ids.
-pub struct Tracker {
+pub(crate) struct Tracker {
     rows: HashMap<AcqId, i64>,
 }
 
@@ -38,7 +38,7 @@ impl Default for Tracker {
 
 /// One checkpoint's changes.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Delta {
+pub(crate) struct Delta {
     /// Held now, not written yet.
     pub new: Vec<AcqId>,
     /// Written before, not held any more: their rows.
@@ -47,7 +47,7 @@ pub struct Delta {
 
 impl Tracker {
     /// Compares what is held now with what was written and still held.
-    pub fn step(&mut self, now: &[AcqId]) -> Delta {
+    pub(crate) fn step(&mut self, now: &[AcqId]) -> Delta {
         let mut held: HashSet<&AcqId> = HashSet::with_capacity(now.len());
         held.extend(now);
         let mut gone: Vec<(AcqId, i64)> =
@@ -63,17 +63,14 @@ impl Tracker {
     }
 
     /// Records that `id` was written as row `row`.
-    pub fn written(&mut self, id: AcqId, row: i64) {
+    pub(crate) fn written(&mut self, id: AcqId, row: i64) {
         self.rows.insert(id, row);
     }
 
     /// Acquisitions written and still held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
 
-use crate::report::{self, Frame, History, Report, StackEntry, Target, Totals, Window};
+use crate::report::{self, Frame, History, Kind, Mode, Report, Resource, StackEntry, Target, Totals, Window};
+use crate::resource::Kinds;
 use crate::track::history::{Point, Samples, MAX_POINTS};
 
 use super::schema::{self, RecordingError};
@@ -14,17 +15,17 @@ use super::schema::{self, RecordingError};
 /// A group of the report: stack, kind, resource, pid.
 type Key = (i64, String, String, u32);
 
-pub struct Recording {
+pub(crate) struct Recording {
     conn: Connection,
     path: PathBuf,
     /// The kinds recorded.
-    kinds: Vec<&'static str>,
+    kinds: Kinds,
     pub started_ns: i64,
     pub last_checkpoint_ns: Option<i64>,
 }
 
 impl Recording {
-    pub fn open(path: &Path) -> Result<Recording, RecordingError> {
+    pub(crate) fn open(path: &Path) -> Result<Recording, RecordingError> {
         let conn = schema::open(path)?;
         let corrupt = |detail: String| RecordingError::Corrupt { path: path.into(), detail };
         let started: String = conn
@@ -47,14 +48,15 @@ impl Recording {
         let kinds: String = conn
             .query_row("SELECT value FROM meta WHERE key = 'kinds'", [], |r| r.get(0))
             .unwrap_or_else(|_| "fd,tcp".into());
-        let kinds = kinds.split(',').map(leak_str).collect();
+        let kinds = Kinds::try_from(kinds.split(',').map(String::from).collect::<Vec<_>>())
+            .map_err(|e| corrupt(format!("kinds {kinds:?}: {e}")))?;
         Ok(Recording { conn, path: path.into(), kinds, started_ns, last_checkpoint_ns })
     }
 
     /// `text` as a moment: an RFC 3339 time, or an offset from the start
     /// (`2s`, `1m30s`). The start is the oldest data kept (`--max-size`
     /// drops the oldest checkpoints).
-    pub fn moment(&self, text: &str) -> Result<i64, String> {
+    pub(crate) fn moment(&self, text: &str) -> Result<i64, String> {
         if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
             return i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{text} is out of range"));
         }
@@ -69,12 +71,12 @@ impl Recording {
 
     /// What was held at `at_ns` (of `pid` only, if given), with histories
     /// from the checkpoints since the start.
-    pub fn report_at(&self, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
+    pub(crate) fn report_at(&self, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
         self.report_window(self.started_ns, at_ns, pid)
     }
 
     /// What was held at `at_ns`, judged over the checkpoints from `from_ns`.
-    pub fn report_window(&self, from_ns: i64, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
+    pub(crate) fn report_window(&self, from_ns: i64, at_ns: i64, pid: Option<u32>) -> Result<Report, RecordingError> {
         if at_ns < self.started_ns || from_ns > at_ns {
             let kept = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.started_ns))
                 .map(crate::procfs::rfc3339)
@@ -128,28 +130,22 @@ impl Recording {
         for row in rows {
             let (stack, frames, site, truncated, kind, resource, pid, slot, acquired, path, bytes) =
                 row.map_err(|e| self.sqlite(e))?;
-            let entry = groups.entry((stack, kind.clone(), resource.clone(), pid)).or_insert_with(|| {
+            let typed = self.kind(&kind)?;
+            let entry = groups.entry((stack, kind, resource.clone(), pid)).or_insert_with(|| {
                 let frames: Vec<Frame> = serde_json::from_str(&frames).unwrap_or_default();
-                let e = StackEntry {
-                    kind: leak_str(&kind),
-                    resource: leak_str(&resource),
-                    stack: frames,
-                    site,
-                    truncated,
-                    pids: vec![pid],
-                    ..StackEntry::default()
-                };
-                (e, Vec::new())
+                let holding = StackEntry::new(typed, Resource::from_name(&resource));
+                (StackEntry { stack: frames, site, truncated, pids: vec![pid], ..holding }, Vec::new())
             });
+            let mapping = typed.in_bytes();
             entry.0.count += 1;
             entry.0.bytes += bytes as u64;
             entry.1.push(acquired);
             if entry.0.examples.len() < 5 {
                 entry.0.examples.push(report::Example {
                     pid,
-                    fd: (kind != "mmap").then(|| u32::try_from(slot).ok()).flatten(),
-                    address: (kind == "mmap").then(|| format!("{slot:#x}")),
-                    length: (kind == "mmap").then_some(bytes as u64),
+                    fd: (!mapping).then(|| u32::try_from(slot).ok()).flatten(),
+                    address: mapping.then(|| format!("{slot:#x}")),
+                    length: mapping.then_some(bytes as u64),
                     path,
                     age_seconds: at_ns.saturating_sub(acquired) as f64 / 1e9,
                     ..report::Example::default()
@@ -201,7 +197,7 @@ impl Recording {
         }
         let mut stacks = Vec::new();
         for (key, (mut entry, acquired)) in groups {
-            let kind = key.1.as_str();
+            let mapping = entry.kind.in_bytes();
             let mut samples = Samples::default();
             let (counts, bytes) = coverage.remove(&key).map(Coverage::totals).unwrap_or_default();
             for ((&c, n), b) in checkpoints.iter().zip(counts).zip(bytes) {
@@ -224,7 +220,7 @@ impl Recording {
             entry.history = History {
                 seconds: samples.times_ns.iter().map(|&t| (t as i64).saturating_sub(from_ns) as f64 / 1e9).collect(),
                 count: samples.points.iter().map(|p| p.count).collect(),
-                bytes: (kind == "mmap").then(|| samples.points.iter().map(|p| p.bytes).collect()),
+                bytes: mapping.then(|| samples.points.iter().map(|p| p.bytes).collect()),
                 oldest_age_seconds: vec![0.0; samples.points.len()],
             };
             crate::report::build::judge(&mut entry, &samples, from_ns as u64);
@@ -248,9 +244,9 @@ impl Recording {
                 .unwrap_or_default()
         };
         Ok(Report {
-            schema: report::SCHEMA,
-            mode: "recording",
-            kinds: self.kinds.clone(),
+            schema: report::SCHEMA.to_string(),
+            mode: Mode::Recording,
+            kinds: self.kinds.to_vec(),
             targets: self.processes_holding(&stacks)?,
             window: Window {
                 start: wall(from_ns),
@@ -276,6 +272,15 @@ impl Recording {
 }
 
 impl Recording {
+    /// A kind the recording names: one this leaktrace does not know is
+    /// damage (a newer format has a newer version, refused at open).
+    fn kind(&self, name: &str) -> Result<Kind, RecordingError> {
+        Kind::from_name(name).ok_or_else(|| RecordingError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("an acquisition of unknown kind {name:?}"),
+        })
+    }
+
     /// The processes that held something in `stacks`, as the report's
     /// targets (their names as recorded: they may be long gone).
     fn processes_holding(&self, stacks: &[StackEntry]) -> Result<Vec<Target>, RecordingError> {
@@ -340,30 +345,6 @@ impl Coverage {
         };
         (running(&self.counts), running(&self.bytes))
     }
-}
-
-/// Kind and resource names are a small fixed set; the report keeps them as
-/// static strings.
-fn leak_str(s: &str) -> &'static str {
-    const NAMES: &[&str] = &[
-        "fd",
-        "tcp",
-        "mmap",
-        "file",
-        "socket",
-        "pipe",
-        "eventfd",
-        "epoll",
-        "timerfd",
-        "signalfd",
-        "inotify",
-        "memfd",
-        "pidfd",
-        "other",
-        "anonymous",
-        "shared",
-    ];
-    NAMES.iter().find(|n| **n == s).copied().unwrap_or("other")
 }
 
 #[cfg(test)]

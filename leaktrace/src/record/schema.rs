@@ -18,9 +18,9 @@ use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 /// `PRAGMA application_id`: "LTRK".
-pub const APPLICATION_ID: i32 = 0x4c54_524b;
+pub(crate) const APPLICATION_ID: i32 = 0x4c54_524b;
 /// `PRAGMA user_version`: the schema's version; readers refuse newer ones.
-pub const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,7 +81,7 @@ CREATE INDEX checkpoints_by_time ON checkpoints(at_ns);
 /// no page checksums: a byte changed inside a record would be read back as
 /// a wrong answer, so each row carries a CRC-32 of its values, checked when
 /// a recording is opened.
-pub const CHECKED: &[(&str, &str)] = &[
+pub(crate) const CHECKED: &[(&str, &str)] = &[
     ("processes", "id, pid, comm, exe, cmdline, container, pod_uid, first_seen_ns, exited_ns"),
     ("stacks", "id, frames, site, truncated"),
     ("acquisitions", "id, process, stack, kind, resource, slot, acquired_ns, bytes, path, tcp_state, local, remote"),
@@ -90,7 +90,7 @@ pub const CHECKED: &[(&str, &str)] = &[
 ];
 
 /// The CRC-32 of a row's values, each tagged with its type.
-pub fn row_crc<'a>(values: impl IntoIterator<Item = rusqlite::types::ValueRef<'a>>) -> i64 {
+pub(crate) fn row_crc<'a>(values: impl IntoIterator<Item = rusqlite::types::ValueRef<'a>>) -> i64 {
     use rusqlite::types::ValueRef;
     let mut h = crc32fast::Hasher::new();
     for v in values {
@@ -141,7 +141,7 @@ fn verify(conn: &Connection, path: &Path) -> Result<(), RecordingError> {
 }
 
 #[derive(Debug, Error)]
-pub enum RecordingError {
+pub(crate) enum RecordingError {
     #[error("cannot create the recording {path}: {source} (it must not exist yet)")]
     Create { path: PathBuf, source: std::io::Error },
     #[error("cannot read the recording {path}: {source}")]
@@ -165,7 +165,7 @@ pub enum RecordingError {
 /// Creates a new recording at `path`: never over an existing file or
 /// through a symlink, readable by its owner only (it names files, peers
 /// and command lines).
-pub fn create(path: &Path) -> Result<Connection, RecordingError> {
+pub(crate) fn create(path: &Path) -> Result<Connection, RecordingError> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -189,7 +189,7 @@ pub fn create(path: &Path) -> Result<Connection, RecordingError> {
 }
 
 /// Opens a recording to read, after checking it is one this leaktrace reads.
-pub fn open(path: &Path) -> Result<Connection, RecordingError> {
+pub(crate) fn open(path: &Path) -> Result<Connection, RecordingError> {
     let mut header = [0u8; 16];
     {
         use std::io::Read;

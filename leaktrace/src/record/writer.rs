@@ -10,16 +10,17 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
+use crate::proc_id::ProcId;
 use crate::report::Frame;
+use crate::resource::{Kind, Resource};
 use crate::symbolize::NormStack;
-use crate::track::ProcId;
 
 use super::delta::AcqId;
 use super::schema;
 
 /// What a process is, as written once.
 #[derive(Clone, Debug, Default)]
-pub struct ProcessRow {
+pub(crate) struct ProcessRow {
     pub pid: u32,
     pub comm: Option<String>,
     pub exe: Option<String>,
@@ -30,10 +31,10 @@ pub struct ProcessRow {
 
 /// One acquisition as written.
 #[derive(Clone, Debug)]
-pub struct AcquisitionRow {
+pub(crate) struct AcquisitionRow {
     pub id: AcqId,
-    pub kind: &'static str,
-    pub resource: &'static str,
+    pub kind: Kind,
+    pub resource: Resource,
     /// Wall-clock ns.
     pub acquired_ns: i64,
     pub bytes: u64,
@@ -43,7 +44,7 @@ pub struct AcquisitionRow {
 
 /// What a checkpoint says of the whole set.
 #[derive(Clone, Debug, Default)]
-pub struct CheckpointRow {
+pub(crate) struct CheckpointRow {
     pub at_ns: i64,
     pub outstanding: u64,
     pub acquired_total: u64,
@@ -51,7 +52,7 @@ pub struct CheckpointRow {
     pub losses: String,
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     conn: Connection,
     /// The next row id of each table: ids are chosen here, as each row's
     /// CRC covers its id.
@@ -63,18 +64,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(conn: Connection) -> Writer {
+    pub(crate) fn new(conn: Connection) -> Writer {
         Writer { conn, next: [1; 4], processes: HashMap::new(), stacks: HashMap::new() }
     }
 
-    pub fn meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+    pub(crate) fn meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", [key, value]).map(|_| ())
     }
 
     /// Writes one checkpoint: `new` acquisitions (each with its process and
     /// stack, described by the callbacks the first time), `gone` rows
     /// released at the checkpoint's time. Returns the new rows' ids.
-    pub fn checkpoint(
+    pub(crate) fn checkpoint(
         &mut self,
         new: &[(ProcId, Arc<NormStack>, AcquisitionRow)],
         gone: &[i64],
@@ -149,8 +150,8 @@ impl Writer {
                         Value::Integer(row),
                         Value::Integer(process),
                         Value::Integer(stack_row),
-                        Value::Text(acq.kind.into()),
-                        Value::Text(acq.resource.into()),
+                        Value::Text(acq.kind.name().into()),
+                        Value::Text(acq.resource.name().into()),
                         Value::Integer(acq.id.slot as i64),
                         Value::Integer(acq.acquired_ns),
                         Value::Integer(acq.bytes as i64),
@@ -191,7 +192,7 @@ impl Writer {
     /// was released by the first one kept and the stacks and processes
     /// nothing refers to any more. What is still held stays, whatever its
     /// age. Returns the new start of the recording when something went.
-    pub fn trim(&mut self, path: &std::path::Path, max_bytes: u64) -> rusqlite::Result<Option<i64>> {
+    pub(crate) fn trim(&mut self, path: &std::path::Path, max_bytes: u64) -> rusqlite::Result<Option<i64>> {
         let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
         let wal = path.with_extension(format!("{}-wal", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
         if size(path) + size(&wal) <= max_bytes {
@@ -257,8 +258,8 @@ mod tests {
         let s = stack();
         let acq = |fd: u64, at: i64| AcquisitionRow {
             id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64, bytes: 0 },
-            kind: "fd",
-            resource: "file",
+            kind: Kind::Fd,
+            resource: Resource::File,
             acquired_ns: at,
             bytes: 0,
             path: Some("/etc/passwd".into()),
@@ -327,8 +328,8 @@ mod tests {
         let s = stack();
         let row = |fd: u64, at: i64| AcquisitionRow {
             id: AcqId { tgid: 42, gen: 7, slot: fd, acquired_ns: at as u64, bytes: 0 },
-            kind: "fd",
-            resource: "file",
+            kind: Kind::Fd,
+            resource: Resource::File,
             acquired_ns: at,
             bytes: 0,
             path: Some("/var/log/app.log".repeat(8)),

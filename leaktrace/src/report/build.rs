@@ -1,25 +1,27 @@
 //! Builds the report from a finished session: symbolizes each stack once and
 //! converts monotonic stamps to wall-clock times and seconds.
 
-use crate::procfs;
-use crate::session::Outcome;
-use crate::symbolize::{Resolver, SymFrame};
-
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use leaktrace_common::socket;
 
+use crate::kernel::Seam;
+use crate::procfs;
+use crate::resource::Kind;
+use crate::session::{Outcome, Session};
+use crate::symbolize::{Resolver, SymFrame};
 use crate::track::aggregate::{ExampleWhat, GroupKey};
 use crate::track::history::{History, Samples};
-use crate::track::verdict::{self, Rule, Verdict};
+use crate::track::verdict::{self, judgement, Rule, Verdict};
 
 use super::{
-    mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Preexisting, Report, Sampling, StackEntry,
-    Target, Totals, Window, SCHEMA,
+    mapping, outermost, site::leak_site, Example, Frame, MappingTotals, Mode, Preexisting, Report, Sampling,
+    StackEntry, Target, Totals, Window, SCHEMA,
 };
 
-pub struct Context {
-    pub mode: &'static str,
+pub(crate) struct Context {
+    pub mode: Mode,
     pub targets: Vec<Target>,
     /// CLOCK_MONOTONIC ns.
     pub start_ns: u64,
@@ -29,7 +31,7 @@ pub struct Context {
     pub max_examples: usize,
     /// The kinds reported (`--kinds`). Without fd the kernel still follows
     /// fds, as TCP connections are found through them, but they are not shown.
-    pub kinds: Vec<&'static str>,
+    pub kinds: Vec<Kind>,
     /// Mapping stacks holding fewer bytes are left out (`--min-bytes`).
     pub min_bytes: u64,
     /// One fd acquisition in this many was recorded (`--sample`).
@@ -41,7 +43,19 @@ pub struct Context {
 
 const NS: f64 = 1e9;
 
-pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, resolver: &mut Resolver) -> Report {
+/// The report of a session's `outcome`: each stack's history is the
+/// session's, and its frames are symbolized by it.
+pub(crate) fn from_session<K: Seam>(ctx: Context, outcome: Outcome, session: &mut Session<K>) -> Report {
+    let (history, resolver) = session.history_and_resolver();
+    build(ctx, outcome, history, resolver)
+}
+
+pub(crate) fn build(
+    ctx: Context,
+    mut outcome: Outcome,
+    history: &History<GroupKey>,
+    resolver: &mut Resolver,
+) -> Report {
     let entries: Vec<(StackEntry, Samples)> = outcome
         .groups
         .iter_mut()
@@ -49,7 +63,7 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
         .map(|g| {
             let mut samples = history.samples(&g.key()).unwrap_or_default();
             // Sampled fds stand for `scale` each (mappings are never sampled).
-            let scale = if g.kind != "mmap" { u64::from(ctx.sample.max(1)) } else { 1 };
+            let scale = if g.kind.is_fd() { u64::from(ctx.sample.max(1)) } else { 1 };
             for p in &mut samples.points {
                 p.count *= scale;
             }
@@ -73,8 +87,9 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
                 (None, _) if g.stack.frame_pointers => outermost::fp_truncation(last),
                 _ => None,
             };
+            let tcp = g.kind == Kind::Tcp;
             let entry = StackEntry {
-                verdict: "suspect",
+                verdict: Some(Verdict::Suspect),
                 verdict_reason: String::new(),
                 growth_per_minute: None,
                 first_seen: None,
@@ -91,9 +106,9 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
                 examples: g.examples.iter().map(example).collect(),
                 site,
                 truncated,
-                states: (g.kind == "tcp").then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n * scale)).collect()),
-                locals: (g.kind == "tcp").then(|| peers(&g.locals, g.other_locals)),
-                remotes: (g.kind == "tcp").then(|| peers(&g.remotes, g.other_remotes)),
+                states: tcp.then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n * scale)).collect()),
+                locals: tcp.then(|| peers(&g.locals, g.other_locals)),
+                remotes: tcp.then(|| peers(&g.remotes, g.other_remotes)),
             };
             (entry, samples)
         })
@@ -105,15 +120,15 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
             entry
         })
         .collect();
-    stacks.retain(|s| s.kind != "mmap" || s.bytes >= ctx.min_bytes);
+    stacks.retain(|s| !s.kind.in_bytes() || s.bytes >= ctx.min_bytes);
     // Every fd still held, shown or not (TCP connections are fds too).
     let scale = u64::from(ctx.sample.max(1));
-    let outstanding: u64 = outcome.groups.iter().filter(|g| g.kind != "mmap").map(|g| g.count * scale).sum();
+    let outstanding: u64 = outcome.groups.iter().filter(|g| g.kind.is_fd()).map(|g| g.count * scale).sum();
     let sampling = (scale > 1).then_some(Sampling { one_in: ctx.sample, sampled_out: outcome.sampled_out });
     // Releases of fds that were not recorded are not seen: estimated too.
     let released = if scale > 1 { outcome.acquired.saturating_sub(outstanding) } else { outcome.released };
-    let mapped = outcome.groups.iter().filter(|g| g.kind == "mmap");
-    let mappings = ctx.kinds.contains(&"mmap").then(|| MappingTotals {
+    let mapped = outcome.groups.iter().filter(|g| g.kind == Kind::Mmap);
+    let mappings = ctx.kinds.contains(&Kind::Mmap).then(|| MappingTotals {
         acquired: outcome.mappings.acquired,
         released: outcome.mappings.released,
         outstanding: mapped.clone().map(|g| g.count).sum(),
@@ -128,7 +143,7 @@ pub fn build(ctx: Context, mut outcome: Outcome, history: &History<GroupKey>, re
         && losses.undecodable_events == 0
         && losses.mappings_dropped == 0;
     Report {
-        schema: SCHEMA,
+        schema: SCHEMA.to_string(),
         mode: ctx.mode,
         kinds: ctx.kinds,
         targets: ctx.targets,
@@ -171,11 +186,11 @@ fn example(e: &crate::track::aggregate::Example) -> Example {
         ExampleWhat::Fd { fd, path, socket: (family, kind), tcp } => {
             out.fd = Some(*fd);
             out.path = path.clone();
-            out.family = socket::family_name(*family);
-            out.sock_type = socket::type_name(*kind);
+            out.family = socket::family_name(*family).map(Cow::Borrowed);
+            out.sock_type = socket::type_name(*kind).map(Cow::Borrowed);
             out.local = tcp.map(|(t, _)| t.local.to_string());
             out.remote = tcp.map(|(t, _)| t.remote.to_string());
-            out.state = tcp.map(|(t, _)| t.state_name());
+            out.state = tcp.map(|(t, _)| Cow::Borrowed(t.state_name()));
             out.state_age_seconds = tcp.map(|(_, age)| age as f64 / NS);
         }
         ExampleWhat::Mapping(m) => {
@@ -207,7 +222,7 @@ fn add_counts(into: &mut Option<BTreeMap<String, u64>>, from: Option<BTreeMap<St
     }
 }
 
-pub fn frame(f: &SymFrame) -> Frame {
+pub(crate) fn frame(f: &SymFrame) -> Frame {
     Frame {
         address: format!("{:#x}", f.addr),
         symbol: f.symbol.clone(),
@@ -237,7 +252,7 @@ fn merge_same_source(
     max_examples: usize,
     per_process: bool,
 ) -> Vec<(StackEntry, Samples)> {
-    type Key = (&'static str, &'static str, Vec<FrameKey>, (Vec<u32>, bool));
+    type Key = (Kind, super::Resource, Vec<FrameKey>, (Vec<u32>, bool));
     let mut merged: Vec<(StackEntry, Samples)> = Vec::with_capacity(entries.len());
     let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
     for (entry, samples) in entries {
@@ -270,8 +285,9 @@ fn merge_same_source(
     }
     // fds and connections by count, then mappings by bytes.
     merged.sort_by(|(a, _), (b, _)| {
-        (a.kind == "mmap")
-            .cmp(&(b.kind == "mmap"))
+        a.kind
+            .in_bytes()
+            .cmp(&b.kind.in_bytes())
             .then(b.bytes.cmp(&a.bytes))
             .then(b.count.cmp(&a.count))
             .then(b.oldest_age_seconds.total_cmp(&a.oldest_age_seconds))
@@ -284,19 +300,18 @@ fn merge_same_source(
 /// (a process shorter than the interval) has no evidence either way.
 pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     let seconds = seconds_since(samples, start_ns);
-    let mapping = entry.kind == "mmap";
+    let mapping = entry.kind.in_bytes();
     let mut judgement = judgement(entry.kind, entry.resource, samples, &seconds);
     let sampled = samples.points.len();
     let survivors = samples.survivors.len();
-    if sampled < Rule::COUNT.min_points && entry.kind != "mmap" && survivors >= 2 {
+    if sampled < Rule::COUNT.min_points && !entry.kind.in_bytes() && survivors >= 2 {
         // Too few samples (a short run): judge how what is still held was
         // acquired since the stack's first acquisition instead (released
         // ones included: a ring that replaces its oldest holds only recent
         // ones, a loop that leaks holds them from all along).
         let from = if samples.since_ns > 0 { samples.since_ns } else { start_ns };
         let (x, y) = samples.survivors.curve(entry.count, from, samples.until_ns.max(from), SURVIVOR_POINTS);
-        let unit = if entry.kind == "tcp" { "connections".to_string() } else { super::text::plural(entry.resource) };
-        let mut by_time = verdict::judge(&x, &y, &Rule::COUNT, &unit);
+        let mut by_time = verdict::judge(&x, &y, &Rule::COUNT, &entry.kind.unit(entry.resource));
         // A ring that replaces its oldest holds only what it acquired last,
         // which also rises: a leak must still hold some of what it acquired
         // in the first half of the stack's life.
@@ -322,7 +337,7 @@ pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     } else if samples.points.is_empty() {
         judgement.reason = "not sampled while held (its process lived less than an interval)".to_string();
     }
-    entry.verdict = judgement.verdict.name();
+    entry.verdict = Some(judgement.verdict);
     entry.verdict_reason = judgement.reason;
     entry.growth_per_minute = judgement.per_minute.map(|g| (g * 100.0).round() / 100.0);
     entry.first_seen =
@@ -342,19 +357,4 @@ const SURVIVOR_POINTS: usize = 12;
 
 fn seconds_since(samples: &Samples, start_ns: u64) -> Vec<f64> {
     samples.times_ns.iter().map(|t| t.saturating_sub(start_ns) as f64 / NS).collect()
-}
-
-/// The verdict on one stack's samples: counts for fds and connections,
-/// bytes for mappings (whose growth per minute is still in mappings).
-pub fn judgement(kind: &str, resource: &str, samples: &Samples, seconds: &[f64]) -> verdict::Judgement {
-    let counts: Vec<f64> = samples.points.iter().map(|p| p.count as f64).collect();
-    if kind == "mmap" {
-        let bytes: Vec<f64> = samples.points.iter().map(|p| p.bytes as f64).collect();
-        let mut j = verdict::judge(seconds, &bytes, &Rule::BYTES, "bytes");
-        j.per_minute = verdict::theil_sen(seconds, &counts).map(|s| s * 60.0);
-        j
-    } else {
-        let unit = if kind == "tcp" { "connections".to_string() } else { super::text::plural(resource) };
-        verdict::judge(seconds, &counts, &Rule::COUNT, &unit)
-    }
 }

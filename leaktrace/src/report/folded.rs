@@ -3,11 +3,11 @@
 //! them with inferno. What is measured and how stacks are named comes from
 //! the report; this module only lays it out.
 
-use super::{Frame, Report, StackEntry};
+use super::{frame, Report, StackEntry};
 
 /// What a folded line's value counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Weight {
+pub(crate) enum Weight {
     /// Outstanding resources (fds, connections, mappings).
     Count,
     /// Bytes still mapped: only mmap stacks have any.
@@ -15,7 +15,7 @@ pub enum Weight {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SvgError {
+pub(crate) enum SvgError {
     #[error("cannot render the flame graph: {0}")]
     Render(#[source] std::io::Error),
 }
@@ -23,8 +23,8 @@ pub enum SvgError {
 /// Bytes when the report is all memory mappings (their size is what
 /// matters), else counts: bytes of mappings and numbers of fds do not add up
 /// in one graph.
-pub fn default_weight(report: &Report) -> Weight {
-    if !report.stacks.is_empty() && report.stacks.iter().all(|e| e.kind == "mmap") {
+pub(crate) fn default_weight(report: &Report) -> Weight {
+    if !report.stacks.is_empty() && report.stacks.iter().all(|e| e.kind.in_bytes()) {
         Weight::Bytes
     } else {
         Weight::Count
@@ -33,7 +33,7 @@ pub fn default_weight(report: &Report) -> Weight {
 
 /// One line per stack with a nonzero weight, frames outermost first under a
 /// root frame `kind:resource`, so that each kind is a tower of its own.
-pub fn folded(report: &Report, weight: Weight) -> String {
+pub(crate) fn folded(report: &Report, weight: Weight) -> String {
     let mut out = String::new();
     for entry in &report.stacks {
         let value = match weight {
@@ -46,21 +46,11 @@ pub fn folded(report: &Report, weight: Weight) -> String {
         out.push_str(&sanitize(&format!("{}:{}", entry.kind, entry.resource)));
         for frame in entry.stack.iter().rev() {
             out.push(';');
-            out.push_str(&sanitize(&frame_name(frame)));
+            out.push_str(&sanitize(&frame::function(frame)));
         }
         out.push_str(&format!(" {value}\n"));
     }
     out
-}
-
-/// A frame's name for people: its symbol, or why it has none, as the text
-/// report says it. Inlined frames are named like any other: the caller they
-/// were inlined into follows them in the stack.
-pub fn frame_name(frame: &Frame) -> String {
-    match &frame.symbol {
-        Some(symbol) => symbol.clone(),
-        None => format!("[unknown: {}]", frame.reason.as_deref().unwrap_or("no symbol")),
-    }
 }
 
 /// `;` separates frames and a newline ends the line; demangled names can
@@ -70,7 +60,7 @@ fn sanitize(name: &str) -> String {
 }
 
 /// A flame graph of [`folded`] stacks weighed by [`default_weight`].
-pub fn svg(report: &Report, title: &str) -> Result<Vec<u8>, SvgError> {
+pub(crate) fn svg(report: &Report, title: &str) -> Result<Vec<u8>, SvgError> {
     let weight = default_weight(report);
     let lines = folded(report, weight);
     if lines.is_empty() {
@@ -90,7 +80,7 @@ pub fn svg(report: &Report, title: &str) -> Result<Vec<u8>, SvgError> {
 fn count_name(stacks: &[StackEntry], weight: Weight) -> &'static str {
     match weight {
         Weight::Bytes => "bytes",
-        Weight::Count if stacks.iter().any(|e| e.kind == "mmap") => "resources",
+        Weight::Count if stacks.iter().any(|e| e.kind.in_bytes()) => "resources",
         Weight::Count => "fds",
     }
 }
@@ -117,6 +107,7 @@ fn xml_escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::tests::sample;
+    use crate::report::{Frame, Kind, Resource};
 
     fn frame(symbol: Option<&str>, inlined: bool) -> Frame {
         Frame {
@@ -136,7 +127,7 @@ mod tests {
     fn two_stacks() -> Report {
         let mut r = sample();
         let mut second = r.stacks[0].clone();
-        second.resource = "socket";
+        second.resource = Resource::Socket;
         second.count = 3;
         second.stack = vec![
             frame(Some("__socket"), false),
@@ -170,8 +161,8 @@ mod tests {
     fn bytes_weigh_mappings_only_when_all_stacks_are_mappings() {
         let mut r = two_stacks();
         assert_eq!(default_weight(&r), Weight::Count);
-        r.stacks[1].kind = "mmap";
-        r.stacks[1].resource = "anon";
+        r.stacks[1].kind = Kind::Mmap;
+        r.stacks[1].resource = Resource::Anon;
         r.stacks[1].bytes = 8192;
         assert_eq!(default_weight(&r), Weight::Count);
         assert!(folded(&r, Weight::Count)

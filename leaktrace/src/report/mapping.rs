@@ -19,14 +19,14 @@ const TUNING: [(u64, &str); 9] = [
 ];
 
 /// `rw-`, `r-x`, `---`: as in /proc/PID/maps.
-pub fn prot(prot: u32) -> String {
+pub(crate) fn prot(prot: u32) -> String {
     let bit = |b: u32, c: char| if prot & b != 0 { c } else { '-' };
     [bit(1, 'r'), bit(2, 'w'), bit(4, 'x')].iter().collect()
 }
 
 /// `MAP_PRIVATE|MAP_ANONYMOUS`, the flags that say what a mapping is (others
 /// are shown in hex).
-pub fn flags(flags: u32) -> String {
+pub(crate) fn flags(flags: u32) -> String {
     let flags = u64::from(flags);
     let mut names = vec![match flags & MAP_TYPE {
         MAP_SHARED => "MAP_SHARED".to_string(),
@@ -56,7 +56,7 @@ pub fn flags(flags: u32) -> String {
 }
 
 /// 1.5 KiB, 12.0 MiB: binary units, one decimal.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");

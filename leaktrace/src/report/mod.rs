@@ -1,50 +1,117 @@
 //! The report: the JSON contract (`leaktrace.report/1`, other tools depend on
-//! it: keys may be added, never renamed) and its text rendering for people.
+//! it: keys may be added, never renamed), how it is built from a session's
+//! outcome, and its renderings. The model is read back too (`diff`, and
+//! tools built on leaktrace), so every key a later version added is optional
+//! when reading: reports written before it still read.
 
-pub mod build;
-pub mod folded;
-pub mod mapping;
-pub mod outermost;
-pub mod pprof;
-pub mod site;
-pub mod text;
+pub(crate) mod build;
+pub(crate) mod folded;
+pub(crate) mod frame;
+pub(crate) mod mapping;
+pub(crate) mod outermost;
+pub(crate) mod pprof;
+pub(crate) mod site;
+#[cfg(test)]
+mod snapshots;
+pub(crate) mod text;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub const SCHEMA: &str = "leaktrace.report/1";
+pub(crate) use crate::resource::{Kind, Resource};
+pub(crate) use crate::session::{KernelMaps, Losses, MapUse};
+pub(crate) use crate::track::verdict::Verdict;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub schema: &'static str,
-    pub mode: &'static str,
+pub(crate) const SCHEMA: &str = "leaktrace.report/1";
+
+/// A name from a fixed set (a socket family, a TCP state): borrowed when
+/// written, owned when read back.
+pub(crate) type Name = Cow<'static, str>;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub schema: String,
+    #[serde(default)]
+    pub mode: Mode,
     /// The resource kinds this report covers (`--kinds`).
-    pub kinds: Vec<&'static str>,
+    #[serde(default)]
+    pub kinds: Vec<Kind>,
+    #[serde(default)]
     pub targets: Vec<Target>,
+    #[serde(default)]
     pub window: Window,
+    #[serde(default)]
     pub totals: Totals,
     /// fds the targets held before tracing began (attach mode), without stacks.
+    #[serde(default)]
     pub preexisting: Vec<Preexisting>,
+    #[serde(default)]
     pub stacks: Vec<StackEntry>,
     /// `--sample N`: one fd acquisition in N was recorded; fd and TCP counts
     /// are N times what was recorded.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<Sampling>,
     /// False when something was dropped: the counts are then lower bounds.
+    #[serde(default = "complete_by_default")]
     pub complete: bool,
     /// What the kernel side could not store or deliver, by cause.
+    #[serde(default)]
     pub losses: Losses,
+    #[serde(default)]
     pub kernel_maps: KernelMaps,
     /// The daemon's: each process that holds something, with the container
     /// and pod it runs in.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<Process>>,
 }
 
+fn complete_by_default() -> bool {
+    true
+}
+
+/// What wrote the report (`"mode"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    Run,
+    Attach,
+    Top,
+    Daemon,
+    /// `leaktrace report FILE`.
+    Recording,
+    /// A report without a mode, or with one this leaktrace does not know
+    /// (read back only, never written).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Attach => "attach",
+            Mode::Top => "top",
+            Mode::Daemon => "daemon",
+            Mode::Recording => "recording",
+            Mode::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A process as the daemon attributes it.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Process {
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct Process {
     pub pid: u32,
     /// Its pid in its own pid namespace (a container's), when that differs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +123,7 @@ pub struct Process {
     /// The container id, from the process's cgroup.
     pub container: Option<String>,
     /// `containerd`, `cri-o`, `docker` (`unknown` for a bare id in a pod).
-    pub runtime: Option<&'static str>,
+    pub runtime: Option<Name>,
     pub pod_uid: Option<String>,
     /// From the Kubernetes API, when the daemon reads it.
     pub pod: Option<String>,
@@ -71,29 +138,32 @@ pub struct Process {
     pub exited: bool,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-pub struct Sampling {
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Sampling {
     pub one_in: u32,
     /// Acquisitions counted but not recorded.
     pub sampled_out: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Target {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Target {
     pub pid: u32,
     /// Its pid in its own pid namespace, when that differs from `pid` (the
     /// host's, or rather the tracer's, view).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns_pid: Option<u32>,
+    #[serde(default)]
     pub comm: Option<String>,
+    #[serde(default)]
     pub exe: Option<String>,
     /// Exit status (128+signal when killed), or null while still running.
+    #[serde(default)]
     pub exit_code: Option<i32>,
 }
 
 impl Target {
     /// A live process as /proc shows it now (the daemon's and top's targets).
-    pub fn live(pid: u32) -> Target {
+    pub(crate) fn live(pid: u32) -> Target {
         Target {
             pid,
             ns_pid: crate::procfs::other_namespace_pid(pid),
@@ -104,15 +174,17 @@ impl Target {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Window {
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct Window {
     pub start: String,
     pub end: String,
     pub seconds: f64,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Totals {
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct Totals {
     /// fds (TCP connections included).
     pub acquired: u64,
     pub released: u64,
@@ -126,8 +198,9 @@ pub struct Totals {
 }
 
 /// Mappings made by mmap calls of the traced processes during the window.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct MappingTotals {
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct MappingTotals {
     /// Successful mmap calls.
     pub acquired: u64,
     /// Of those, the ones entirely unmapped again (or gone with an exec).
@@ -140,113 +213,110 @@ pub struct MappingTotals {
     pub bytes_unmapped: u64,
 }
 
-/// How full the kernel's maps were at the end of the window, before its
-/// entries were taken into the report: a tracer in steady state keeps these
-/// bounded.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct KernelMaps {
-    pub outstanding: MapUse,
-    pub tcp: MapUse,
-    pub stacks: MapUse,
-    /// Mapped regions, kept by userspace (`--max-mappings`).
-    pub mapping_regions: MapUse,
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct MapUse {
-    pub used: u64,
-    pub capacity: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct Losses {
-    /// Acquisitions not stored: the outstanding map was full (`--max-entries`).
-    pub map_full: u64,
-    /// Acquisitions stored without a stack: the stack map was full (`--max-stacks`).
-    pub stacks_dropped: u64,
-    /// Stacks the kernel could not read.
-    pub stack_errors: u64,
-    /// Process events not delivered: the ring buffer was full.
-    pub events_lost: u64,
-    /// Child processes not followed: the process map was full (`--max-procs`).
-    pub procs_dropped: u64,
-    /// Register or user-memory reads that failed.
-    pub read_errors: u64,
-    /// Events from the kernel that could not be decoded.
-    pub undecodable_events: u64,
-    /// Modules whose unwinding table did not fit (`--max-unwind-rows`); their
-    /// frames were unwound with frame pointers.
-    pub unwind_modules_dropped: u64,
-    /// Code mappings beyond the per-process limit of the unwinder.
-    pub unwind_mappings_dropped: u64,
-    /// mmap calls not followed: `--max-mappings` regions were kept already.
-    pub mappings_dropped: u64,
-    /// Stacks followed without history or verdict: `--max-series` were.
-    pub series_dropped: u64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Preexisting {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Preexisting {
     pub pid: u32,
     pub fd: u32,
-    pub resource: &'static str,
+    pub resource: Resource,
     pub path: Option<String>,
     /// Whether the fd still referred to the same object when tracing ended.
     pub open_at_end: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct StackEntry {
+/// What one stack holds. Read back, only `kind`, `resource` and `count` are
+/// required: the first reports had nothing else a diff needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StackEntry {
     /// `leak`, `suspect` or `steady`: how the count from this stack moved
-    /// over the window (see [`crate::track::verdict`]).
-    pub verdict: &'static str,
+    /// over the window (see [`crate::track::verdict`]). Always written; null
+    /// only when read from a report that predates verdicts.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
     /// Why, in words: the evidence behind the verdict.
+    #[serde(default)]
     pub verdict_reason: String,
     /// Outstanding resources gained per minute over the window (Theil-Sen
     /// slope of the sampled counts); null with fewer than two samples.
+    #[serde(default)]
     pub growth_per_minute: Option<f64>,
     /// When the oldest resource this stack still holds was acquired.
+    #[serde(default)]
     pub first_seen: Option<String>,
     /// The sampled counts, oldest first (bounded: older samples are thinned).
+    #[serde(default)]
     pub history: History,
     /// `count` (and `history.count`) estimated from sampled acquisitions.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
-    pub kind: &'static str,
-    pub resource: &'static str,
+    pub kind: Kind,
+    pub resource: Resource,
     pub count: u64,
+    #[serde(default)]
     pub bytes: u64,
+    #[serde(default)]
     pub pids: Vec<u32>,
     /// The daemon's: the process that held these has exited; they are what
     /// it held at its exit, reported this once. (A live process given its
     /// pid since has entries of its own.)
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exited: bool,
+    #[serde(default)]
     pub oldest_age_seconds: f64,
     /// Innermost frame first.
+    #[serde(default)]
     pub stack: Vec<Frame>,
+    #[serde(default)]
     pub examples: Vec<Example>,
     /// The innermost frame of the program's own code (not libc, not a
     /// language runtime), which the text report names.
+    #[serde(default)]
     pub site: Option<String>,
     /// Why the stack ends early, when it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
     /// TCP entries: connections per current state.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states: Option<BTreeMap<String, u64>>,
     /// TCP entries: connections per local and per remote address (the first
     /// 32 distinct of each; `other` counts the rest).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locals: Option<BTreeMap<String, u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remotes: Option<BTreeMap<String, u64>>,
 }
 
+impl StackEntry {
+    /// An entry of `kind` holding `resource`, with nothing in it yet.
+    pub(crate) fn new(kind: Kind, resource: Resource) -> StackEntry {
+        StackEntry {
+            verdict: None,
+            verdict_reason: String::new(),
+            growth_per_minute: None,
+            first_seen: None,
+            history: History::default(),
+            estimated: false,
+            kind,
+            resource,
+            count: 0,
+            bytes: 0,
+            pids: Vec::new(),
+            exited: false,
+            oldest_age_seconds: 0.0,
+            stack: Vec::new(),
+            examples: Vec::new(),
+            site: None,
+            truncated: None,
+            states: None,
+            locals: None,
+            remotes: None,
+        }
+    }
+}
+
 /// A stack's samples: parallel arrays, one element per sample.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct History {
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct History {
     /// Seconds since the start of the window.
     pub seconds: Vec<f64>,
     pub count: Vec<u64>,
@@ -257,24 +327,32 @@ pub struct History {
     pub oldest_age_seconds: Vec<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Frame {
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// Absolute, as in the process that took the stack (one of them).
+    #[serde(default)]
     pub address: String,
+    #[serde(default)]
     pub symbol: Option<String>,
+    #[serde(default)]
     pub module: Option<String>,
+    #[serde(default)]
     pub file: Option<String>,
+    #[serde(default)]
     pub line: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Offset in the symbol when there is one, else in the module's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inlined: bool,
     /// Why the frame has no symbol.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Example {
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Example {
     pub pid: u32,
     /// Its pid in its own pid namespace, when that differs from `pid`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -299,77 +377,22 @@ pub struct Example {
     pub regions: Option<u32>,
     /// Sockets: `AF_UNIX`, `AF_INET`, … and `SOCK_STREAM`, `SOCK_DGRAM`, …
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub family: Option<&'static str>,
+    pub family: Option<Name>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub sock_type: Option<&'static str>,
+    pub sock_type: Option<Name>,
     /// TCP connections: their addresses, state and time in that state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<&'static str>,
+    pub state: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_age_seconds: Option<f64>,
 }
 
-impl Losses {
-    /// Anything at all was lost (the counts may still be exact: a stack can
-    /// be missing while its acquisition is counted).
-    pub fn any(&self) -> bool {
-        *self != Losses::default()
-    }
-
-    /// Every cause: its name (the JSON key, and the `cause` label of
-    /// `leaktrace_lost_total`), its count, and what it means for a report,
-    /// the most telling first.
-    pub fn by_cause(&self) -> [(&'static str, u64, &'static str); 11] {
-        [
-            (
-                "map_full",
-                self.map_full,
-                "acquisitions were dropped because the outstanding map was full (raise --max-entries)",
-            ),
-            (
-                "stacks_dropped",
-                self.stacks_dropped,
-                "acquisitions have no stack: the stack map was full (raise --max-stacks)",
-            ),
-            ("events_lost", self.events_lost, "process events were lost: the ring buffer was full"),
-            ("undecodable_events", self.undecodable_events, "kernel events could not be decoded"),
-            (
-                "procs_dropped",
-                self.procs_dropped,
-                "child processes were not followed: the process map was full (raise --max-procs)",
-            ),
-            (
-                "unwind_modules_dropped",
-                self.unwind_modules_dropped,
-                "modules got no unwinding table (raise --max-unwind-rows); their stacks may be cut short",
-            ),
-            (
-                "unwind_mappings_dropped",
-                self.unwind_mappings_dropped,
-                "code mappings exceeded the unwinder's per-process limit; stacks through them may be cut short",
-            ),
-            (
-                "mappings_dropped",
-                self.mappings_dropped,
-                "mmap calls were not followed: the mapping table was full (raise --max-mappings)",
-            ),
-            (
-                "series_dropped",
-                self.series_dropped,
-                "stacks got no history and no verdict: the history was full (raise --max-series)",
-            ),
-            ("stack_errors", self.stack_errors, "stacks could not be read"),
-            ("read_errors", self.read_errors, "syscall arguments could not be read"),
-        ]
-    }
-}
-
 impl Report {
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         // Serializing plain data with string keys cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
@@ -390,11 +413,11 @@ pub(crate) mod tests {
     }
 
     /// A report as a run of a small C program produces it.
-    pub fn sample() -> Report {
+    pub(crate) fn sample() -> Report {
         Report {
-            schema: SCHEMA,
-            mode: "run",
-            kinds: vec!["fd", "tcp"],
+            schema: SCHEMA.into(),
+            mode: Mode::Run,
+            kinds: vec![Kind::Fd, Kind::Tcp],
             targets: vec![Target {
                 pid: 123,
                 ns_pid: None,
@@ -406,7 +429,7 @@ pub(crate) mod tests {
             totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0, mappings: None },
             preexisting: vec![],
             stacks: vec![StackEntry {
-                verdict: "leak",
+                verdict: Some(Verdict::Leak),
                 verdict_reason: "grew in 10 of 10 samples".into(),
                 growth_per_minute: Some(4000.0),
                 first_seen: Some("2026-11-23T10:00:00.1Z".into()),
@@ -417,8 +440,8 @@ pub(crate) mod tests {
                     oldest_age_seconds: vec![0.2, 0.7, 1.2],
                 },
                 estimated: false,
-                kind: "fd",
-                resource: "file",
+                kind: Kind::Fd,
+                resource: Resource::File,
                 count: 100,
                 bytes: 0,
                 pids: vec![123],
@@ -698,7 +721,7 @@ pub(crate) mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "leaktrace run: /path/x (pid 123, 1 in its namespace) exited with status 0 after 1.50s");
         assert!(lines[3].ends_with(", held by pid 123 (1 in its namespace)"), "{}", lines[3]);
-        r.mode = "attach";
+        r.mode = Mode::Attach;
         let text = text::render(&r, &text::View { top: 10, all_mappings: false });
         assert!(text.starts_with("leaktrace attach: pid 123 (x, 1 in its namespace) for 1.50s"), "{text}");
     }

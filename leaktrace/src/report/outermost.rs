@@ -27,13 +27,13 @@ const ENDS: &[&str] = &[
 ];
 
 /// True for a function a complete stack ends in.
-pub fn is_end(symbol: &str) -> bool {
+pub(crate) fn is_end(symbol: &str) -> bool {
     ENDS.contains(&symbol)
 }
 
 /// Why a frame-pointer stack ending in `last` (its outermost frame's symbol,
 /// `None` when unknown) is incomplete, or `None` when it is complete.
-pub fn fp_truncation(last: Option<&str>) -> Option<String> {
+pub(crate) fn fp_truncation(last: Option<&str>) -> Option<String> {
     match last {
         Some(symbol) if is_end(symbol) => None,
         Some(symbol) => Some(format!(

@@ -11,11 +11,10 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use prost::Message;
 
-use super::folded::frame_name;
-use super::{Frame, Report, StackEntry};
+use super::{frame, Frame, Report, StackEntry};
 
 /// The gzip-compressed profile.proto of `report`.
-pub fn encode(report: &Report) -> Vec<u8> {
+pub(crate) fn encode(report: &Report) -> Vec<u8> {
     let mut b = Builder::default();
     let sample_type = vec![b.value_type("outstanding", "count"), b.value_type("outstanding_space", "bytes")];
     let default_sample_type = sample_type[0].r#type;
@@ -75,9 +74,9 @@ impl Builder {
             .map(|(call, inlined)| self.location(call, inlined))
             .collect();
         let mut label = vec![
-            self.label("kind", entry.kind),
-            self.label("resource", entry.resource),
-            self.label("verdict", entry.verdict),
+            self.label("kind", entry.kind.name()),
+            self.label("resource", entry.resource.name()),
+            self.label("verdict", entry.verdict.map_or("", |v| v.name())),
         ];
         if let [pid] = entry.pids[..] {
             label.push(Label { key: self.strings.id("pid"), num: i64::from(pid), ..Label::default() });
@@ -112,7 +111,7 @@ impl Builder {
     }
 
     fn function(&mut self, frame: &Frame) -> u64 {
-        let name = self.strings.id(&frame_name(frame));
+        let name = self.strings.id(&frame::function(frame));
         let filename = self.strings.id(frame.file.as_deref().unwrap_or(""));
         *self.function_ids.entry((name, filename)).or_insert_with(|| {
             let id = self.functions.len() as u64 + 1;
@@ -319,6 +318,7 @@ mod tests {
 
     use super::*;
     use crate::report::tests::sample;
+    use crate::report::{Kind, Resource};
 
     fn frame(address: &str, symbol: &str, module: &str, line: u32, inlined: bool) -> Frame {
         Frame {
@@ -350,8 +350,8 @@ mod tests {
             fd.stack[2].clone(),
         ];
         let mut mmap = fd.clone();
-        mmap.kind = "mmap";
-        mmap.resource = "anon";
+        mmap.kind = Kind::Mmap;
+        mmap.resource = Resource::Anon;
         mmap.count = 2;
         mmap.bytes = 8192;
         mmap.site = Some("load_cache".into());

@@ -59,7 +59,7 @@ const CGO_RUNTIME_PREFIXES: &[&str] = &["_cgo_", "x_cgo_", "crosscall", "_rt0_"]
 
 /// True for a Go symbol of the standard library, e.g. `os.OpenFile` or
 /// `net/http.(*Client).Get`; false for `main.leak` or `github.com/x/y.F`.
-pub fn is_go_std(symbol: &str) -> bool {
+pub(crate) fn is_go_std(symbol: &str) -> bool {
     if symbol.contains("::") || symbol.contains(' ') {
         return false;
     }
@@ -91,7 +91,7 @@ fn is_library(frame: &SymFrame) -> bool {
 
 /// Index of the leak site in `frames` (innermost first), if any frame is the
 /// program's own code.
-pub fn leak_site(frames: &[SymFrame]) -> Option<usize> {
+pub(crate) fn leak_site(frames: &[SymFrame]) -> Option<usize> {
     frames.iter().position(|f| f.symbol.is_some() && !is_library(f))
 }
 

@@ -4,24 +4,24 @@
 
 use std::fmt::Write;
 
-use super::{mapping, Frame, Report, StackEntry};
+use super::{frame, mapping, Kind, Mode, Report, StackEntry};
 
 /// What the text shows.
-pub struct View {
+pub(crate) struct View {
     /// Stacks per section.
     pub top: usize,
     /// List the dynamic loader's start-up mappings instead of summing them up.
     pub all_mappings: bool,
 }
 
-pub fn render(report: &Report, view: &View) -> String {
+pub(crate) fn render(report: &Report, view: &View) -> String {
     let top = view.top;
     let mut out = String::new();
     header(report, &mut out);
-    let (maps, fds): (Vec<&StackEntry>, Vec<&StackEntry>) = report.stacks.iter().partition(|s| s.kind == "mmap");
-    if report.kinds.iter().any(|k| *k != "mmap") {
+    let (maps, fds): (Vec<&StackEntry>, Vec<&StackEntry>) = report.stacks.iter().partition(|s| s.kind.in_bytes());
+    if report.kinds.iter().any(|k| k.is_fd()) {
         if fds.is_empty() {
-            let what = if report.kinds.contains(&"fd") { "no fd" } else { "no TCP connection" };
+            let what = if report.kinds.contains(&Kind::Fd) { "no fd" } else { "no TCP connection" };
             let _ = writeln!(out, "\n{what} acquired during the window is still held");
         }
         for entry in fds.iter().take(top) {
@@ -38,7 +38,7 @@ pub fn render(report: &Report, view: &View) -> String {
             );
         }
     }
-    if report.kinds.contains(&"mmap") {
+    if report.kinds.contains(&Kind::Mmap) {
         mappings(&maps, view, &mut out);
     }
     if !report.preexisting.is_empty() {
@@ -57,7 +57,7 @@ pub fn render(report: &Report, view: &View) -> String {
 }
 
 /// Says what was lost and which option avoids it.
-pub fn losses_warning(report: &Report) -> String {
+pub(crate) fn losses_warning(report: &Report) -> String {
     let parts: Vec<String> = report
         .losses
         .by_cause()
@@ -137,7 +137,7 @@ fn mode_header(report: &Report, out: &mut String) {
     let t = &report.totals;
     let seconds = format_age(report.window.seconds);
     match report.mode {
-        "run" => {
+        Mode::Run => {
             for target in &report.targets {
                 let name = target.exe.as_deref().or(target.comm.as_deref()).unwrap_or("?");
                 let status = match target.exit_code {
@@ -194,10 +194,9 @@ fn mode_header(report: &Report, out: &mut String) {
 }
 
 fn stack_entry(entry: &StackEntry, out: &mut String) {
-    let what = match (&entry.states, entry.kind) {
-        (Some(states), _) => tcp_summary(entry, states),
-        (None, "mmap") => mapping_noun(entry.resource, entry.count),
-        (None, _) => noun(entry.resource, entry.count),
+    let what = match &entry.states {
+        Some(states) => tcp_summary(entry, states),
+        None => entry.kind.noun(entry.resource, entry.count),
     };
     let site = match entry.site.as_deref() {
         Some(site) => {
@@ -236,7 +235,7 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     };
     // The order follows what a reader needs first: how many of what, how
     // old, then who made them.
-    let amount = if entry.kind == "mmap" {
+    let amount = if entry.kind.in_bytes() {
         format!("{} in {}", mapping::bytes(entry.bytes), entry.count)
     } else if entry.estimated {
         format!("~{}", entry.count)
@@ -246,7 +245,7 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     let _ = writeln!(
         out,
         "{}: {amount} {what}{}, oldest {}{site}, held by {pids}",
-        entry.verdict,
+        entry.verdict.map_or("unjudged", |v| v.name()),
         trend(entry),
         format_age(entry.oldest_age_seconds)
     );
@@ -257,7 +256,7 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
         let _ = writeln!(out, "    e.g. {}{more}", shown.join(", "));
     }
     for (i, frame) in entry.stack.iter().enumerate() {
-        let _ = writeln!(out, "    #{i:<2} {}", frame_line(frame));
+        let _ = writeln!(out, "    #{i:<2} {:<18} {}", frame.address, frame::line(frame));
     }
     if let Some(why) = &entry.truncated {
         let _ = writeln!(out, "    ... (stack truncated: {why})");
@@ -274,31 +273,15 @@ fn example(e: &super::Example) -> String {
         return format!("{address} {}{regions} {prot} {flags} {path}({age})", mapping::bytes(length));
     }
     let fd = e.fd.unwrap_or_default();
-    match (&e.local, &e.remote, e.state, e.state_age_seconds) {
+    match (&e.local, &e.remote, &e.state, e.state_age_seconds) {
         (Some(local), Some(remote), Some(state), Some(state_age)) => {
             format!("fd {fd} {local} -> {remote} ({state} {}, open {age})", format_age(state_age))
         }
         _ => {
-            let socket: String = [e.family, e.sock_type].iter().flatten().map(|name| format!("{name} ")).collect();
+            let socket: String =
+                [&e.family, &e.sock_type].into_iter().flatten().map(|name| format!("{name} ")).collect();
             format!("fd {fd} {socket}{path}({age})")
         }
-    }
-}
-
-fn frame_line(f: &Frame) -> String {
-    let module = f.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("?");
-    match &f.symbol {
-        Some(symbol) => {
-            let offset = f.offset.map(|o| format!("+{o:#x}")).unwrap_or_default();
-            let place = match (&f.file, f.line) {
-                (Some(file), Some(line)) => format!("{file}:{line}"),
-                (Some(file), None) => file.clone(),
-                _ => module.to_string(),
-            };
-            let inlined = if f.inlined { " (inlined)" } else { "" };
-            format!("{:<18} {symbol}{offset}{inlined}  {place}", f.address)
-        }
-        None => format!("{:<18} [unknown: {}]  {module}", f.address, f.reason.as_deref().unwrap_or("no symbol")),
     }
 }
 
@@ -363,25 +346,10 @@ fn short(symbol: &str) -> &str {
     &name[start..]
 }
 
-pub fn mapping_noun(resource: &str, count: u64) -> String {
-    let what = match resource {
-        "anon" => "anonymous",
-        "file" => "file",
-        "shared" => "shared anonymous",
-        other => other,
-    };
-    format!("{what} {}", if count == 1 { "mapping" } else { "mappings" })
-}
-
-/// What a resource is called, many of them.
-pub fn plural(resource: &str) -> String {
-    noun(resource, 2)
-}
-
 /// Growth per minute and the history's shape, e.g. ` (+300/min ▁▂▄▆█)`.
 fn trend(entry: &StackEntry) -> String {
-    let values = match (&entry.history.bytes, entry.kind) {
-        (Some(bytes), "mmap") => bytes,
+    let values = match &entry.history.bytes {
+        Some(bytes) if entry.kind.in_bytes() => bytes,
         _ => &entry.history.count,
     };
     let growth = match entry.growth_per_minute {
@@ -393,11 +361,11 @@ fn trend(entry: &StackEntry) -> String {
 }
 
 /// Samples a sparkline shows: the most recent ones.
-pub const SPARK_WIDTH: usize = 24;
+pub(crate) const SPARK_WIDTH: usize = 24;
 
 /// The last `width` values as block characters, scaled from 0 to the
 /// largest (a flat line of held resources stays at the same height).
-pub fn sparkline(values: &[u64], width: usize) -> String {
+pub(crate) fn sparkline(values: &[u64], width: usize) -> String {
     const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let shown = &values[values.len().saturating_sub(width)..];
     let max = shown.iter().copied().max().unwrap_or(0);
@@ -407,24 +375,7 @@ pub fn sparkline(values: &[u64], width: usize) -> String {
         .collect()
 }
 
-pub fn noun(resource: &str, count: u64) -> String {
-    let (one, many) = match resource {
-        "file" => ("file", "files"),
-        "socket" => ("socket", "sockets"),
-        "pipe" => ("pipe end", "pipe ends"),
-        "eventfd" => ("eventfd", "eventfds"),
-        "epoll" => ("epoll instance", "epoll instances"),
-        "timerfd" => ("timerfd", "timerfds"),
-        "signalfd" => ("signalfd", "signalfds"),
-        "inotify" => ("inotify instance", "inotify instances"),
-        "memfd" => ("memfd", "memfds"),
-        "pidfd" => ("pidfd", "pidfds"),
-        _ => ("other fd", "other fds"),
-    };
-    if count == 1 { one } else { many }.to_string()
-}
-
-pub fn format_age(seconds: f64) -> String {
+pub(crate) fn format_age(seconds: f64) -> String {
     if seconds < 10.0 {
         format!("{seconds:.2}s")
     } else if seconds < 60.0 {
@@ -454,14 +405,14 @@ mod tests {
         let map = |pairs: Vec<(String, u64)>| Some(pairs.into_iter().collect());
         let count = states.iter().map(|(_, n)| n).sum();
         StackEntry {
-            verdict: "steady",
+            verdict: Some(super::super::Verdict::Steady),
             verdict_reason: String::new(),
             growth_per_minute: None,
             first_seen: None,
             history: crate::report::History::default(),
             estimated: false,
-            kind: "tcp",
-            resource: "socket",
+            kind: Kind::Tcp,
+            resource: super::super::Resource::Socket,
             count,
             bytes: 0,
             pids: vec![1],
@@ -515,13 +466,5 @@ mod tests {
         assert_eq!(sparkline(&[0, 0], 24), "▁▁");
         assert_eq!(sparkline(&[], 24), "");
         assert_eq!(sparkline(&[1, 2, 3, 4], 2), "▆█");
-    }
-
-    #[test]
-    fn nouns_agree_with_counts() {
-        assert_eq!(noun("file", 1), "file");
-        assert_eq!(noun("file", 100), "files");
-        assert_eq!(noun("pipe", 2), "pipe ends");
-        assert_eq!(noun("other", 3), "other fds");
     }
 }

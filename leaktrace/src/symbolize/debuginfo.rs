@@ -10,10 +10,10 @@ use object::Object;
 
 use crate::elf::{self, Layout};
 
-pub const DEBUG_DIRS: &[&str] = &["/usr/lib/debug", "/lib/debug"];
+pub(crate) const DEBUG_DIRS: &[&str] = &["/usr/lib/debug", "/lib/debug"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SymbolSource {
+pub(crate) enum SymbolSource {
     /// Symbolize the module by file offset.
     Module(PathBuf),
     /// Symbolize this debug file by virtual address, computed with the
@@ -22,7 +22,7 @@ pub enum SymbolSource {
 }
 
 /// Decides, once per module, where its symbols come from.
-pub fn symbol_source(module: &Path) -> SymbolSource {
+pub(crate) fn symbol_source(module: &Path) -> SymbolSource {
     let fallback = SymbolSource::Module(module.to_path_buf());
     let Ok(file) = std::fs::File::open(module) else { return fallback };
     // SAFETY: a read-only private view of a file that is only read.

@@ -8,7 +8,7 @@ use procfs::process::{MMPermissions, MMapPath};
 
 /// One executable mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mapping {
+pub(crate) struct Mapping {
     pub start: u64,
     pub end: u64,
     /// File offset of `start`.
@@ -21,7 +21,7 @@ pub struct Mapping {
 /// A file by device and inode: the same module whatever path or namespace
 /// it is seen through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FileId {
+pub(crate) struct FileId {
     /// Major and minor as in /proc/PID/maps.
     pub major: u32,
     pub minor: u32,
@@ -30,30 +30,30 @@ pub struct FileId {
 
 impl FileId {
     /// The device number as `stat` reports it (glibc's makedev).
-    pub fn dev_t(&self) -> u64 {
+    pub(crate) fn dev_t(&self) -> u64 {
         let (major, minor) = (u64::from(self.major), u64::from(self.minor));
         ((major & 0xfffff000) << 32) | ((major & 0xfff) << 8) | ((minor & 0xffffff00) << 12) | (minor & 0xff)
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Module {
+pub(crate) enum Module {
     /// A file, by the path the process sees (in its own mount namespace)
     /// and its identity, which is what lets the file be opened again.
     File { path: Arc<Path>, id: Option<FileId> },
-    /// [vdso] and other kernel-provided code, or anonymous (JIT) code.
+    /// \[vdso\] and other kernel-provided code, or anonymous (JIT) code.
     Special(Arc<str>),
 }
 
 impl Module {
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             Module::File { path, .. } => path.display().to_string(),
             Module::Special(s) => s.to_string(),
         }
     }
 
-    pub fn path(&self) -> Option<&Arc<Path>> {
+    pub(crate) fn path(&self) -> Option<&Arc<Path>> {
         match self {
             Module::File { path, .. } => Some(path),
             Module::Special(_) => None,
@@ -62,14 +62,14 @@ impl Module {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MapsSnapshot {
+pub(crate) struct MapsSnapshot {
     /// Sorted by `start`.
     pub mappings: Vec<Mapping>,
 }
 
 /// Where an address lies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Location {
+pub(crate) enum Location {
     InModule {
         module: Module,
         file_offset: u64,
@@ -89,7 +89,7 @@ impl MapsSnapshot {
     /// The mappings as thread `tid` of `tgid` sees them. /proc/PID/maps
     /// shows the leader thread's view, which is empty once the leader has
     /// exited, even while other threads of the process still run.
-    pub fn read(tgid: u32, tid: u32) -> std::io::Result<MapsSnapshot> {
+    pub(crate) fn read(tgid: u32, tid: u32) -> std::io::Result<MapsSnapshot> {
         use procfs::FromRead;
         let path = format!("/proc/{tgid}/task/{tid}/maps");
         let maps = procfs::process::MemoryMaps::from_file(&path).map_err(to_io)?;
@@ -120,7 +120,7 @@ impl MapsSnapshot {
         Ok(MapsSnapshot { mappings })
     }
 
-    pub fn locate(&self, addr: u64) -> Location {
+    pub(crate) fn locate(&self, addr: u64) -> Location {
         let i = self.mappings.partition_point(|m| m.start <= addr);
         match i.checked_sub(1).map(|i| &self.mappings[i]) {
             Some(m) if addr < m.end => {

@@ -8,10 +8,10 @@
 //! files and lines are looked up from the modules on disk when a report is
 //! written, once per distinct frame.
 
-pub mod debuginfo;
-pub mod maps;
-pub mod modules;
-pub mod perfmap;
+pub(crate) mod debuginfo;
+pub(crate) mod maps;
+pub(crate) mod modules;
+pub(crate) mod perfmap;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use blazesym::symbolize::{self, source::Elf, source::Source, Input, Symbolized, Symbolizer};
 use leaktrace_common::stack::{StackTrace, FRAME_POINTERS, MAX_FRAMES, TRUNCATED_DEPTH, TRUNCATED_UNWIND};
 
-use crate::track::{ImageId, ProcId};
+use crate::proc_id::{ImageId, ProcId};
 use debuginfo::{symbol_source, SymbolSource};
 use maps::{FileId, Location, Mapping, MapsSnapshot, Module};
 use modules::ModuleFiles;
@@ -29,7 +29,7 @@ use perfmap::PerfMap;
 
 /// Why a stack or frame could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Unresolved {
+pub(crate) enum Unresolved {
     /// The kernel could not store a stack for the acquisition.
     NoStack(&'static str),
     /// The process was gone before its mappings were read.
@@ -40,7 +40,7 @@ pub enum Unresolved {
 /// address-space randomization, so equal stacks from different processes or
 /// runs of one binary compare equal.
 #[derive(Clone, Debug)]
-pub struct NormStack {
+pub(crate) struct NormStack {
     pub frames: Vec<NormFrame>,
     /// Cut short: deeper than the kernel keeps, or the frame-pointer walk
     /// left the code mappings (a caller without frame pointers).
@@ -52,7 +52,7 @@ pub struct NormStack {
 }
 
 #[derive(Clone, Debug)]
-pub struct NormFrame {
+pub(crate) struct NormFrame {
     /// The address in the process that took the stack (one of them, for
     /// stacks seen in several processes).
     pub addr: u64,
@@ -91,7 +91,7 @@ impl NormFrame {
 
 /// One symbolized frame of a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SymFrame {
+pub(crate) struct SymFrame {
     pub addr: u64,
     pub symbol: Option<String>,
     /// Offset of the address from the symbol's start.
@@ -106,7 +106,7 @@ pub struct SymFrame {
     pub reason: Option<String>,
 }
 
-pub struct Resolver {
+pub(crate) struct Resolver {
     snapshots: HashMap<ImageId, Arc<MapsSnapshot>>,
     normalized: HashMap<(ImageId, u64), Arc<NormStack>>,
     files: ModuleFiles,
@@ -134,7 +134,7 @@ impl Default for Resolver {
 }
 
 impl Resolver {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Resolver {
             snapshots: HashMap::new(),
             normalized: HashMap::new(),
@@ -150,7 +150,7 @@ impl Resolver {
     /// Forgets what was kept for modules that no process the resolver still
     /// knows maps (the daemon, after each sample): its caches then follow
     /// the code that runs now, not every binary a host ran in days.
-    pub fn trim(&mut self) {
+    pub(crate) fn trim(&mut self) {
         let live: std::collections::HashSet<&Module> =
             self.snapshots.values().flat_map(|s| s.mappings.iter().map(|m| &m.module)).collect();
         let ids: std::collections::HashSet<FileId> =
@@ -168,40 +168,47 @@ impl Resolver {
 
     /// Opens (once) the file behind a code mapping of a live process, so it
     /// can be read after the process is gone.
-    pub fn open_module(&mut self, tgid: u32, mapping: &Mapping) -> Option<Arc<std::fs::File>> {
+    pub(crate) fn open_module(&mut self, tgid: u32, mapping: &Mapping) -> Option<Arc<std::fs::File>> {
         self.files.open(tgid, mapping)
     }
 
-    pub fn has_snapshot(&self, image: ImageId) -> bool {
+    pub(crate) fn has_snapshot(&self, image: ImageId) -> bool {
         self.snapshots.contains_key(&image)
     }
 
     /// Keeps `snapshot` as the mappings of `image`.
-    pub fn insert(&mut self, image: ImageId, snapshot: Arc<MapsSnapshot>) {
+    pub(crate) fn insert(&mut self, image: ImageId, snapshot: Arc<MapsSnapshot>) {
         self.snapshots.insert(image, snapshot);
     }
 
     /// A forked child starts with its parent's mappings.
-    pub fn inherit(&mut self, parent: ImageId, child: ImageId) {
+    pub(crate) fn inherit(&mut self, parent: ImageId, child: ImageId) {
         if let Some(snap) = self.snapshots.get(&parent).cloned() {
             self.snapshots.entry(child).or_insert(snap);
         }
     }
 
+    /// The latest image of `tgid` whose mappings were read, for a fork read
+    /// after its parent exited (the kernel no longer knows the parent then).
+    /// Among several processes given the pid, the newest.
+    pub(crate) fn latest_image(&self, tgid: u32) -> Option<ImageId> {
+        self.snapshots.keys().filter(|i| i.proc.tgid == tgid).max_by_key(|i| (i.proc.gen, i.exec_seq)).copied()
+    }
+
     /// Drops everything kept for a process that is gone and fully reported.
-    pub fn forget(&mut self, proc: ProcId) {
+    pub(crate) fn forget(&mut self, proc: ProcId) {
         self.snapshots.retain(|image, _| image.proc != proc);
         self.normalized.retain(|(image, _), _| image.proc != proc);
         self.perf_maps.remove(&proc);
     }
 
-    pub fn cached_stack(&self, image: ImageId, stack_id: u64) -> Option<Arc<NormStack>> {
+    pub(crate) fn cached_stack(&self, image: ImageId, stack_id: u64) -> Option<Arc<NormStack>> {
         self.normalized.get(&(image, stack_id)).cloned()
     }
 
     /// Normalizes a stack taken in `image`. `trace` is the kernel's copy
     /// (`None` when it was not stored).
-    pub fn normalize(&mut self, image: ImageId, stack_id: u64, trace: Option<&StackTrace>) -> Arc<NormStack> {
+    pub(crate) fn normalize(&mut self, image: ImageId, stack_id: u64, trace: Option<&StackTrace>) -> Arc<NormStack> {
         if let Some(done) = self.normalized.get(&(image, stack_id)) {
             return done.clone();
         }
@@ -260,7 +267,7 @@ impl Resolver {
 
     /// Names, files and lines of a stack's frames, innermost first; inlined
     /// calls appear as frames of their own.
-    pub fn symbolize(&mut self, stack: &NormStack) -> Vec<SymFrame> {
+    pub(crate) fn symbolize(&mut self, stack: &NormStack) -> Vec<SymFrame> {
         let mut out = Vec::with_capacity(stack.frames.len());
         for (i, frame) in stack.frames.iter().enumerate() {
             match &frame.location {
@@ -333,7 +340,7 @@ fn raw_frames(trace: &StackTrace) -> Vec<NormFrame> {
 }
 
 /// The walk stopped at a frame it could not step over.
-pub const UNWIND_STOPPED: &str = "no unwinding information for a frame, or its stack slot was unreadable";
+pub(crate) const UNWIND_STOPPED: &str = "no unwinding information for a frame, or its stack slot was unreadable";
 
 /// Why a stack the kernel walked ends where it does, if not at the outermost frame.
 fn walk_truncation(trace: &StackTrace) -> Option<&'static str> {

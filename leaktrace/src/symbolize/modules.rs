@@ -15,13 +15,13 @@ use std::sync::Arc;
 use super::maps::{FileId, Mapping};
 
 #[derive(Default)]
-pub struct ModuleFiles {
+pub(crate) struct ModuleFiles {
     files: HashMap<FileId, Arc<File>>,
 }
 
 impl ModuleFiles {
     /// The mapped file behind `m` in process `tgid`, opened once per file.
-    pub fn open(&mut self, tgid: u32, m: &Mapping) -> Option<Arc<File>> {
+    pub(crate) fn open(&mut self, tgid: u32, m: &Mapping) -> Option<Arc<File>> {
         let id = m.file?;
         if let Some(open) = self.files.get(&id) {
             return Some(open.clone());
@@ -35,14 +35,14 @@ impl ModuleFiles {
     }
 
     /// Closes the files `keep` says no longer matter.
-    pub fn retain(&mut self, mut keep: impl FnMut(&FileId) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&FileId) -> bool) {
         self.files.retain(|id, _| keep(id));
     }
 
     /// A path blazesym can open for the file: its own path when that still
     /// names the same file here (so a `.gnu_debuglink` file beside it is
     /// found), otherwise our handle on it.
-    pub fn source_path(&self, id: FileId, path: &Path) -> PathBuf {
+    pub(crate) fn source_path(&self, id: FileId, path: &Path) -> PathBuf {
         let same = std::fs::metadata(path).is_ok_and(|md| md.dev() == id.dev_t() && md.ino() == id.inode);
         match self.files.get(&id) {
             Some(open) if !same => PathBuf::from(format!("/proc/self/fd/{}", open.as_raw_fd())),

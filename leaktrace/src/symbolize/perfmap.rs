@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
-pub struct PerfMap {
+pub(crate) struct PerfMap {
     /// The map's file name, shown as the frames' module.
     pub name: Arc<str>,
     /// (start, size, symbol), sorted by start.
@@ -14,7 +14,7 @@ pub struct PerfMap {
 }
 
 impl PerfMap {
-    pub fn parse(name: &str, text: &str) -> PerfMap {
+    pub(crate) fn parse(name: &str, text: &str) -> PerfMap {
         let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
         let mut entries: Vec<(u64, u64, Arc<str>)> = text
             .lines()
@@ -32,7 +32,7 @@ impl PerfMap {
 
     /// The perf map of process `tgid` (as `nspid` inside its pid namespace):
     /// in /tmp, or in the process's own /tmp while it lives.
-    pub fn read(tgid: u32, nspid: u32) -> Option<PerfMap> {
+    pub(crate) fn read(tgid: u32, nspid: u32) -> Option<PerfMap> {
         let name = format!("perf-{nspid}.map");
         let candidates = [
             Path::new("/tmp").join(format!("perf-{tgid}.map")),
@@ -43,7 +43,7 @@ impl PerfMap {
     }
 
     /// The symbol containing `addr` and the offset into it.
-    pub fn lookup(&self, addr: u64) -> Option<(Arc<str>, u64)> {
+    pub(crate) fn lookup(&self, addr: u64) -> Option<(Arc<str>, u64)> {
         let i = self.entries.partition_point(|e| e.0 <= addr).checked_sub(1)?;
         let (start, size, symbol) = &self.entries[i];
         (addr < start + size).then(|| (symbol.clone(), addr - start))

@@ -17,7 +17,7 @@ use crate::report::Report;
 /// the view by [`Screen::poll_key`] already; Quit and Pause are the caller's.
 /// Every action but Quit calls for a redraw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// q, Esc or Ctrl-C: raw mode turns Ctrl-C into a key instead of SIGINT.
     Quit,
     Up,
@@ -32,13 +32,13 @@ pub enum Action {
 
 /// The terminal in raw mode on the alternate screen; dropping it restores
 /// the terminal, also when a panic unwinds through its owner.
-pub struct Screen {
+pub(crate) struct Screen {
     terminal: Terminal<CrosstermBackend<Stdout>>,
     view: ViewState,
 }
 
 impl Screen {
-    pub fn new() -> io::Result<Screen> {
+    pub(crate) fn new() -> io::Result<Screen> {
         terminal::enable_raw_mode()?;
         let mut stdout = io::stdout();
         let terminal = execute!(stdout, terminal::EnterAlternateScreen, cursor::Hide)
@@ -52,7 +52,7 @@ impl Screen {
         }
     }
 
-    pub fn draw(&mut self, report: &Report, status: &Status) -> io::Result<()> {
+    pub(crate) fn draw(&mut self, report: &Report, status: &Status) -> io::Result<()> {
         let state = &mut self.view;
         self.terminal.draw(|frame| view::draw(frame, report, status, state))?;
         Ok(())
@@ -60,7 +60,7 @@ impl Screen {
 
     /// Waits at most `timeout` for a key that means something; other events
     /// are consumed and ignored.
-    pub fn poll_key(&mut self, timeout: Duration) -> io::Result<Option<Action>> {
+    pub(crate) fn poll_key(&mut self, timeout: Duration) -> io::Result<Option<Action>> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));

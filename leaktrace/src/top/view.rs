@@ -15,10 +15,10 @@ use ratatui::widgets::{Block, Cell, HighlightSpacing, Paragraph, Row, Table, Tab
 use ratatui::Frame;
 
 use crate::report::text::{format_age, losses_warning, sparkline};
-use crate::report::{mapping, outermost, Frame as StackFrame, Report, StackEntry};
+use crate::report::{frame as frames, mapping, outermost, Kind, Report, StackEntry, Verdict};
 
 /// What the screen says about the session besides the report.
-pub struct Status {
+pub(crate) struct Status {
     /// Who is traced: `pid 1234 (nginx)`, `all processes`.
     pub targets: String,
     /// How often the report is refreshed.
@@ -33,7 +33,7 @@ pub struct Status {
 
 /// The order of the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Sort {
+pub(super) enum Sort {
     /// Leaks first, then suspects, then steady stacks; fastest growth, then
     /// most held, first within each.
     #[default]
@@ -46,7 +46,7 @@ pub enum Sort {
 
 impl Sort {
     /// The order `s` switches to.
-    pub fn next(self) -> Sort {
+    pub(super) fn next(self) -> Sort {
         match self {
             Sort::Verdict => Sort::Growth,
             Sort::Growth => Sort::Count,
@@ -69,7 +69,7 @@ impl Sort {
 /// refreshes; the selection follows its stack when a refresh reorders the
 /// rows, as in htop.
 #[derive(Debug, Default)]
-pub struct ViewState {
+pub(super) struct ViewState {
     sort: Sort,
     /// Row of the selected stack in the last frame drawn.
     selected: usize,
@@ -83,16 +83,16 @@ pub struct ViewState {
 }
 
 impl ViewState {
-    pub fn cycle_sort(&mut self) {
+    pub(super) fn cycle_sort(&mut self) {
         self.sort = self.sort.next();
     }
 
-    pub fn up(&mut self) {
+    pub(super) fn up(&mut self) {
         self.selected = self.selected.saturating_sub(1);
         self.follow = None;
     }
 
-    pub fn down(&mut self) {
+    pub(super) fn down(&mut self) {
         self.selected = (self.selected + 1).min(self.rows.saturating_sub(1));
         self.follow = None;
     }
@@ -112,7 +112,7 @@ impl ViewState {
 }
 
 /// Draws the whole screen.
-pub fn draw(frame: &mut Frame, report: &Report, status: &Status, state: &mut ViewState) {
+pub(super) fn draw(frame: &mut Frame, report: &Report, status: &Status, state: &mut ViewState) {
     let rows = sorted(report, state.sort);
     state.settle(&rows);
     let area = frame.area();
@@ -177,24 +177,24 @@ fn title_line(status: &Status) -> Line<'static> {
 /// Only the kinds traced: "0 TCP connections" when TCP is not traced would
 /// read as good news.
 fn totals_line(report: &Report) -> Line<'static> {
-    let traced = |kind: &str| report.kinds.contains(&kind);
+    let traced = |kind: Kind| report.kinds.contains(&kind);
     let mut parts = Vec::new();
-    if traced("fd") || traced("tcp") {
+    if traced(Kind::Fd) || traced(Kind::Tcp) {
         let n = report.totals.outstanding;
         parts.push(Span::raw(format!("{n} {} outstanding", if n == 1 { "fd" } else { "fds" })));
     }
-    if traced("tcp") {
-        let n: u64 = report.stacks.iter().filter(|e| e.kind == "tcp").map(|e| e.count).sum();
+    if traced(Kind::Tcp) {
+        let n: u64 = report.stacks.iter().filter(|e| e.kind == Kind::Tcp).map(|e| e.count).sum();
         parts.push(Span::raw(format!("{n} TCP {}", if n == 1 { "connection" } else { "connections" })));
     }
-    if traced("mmap") {
+    if traced(Kind::Mmap) {
         let bytes = match &report.totals.mappings {
             Some(m) => m.bytes,
-            None => report.stacks.iter().filter(|e| e.kind == "mmap").map(|e| e.bytes).sum(),
+            None => report.stacks.iter().filter(|e| e.kind == Kind::Mmap).map(|e| e.bytes).sum(),
         };
         parts.push(Span::raw(format!("{} mapped", mapping::bytes(bytes))));
     }
-    let leaks = report.stacks.iter().filter(|e| e.verdict == "leak").count();
+    let leaks = report.stacks.iter().filter(|e| e.verdict == Some(Verdict::Leak)).count();
     let leak_style = if leaks > 0 { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) } else { Style::new() };
     parts
         .push(Span::styled(format!("{leaks} {} judged leak", if leaks == 1 { "stack" } else { "stacks" }), leak_style));
@@ -278,7 +278,7 @@ fn row(entry: &StackEntry) -> Row<'static> {
         [pid, rest @ ..] => format!("{pid} +{}", rest.len()),
     };
     Row::new([
-        Cell::from(entry.verdict).style(verdict_style(entry.verdict)),
+        Cell::from(verdict_name(entry.verdict)).style(verdict_style(entry.verdict)),
         right(amount(entry)),
         right(growth),
         right(trend(entry)),
@@ -289,17 +289,21 @@ fn row(entry: &StackEntry) -> Row<'static> {
     ])
 }
 
-fn verdict_style(verdict: &str) -> Style {
+fn verdict_name(verdict: Option<Verdict>) -> &'static str {
+    verdict.map_or("-", Verdict::name)
+}
+
+fn verdict_style(verdict: Option<Verdict>) -> Style {
     match verdict {
-        "leak" => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        "suspect" => Style::new().fg(Color::Yellow),
-        _ => Style::new(),
+        Some(Verdict::Leak) => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Some(Verdict::Suspect) => Style::new().fg(Color::Yellow),
+        Some(Verdict::Steady) | None => Style::new(),
     }
 }
 
 /// Mappings are measured in bytes, as in the text report.
 fn amount(entry: &StackEntry) -> String {
-    if entry.kind == "mmap" {
+    if entry.kind.in_bytes() {
         mapping::bytes(entry.bytes)
     } else {
         entry.count.to_string()
@@ -310,8 +314,8 @@ fn amount(entry: &StackEntry) -> String {
 /// it: bytes for mappings (a mapping count can stay flat while the mappings
 /// grow).
 fn trend(entry: &StackEntry) -> String {
-    let values = match (&entry.history.bytes, entry.kind) {
-        (Some(bytes), "mmap") => bytes,
+    let values = match &entry.history.bytes {
+        Some(bytes) if entry.kind.in_bytes() => bytes,
         _ => &entry.history.count,
     };
     sparkline(values, usize::from(TREND))
@@ -350,7 +354,7 @@ fn site_name(entry: &StackEntry) -> String {
 /// innermost first, the leak site in bold.
 fn detail_lines(entry: &StackEntry) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(vec![
-        Span::styled(entry.verdict, verdict_style(entry.verdict)),
+        Span::styled(verdict_name(entry.verdict), verdict_style(entry.verdict)),
         Span::raw(format!(": {}", entry.verdict_reason)),
     ])];
     if let Some(states) = &entry.states {
@@ -363,20 +367,23 @@ fn detail_lines(entry: &StackEntry) -> Vec<Line<'static>> {
     // Aligned columns over the symbolized frames; a long C++ name does not
     // push every line right.
     let symbolized = entry.stack.iter().filter(|f| f.symbol.is_some());
-    let symbol_width = symbolized.clone().map(|f| symbol(f).chars().count()).max().unwrap_or(0).min(60);
-    let place_width = symbolized.map(|f| place(f).chars().count()).max().unwrap_or(0).min(30);
+    let source = |f| frames::source(f).unwrap_or_default();
+    let symbol_width = symbolized.clone().map(|f| frames::symbol(f).chars().count()).max().unwrap_or(0).min(60);
+    let place_width = symbolized.map(|f| source(f).chars().count()).max().unwrap_or(0).min(30);
     for (i, frame) in entry.stack.iter().enumerate() {
         let line = if frame.symbol.is_some() {
-            let module = frame.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("");
+            let module = frames::module(frame).unwrap_or("");
             let style =
                 if frame.symbol == entry.site { Style::new().add_modifier(Modifier::BOLD) } else { Style::new() };
             Line::styled(
-                format!("#{i:<2} {:<symbol_width$}  {:<place_width$}  {module}", symbol(frame), place(frame)),
+                format!("#{i:<2} {:<symbol_width$}  {:<place_width$}  {module}", frames::symbol(frame), source(frame)),
                 style,
             )
         } else {
-            let why = frame.reason.as_deref().unwrap_or("no symbol");
-            Line::styled(format!("#{i:<2} [unknown: {why}]  {}", frame.address), Style::new().fg(Color::DarkGray))
+            Line::styled(
+                format!("#{i:<2} {}  {}", frames::symbol(frame), frame.address),
+                Style::new().fg(Color::DarkGray),
+            )
         };
         lines.push(line);
     }
@@ -384,23 +391,6 @@ fn detail_lines(entry: &StackEntry) -> Vec<Line<'static>> {
         lines.push(Line::raw(format!("... (stack truncated: {why})")));
     }
     lines
-}
-
-fn symbol(frame: &StackFrame) -> String {
-    let symbol = frame.symbol.as_deref().unwrap_or("");
-    if frame.inlined {
-        format!("{symbol} (inlined)")
-    } else {
-        symbol.to_string()
-    }
-}
-
-fn place(frame: &StackFrame) -> String {
-    match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!("{file}:{line}"),
-        (Some(file), None) => file.clone(),
-        _ => String::new(),
-    }
 }
 
 fn footer(status: &Status, sort: Sort) -> Line<'static> {
@@ -438,13 +428,9 @@ fn sorted(report: &Report, sort: Sort) -> Vec<&StackEntry> {
     rows
 }
 
-fn rank(verdict: &str) -> u8 {
-    match verdict {
-        "leak" => 0,
-        "suspect" => 1,
-        "steady" => 2,
-        _ => 3,
-    }
+/// Leaks first, then suspects, then steady stacks.
+fn rank(verdict: Option<Verdict>) -> u8 {
+    3 - verdict.map_or(0, Verdict::severity)
 }
 
 /// A stack across refreshes: the report has no id for it, but the same
@@ -485,7 +471,7 @@ mod tests {
         let leak = report.stacks[0].clone();
 
         let mut steady = leak.clone();
-        steady.verdict = "steady";
+        steady.verdict = Some(Verdict::Steady);
         steady.verdict_reason = "flat for 10 samples".into();
         steady.growth_per_minute = Some(0.0);
         steady.count = 250;
@@ -497,11 +483,11 @@ mod tests {
         steady.stack[1].line = Some(40);
 
         let mut mmap = leak;
-        mmap.verdict = "suspect";
+        mmap.verdict = Some(Verdict::Suspect);
         mmap.verdict_reason = "grew in 6 of 10 samples".into();
         mmap.growth_per_minute = Some(1.5);
-        mmap.kind = "mmap";
-        mmap.resource = "anon";
+        mmap.kind = Kind::Mmap;
+        mmap.resource = crate::report::Resource::Anon;
         mmap.count = 3;
         mmap.bytes = 12 << 20;
         mmap.history = History {
@@ -516,7 +502,7 @@ mod tests {
         mmap.stack[1].address = "0x401300".into();
 
         report.stacks = vec![steady, report.stacks[0].clone(), mmap];
-        report.kinds = vec!["fd", "tcp", "mmap"];
+        report.kinds = vec![Kind::Fd, Kind::Tcp, Kind::Mmap];
         report.totals.mappings = Some(MappingTotals {
             acquired: 5,
             released: 2,
@@ -650,8 +636,8 @@ mod tests {
     #[test]
     fn tcp_stacks_are_named_by_state() {
         let mut entry = sample().stacks[0].clone();
-        entry.kind = "tcp";
-        entry.resource = "socket";
+        entry.kind = Kind::Tcp;
+        entry.resource = crate::report::Resource::Socket;
         entry.states = Some([("CLOSE_WAIT".to_string(), 18), ("ESTABLISHED".to_string(), 2)].into_iter().collect());
         assert_eq!(what(&entry), "tcp/CLOSE_WAIT+");
         assert_eq!(detail_lines(&entry)[1].to_string(), "states: CLOSE_WAIT 18, ESTABLISHED 2");
@@ -677,7 +663,7 @@ mod tests {
         assert_eq!(trend(&entry), "███");
         entry.history.count = vec![];
         assert_eq!(trend(&entry), "");
-        entry.kind = "mmap";
+        entry.kind = Kind::Mmap;
         entry.history.count = vec![3, 3];
         entry.history.bytes = Some(vec![4096, 16384]);
         assert_eq!(trend(&entry), "▃█", "mappings by bytes");

@@ -6,18 +6,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use leaktrace_common::{fd::Resource, mmap::MapResource};
-
-use super::fd::{resource_from_link, resource_name};
-use super::history::Observed;
+use super::fd::resource_of_link;
+use super::history::{earliest_known, Observed};
 use super::survivors::Survivors;
 use super::tcp::TcpInfo;
-use super::ProcId;
+use crate::proc_id::ProcId;
+use crate::resource::{Kind, Resource};
 use crate::symbolize::NormStack;
 
 /// One resource still held at the end of the window (or at its process's exit).
 #[derive(Clone, Debug)]
-pub struct Held {
+pub(crate) struct Held {
     pub proc: ProcId,
     /// Its pid in its own pid namespace, when that is not `proc.tgid`.
     pub ns_pid: Option<u32>,
@@ -31,24 +30,24 @@ pub struct Held {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum What {
+pub(crate) enum What {
     Fd(HeldFd),
     Mapping(HeldMapping),
 }
 
 impl What {
-    /// The kind and resource names it is reported under.
-    pub fn kind_and_resource(&self) -> (&'static str, &'static str) {
+    /// The kind and resource it is reported under.
+    pub(crate) fn kind_and_resource(&self) -> (Kind, Resource) {
         match self {
             What::Fd(fd) => {
-                let resource = match (fd.resource, &fd.link) {
-                    (Resource::Unknown, Some(link)) => resource_from_link(link),
-                    (r, _) => r,
-                };
+                // A dup of an fd acquired before tracing says what it holds
+                // through its /proc link only.
+                let resource =
+                    fd.resource.unwrap_or_else(|| fd.link.as_deref().map_or(Resource::Other, resource_of_link));
                 // A TCP socket is reported once, as a connection, not also as an fd.
-                (if fd.tcp.is_some() { "tcp" } else { "fd" }, resource_name(resource))
+                (if fd.tcp.is_some() { Kind::Tcp } else { Kind::Fd }, resource)
             }
-            What::Mapping(m) => ("mmap", m.resource.name()),
+            What::Mapping(m) => (Kind::Mmap, m.resource),
         }
     }
 }
@@ -57,17 +56,18 @@ impl What {
 /// `owner`, one process's use of the stack apart from other processes'
 /// (the daemon follows and judges each process by itself).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct GroupKey {
-    pub kind: &'static str,
-    pub resource: &'static str,
+pub(crate) struct GroupKey {
+    pub kind: Kind,
+    pub resource: Resource,
     pub stack: Arc<NormStack>,
     pub owner: Option<ProcId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeldFd {
+pub(crate) struct HeldFd {
     pub fd: u32,
-    pub resource: Resource,
+    /// What it holds; None for a dup of an fd the kernel side did not know.
+    pub resource: Option<Resource>,
     /// The /proc fd link (a path, `socket:[…]`, `pipe:[…]`, …) when known.
     pub link: Option<String>,
     /// For sockets: family and type (`leaktrace_common::socket`), 0 unknown.
@@ -78,19 +78,19 @@ pub struct HeldFd {
 
 /// What is left of one mmap call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeldMapping {
+pub(crate) struct HeldMapping {
     /// The lowest address it still holds.
     pub address: u64,
     pub bytes: u64,
     pub regions: u32,
     pub prot: u32,
     pub flags: u32,
-    pub resource: MapResource,
+    pub resource: Resource,
     pub path: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Example {
+pub(crate) struct Example {
     /// The process instance, not only its pid: paths filled in at the end
     /// must come from this process, not from a later one given its pid.
     pub proc: ProcId,
@@ -100,7 +100,7 @@ pub struct Example {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ExampleWhat {
+pub(crate) enum ExampleWhat {
     Fd {
         fd: u32,
         path: Option<String>,
@@ -114,7 +114,7 @@ pub enum ExampleWhat {
 
 impl Example {
     /// The fd, for fd kinds.
-    pub fn fd(&self) -> Option<u32> {
+    pub(crate) fn fd(&self) -> Option<u32> {
         match &self.what {
             ExampleWhat::Fd { fd, .. } => Some(*fd),
             ExampleWhat::Mapping(_) => None,
@@ -123,9 +123,9 @@ impl Example {
 }
 
 #[derive(Clone, Debug)]
-pub struct Group {
-    pub kind: &'static str,
-    pub resource: &'static str,
+pub(crate) struct Group {
+    pub kind: Kind,
+    pub resource: Resource,
     pub stack: Arc<NormStack>,
     /// The one process it belongs to, when aggregated per process.
     pub owner: Option<ProcId>,
@@ -181,14 +181,14 @@ impl Group {
         }
     }
 
-    pub fn key(&self) -> GroupKey {
+    pub(crate) fn key(&self) -> GroupKey {
         GroupKey { kind: self.kind, resource: self.resource, stack: self.stack.clone(), owner: self.owner }
     }
 }
 
 /// Distinct local or remote addresses kept per group: a server with a
 /// connection from every port of a client must not grow a group without bound.
-pub const MAX_PEERS: usize = 32;
+pub(crate) const MAX_PEERS: usize = 32;
 
 fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: SocketAddr) {
     if let Some(n) = peers.get_mut(&addr) {
@@ -197,14 +197,6 @@ fn count_peer(peers: &mut BTreeMap<SocketAddr, u64>, others: &mut u64, addr: Soc
         peers.insert(addr, 1);
     } else {
         *others += 1;
-    }
-}
-
-/// The earlier of two times where 0 means not known.
-pub fn earliest_known(a: u64, b: u64) -> u64 {
-    match (a, b) {
-        (0, t) | (t, 0) => t,
-        (a, b) => a.min(b),
     }
 }
 
@@ -220,10 +212,10 @@ fn keep_oldest(examples: &mut Vec<Example>, example: Example, max: usize) {
 }
 
 /// A stack's `Arc` address, kind, resource and owner.
-type AddressKey = (usize, &'static str, &'static str, Option<ProcId>);
+type AddressKey = (usize, Kind, Resource, Option<ProcId>);
 
 #[derive(Clone)]
-pub struct Aggregator {
+pub(crate) struct Aggregator {
     groups: Vec<Group>,
     index: HashMap<GroupKey, usize>,
     /// A group by the address of its stack's `Arc`, found without hashing
@@ -236,7 +228,7 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    pub fn new(max_examples: usize) -> Self {
+    pub(crate) fn new(max_examples: usize) -> Self {
         Aggregator {
             groups: Vec::new(),
             index: HashMap::new(),
@@ -247,20 +239,14 @@ impl Aggregator {
     }
 
     /// Keeps each process's use of a stack in a group of its own.
-    pub fn per_process(mut self, yes: bool) -> Self {
+    pub(crate) fn per_process(mut self, yes: bool) -> Self {
         self.per_process = yes;
         self
     }
 
     /// The index of the group of (kind, resource, stack, owner), a new one
     /// if need be.
-    fn slot(
-        &mut self,
-        kind: &'static str,
-        resource: &'static str,
-        stack: &Arc<NormStack>,
-        owner: Option<ProcId>,
-    ) -> usize {
+    fn slot(&mut self, kind: Kind, resource: Resource, stack: &Arc<NormStack>, owner: Option<ProcId>) -> usize {
         let address = Arc::as_ptr(stack) as usize;
         if let Some((i, _)) = self.by_address.get(&(address, kind, resource, owner)) {
             return *i;
@@ -275,7 +261,7 @@ impl Aggregator {
         i
     }
 
-    pub fn add(&mut self, held: Held) {
+    pub(crate) fn add(&mut self, held: Held) {
         let (kind, resource) = held.what.kind_and_resource();
         let age_ns = held.held_until_ns.saturating_sub(held.acquired_ns);
         let owner = self.per_process.then_some(held.proc);
@@ -308,7 +294,7 @@ impl Aggregator {
     }
 
     /// Adds what `other` holds, stack by stack.
-    pub fn merge(&mut self, other: Aggregator) {
+    pub(crate) fn merge(&mut self, other: Aggregator) {
         for from in other.groups {
             let owner = if self.per_process { from.owner } else { None };
             let i = self.slot(from.kind, from.resource, &from.stack, owner);
@@ -352,7 +338,7 @@ impl Aggregator {
     /// holds the fd, not a later one with its pid), with `read(pid, fd)`, on
     /// a few threads: each is a readlink in /proc, and there can be tens of
     /// thousands.
-    pub fn fill_paths(
+    pub(crate) fn fill_paths(
         &mut self,
         mut readable: impl FnMut(ProcId) -> bool,
         read: impl Fn(u32, u32) -> Option<String> + Sync,
@@ -387,14 +373,14 @@ impl Aggregator {
 
     /// Marks everything here as held by processes at their exit, so that
     /// a process given one of their pids since is not taken for them.
-    pub fn mark_exited(&mut self) {
+    pub(crate) fn mark_exited(&mut self) {
         for g in &mut self.groups {
             g.exited = true;
         }
     }
 
     /// What each stack holds now, as one sample of the history.
-    pub fn observed(&self) -> HashMap<GroupKey, Observed> {
+    pub(crate) fn observed(&self) -> HashMap<GroupKey, Observed> {
         self.groups
             .iter()
             .map(|g| (g.key(), Observed { count: g.count, bytes: g.bytes, oldest_acquired_ns: g.first_acquired_ns }))
@@ -402,24 +388,25 @@ impl Aggregator {
     }
 
     #[cfg(test)]
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.groups.iter().map(|g| g.count).sum()
     }
 
     /// Fds and connections by count, largest first, then mappings by bytes;
     /// ties by oldest age, then stack depth so the order is stable.
-    pub fn into_groups(self) -> Vec<Group> {
+    pub(crate) fn into_groups(self) -> Vec<Group> {
         let mut groups = self.groups;
         for g in &mut groups {
             g.examples.sort_by(|a, b| b.age_ns.cmp(&a.age_ns).then(a.proc.cmp(&b.proc)).then(a.fd().cmp(&b.fd())));
         }
         groups.sort_by(|a, b| {
-            (a.kind == "mmap")
-                .cmp(&(b.kind == "mmap"))
+            a.kind
+                .in_bytes()
+                .cmp(&b.kind.in_bytes())
                 .then(b.bytes.cmp(&a.bytes))
                 .then(b.count.cmp(&a.count))
                 .then(b.oldest_age_ns.cmp(&a.oldest_age_ns))
-                .then(a.resource.cmp(b.resource))
+                .then(a.resource.cmp(&b.resource))
                 .then(a.stack.frames.len().cmp(&b.stack.frames.len()))
         });
         groups
@@ -457,7 +444,7 @@ mod tests {
             acquired_ns: 1000,
             held_until_ns: 1000 + age,
             stack,
-            what: What::Fd(HeldFd { fd, resource, link: None, socket: (0, 0), tcp: None }),
+            what: What::Fd(HeldFd { fd, resource: Some(resource), link: None, socket: (0, 0), tcp: None }),
         }
     }
 
@@ -483,7 +470,7 @@ mod tests {
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0].count, 101);
         assert_eq!(groups[0].pids.iter().copied().collect::<Vec<_>>(), vec![10, 11]);
-        assert_eq!(groups[0].resource, "file");
+        assert_eq!(groups[0].resource.name(), "file");
         assert_eq!(groups[0].oldest_age_ns, 99);
         let ages: Vec<u64> = groups[0].examples.iter().map(|e| e.age_ns).collect();
         assert_eq!(ages, vec![99, 98, 97], "the oldest examples, oldest first");
@@ -525,15 +512,15 @@ mod tests {
         agg.add(held(10, 9, Resource::Socket, stack(&[0x10], 0), 50));
         let groups = agg.into_groups();
         assert_eq!(groups.len(), 2);
-        let tcp = groups.iter().find(|g| g.kind == "tcp").expect("tcp group");
+        let tcp = groups.iter().find(|g| g.kind.name() == "tcp").expect("tcp group");
         assert_eq!(tcp.count, 4);
         assert_eq!(tcp.states.get("CLOSE_WAIT"), Some(&3));
         assert_eq!(tcp.states.get("ESTABLISHED"), Some(&1));
         assert_eq!(tcp.remotes.get(&server), Some(&4));
         assert_eq!(tcp.locals.len(), 4);
         assert!(matches!(tcp.examples[0].what, ExampleWhat::Fd { tcp: Some((_, 30)), .. }));
-        let fd = groups.iter().find(|g| g.kind == "fd").expect("fd group");
-        assert_eq!((fd.count, fd.resource), (1, "socket"));
+        let fd = groups.iter().find(|g| g.kind.name() == "fd").expect("fd group");
+        assert_eq!((fd.count, fd.resource.name()), (1, "socket"));
     }
 
     #[test]
@@ -549,11 +536,12 @@ mod tests {
     #[test]
     fn unknown_resources_take_their_kind_from_the_fd_link() {
         let mut agg = Aggregator::new(3);
-        let mut h = held(10, 7, Resource::Unknown, stack(&[0x10], 0), 1);
+        let mut h = held(10, 7, Resource::File, stack(&[0x10], 0), 1);
+        fd_of(&mut h).resource = None;
         fd_of(&mut h).link = Some("pipe:[4242]".into());
         agg.add(h);
         let groups = agg.into_groups();
-        assert_eq!(groups[0].resource, "pipe");
+        assert_eq!(groups[0].resource.name(), "pipe");
         assert!(matches!(&groups[0].examples[0].what, ExampleWhat::Fd { path: Some(p), .. } if p == "pipe:[4242]"));
     }
 
@@ -591,7 +579,7 @@ mod tests {
                 regions,
                 prot: 3,
                 flags: 0x22,
-                resource: MapResource::Anon,
+                resource: Resource::Anon,
                 path: None,
             })
         };
@@ -608,8 +596,8 @@ mod tests {
         }
         agg.add(held(10, 3, Resource::File, stack(&[0x10], 0), 5));
         let groups = agg.into_groups();
-        assert_eq!(groups.iter().map(|g| g.kind).collect::<Vec<_>>(), vec!["fd", "mmap"]);
-        assert_eq!((groups[1].count, groups[1].bytes, groups[1].resource), (2, 12288, "anon"));
+        assert_eq!(groups.iter().map(|g| g.kind.name()).collect::<Vec<_>>(), vec!["fd", "mmap"]);
+        assert_eq!((groups[1].count, groups[1].bytes, groups[1].resource.name()), (2, 12288, "anon"));
         assert_eq!(groups[0].bytes, 0);
     }
 }

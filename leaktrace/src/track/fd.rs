@@ -1,5 +1,5 @@
-//! File-descriptor rules that userspace applies: resource names, what an fd
-//! link in /proc says about its object, and the range releases (exec of
+//! File-descriptor rules that userspace applies: what an fd link in /proc
+//! says about its object, and the range releases (exec of
 //! FD_CLOEXEC fds, close_range) the kernel side leaves to userspace.
 
 use std::collections::{HashMap, HashSet};
@@ -7,33 +7,17 @@ use std::collections::{HashMap, HashSet};
 use leaktrace_common::fd::{FdEntry, FdKey, Resource, FLAG_CLOEXEC};
 use leaktrace_common::syscalls::CLOSE_RANGE_CLOEXEC;
 
-use super::ProcId;
+use crate::proc_id::ProcId;
 
-/// The report's name for a resource type (the JSON contract's list).
-pub fn resource_name(resource: Resource) -> &'static str {
-    match resource {
-        Resource::File => "file",
-        Resource::Socket => "socket",
-        Resource::Pipe => "pipe",
-        Resource::EventFd => "eventfd",
-        Resource::Epoll => "epoll",
-        Resource::TimerFd => "timerfd",
-        Resource::SignalFd => "signalfd",
-        Resource::Inotify => "inotify",
-        Resource::MemFd => "memfd",
-        Resource::PidFd => "pidfd",
-        Resource::Fanotify
-        | Resource::UserFaultFd
-        | Resource::PerfEvent
-        | Resource::IoUring
-        | Resource::Mount
-        | Resource::Unknown => "other",
-    }
+/// What the fd behind a /proc/PID/fd/N link holds, as reports name it
+/// (`other` when the link does not say).
+pub(crate) fn resource_of_link(link: &str) -> crate::resource::Resource {
+    crate::resource::of_fd(resource_from_link(link)).unwrap_or(crate::resource::Resource::Other)
 }
 
 /// What a /proc/PID/fd/N link says the fd refers to, for fds whose
 /// acquiring syscall did not say (dups of fds acquired before tracing).
-pub fn resource_from_link(link: &str) -> Resource {
+pub(crate) fn resource_from_link(link: &str) -> Resource {
     if link.starts_with("socket:[") {
         Resource::Socket
     } else if link.starts_with("pipe:[") {
@@ -65,14 +49,14 @@ pub fn resource_from_link(link: &str) -> Resource {
 /// set of fds. It applies to the process's entries acquired before `at_ns`:
 /// later ones reuse numbers the operation already freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RangeOp {
+pub(crate) struct RangeOp {
     pub proc: ProcId,
     pub at_ns: u64,
     pub kind: RangeKind,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RangeKind {
+pub(crate) enum RangeKind {
     /// A successful exec closed every FD_CLOEXEC fd.
     Exec,
     /// close_range(first, last, 0 or CLOSE_RANGE_UNSHARE).
@@ -82,7 +66,7 @@ pub enum RangeKind {
 }
 
 impl RangeOp {
-    pub fn close_range(proc: ProcId, at_ns: u64, first: u32, last: u32, flags: u32) -> RangeOp {
+    pub(crate) fn close_range(proc: ProcId, at_ns: u64, first: u32, last: u32, flags: u32) -> RangeOp {
         // CLOSE_RANGE_UNSHARE only gives the caller a private copy of the
         // table before closing, which changes nothing for the caller's entries.
         let kind = if flags & CLOSE_RANGE_CLOEXEC != 0 {
@@ -97,31 +81,26 @@ impl RangeOp {
 /// Entries marked close-on-exec by close_range(CLOSE_RANGE_CLOEXEC); the
 /// kernel entry's own flag covers O_CLOEXEC, fcntl and ioctl.
 #[derive(Debug, Default)]
-pub struct CloexecMarks {
+pub(crate) struct CloexecMarks {
     marked: HashSet<(ProcId, u32, u64)>,
 }
 
 impl CloexecMarks {
-    pub fn forget(&mut self, proc: ProcId) {
+    pub(crate) fn forget(&mut self, proc: ProcId) {
         self.marked.retain(|(p, _, _)| *p != proc);
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.marked.len()
-    }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.marked.is_empty()
     }
 }
 
 /// Applies `ops` in order to `entries` and returns the keys they release.
-pub fn plan_releases(ops: &[RangeOp], entries: &[(FdKey, FdEntry)], marks: &mut CloexecMarks) -> Vec<FdKey> {
+pub(crate) fn plan_releases(ops: &[RangeOp], entries: &[(FdKey, FdEntry)], marks: &mut CloexecMarks) -> Vec<FdKey> {
     let mut by_proc: HashMap<ProcId, Vec<&(FdKey, FdEntry)>> = HashMap::new();
     for e in entries {
-        by_proc.entry(ProcId { tgid: e.0.tgid, gen: e.0.gen }).or_default().push(e);
+        by_proc.entry(ProcId::of_fd(&e.0)).or_default().push(e);
     }
     let mut released: HashSet<FdKey> = HashSet::new();
     for op in ops {
@@ -231,6 +210,6 @@ mod tests {
         assert_eq!(resource_from_link("/memfd:cache (deleted)"), Resource::MemFd);
         assert_eq!(resource_from_link("/etc/hostname"), Resource::File);
         assert_eq!(resource_from_link("anon_inode:[weird]"), Resource::Unknown);
-        assert_eq!(resource_name(Resource::PerfEvent), "other");
+        assert_eq!(resource_of_link("anon_inode:[perf_event]").name(), "other");
     }
 }

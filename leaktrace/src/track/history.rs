@@ -15,11 +15,11 @@ use std::hash::Hash;
 use super::survivors::Survivors;
 
 /// Samples kept on the timeline.
-pub const MAX_POINTS: usize = 128;
+pub(crate) const MAX_POINTS: usize = 128;
 
 /// What one stack held at one sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Point {
+pub(crate) struct Point {
     pub count: u64,
     pub bytes: u64,
     /// Age of the oldest resource held then (0 when none).
@@ -28,7 +28,7 @@ pub struct Point {
 
 /// What a stack held at a sample, as the sampler sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub count: u64,
     pub bytes: u64,
     /// Acquisition time of the oldest resource held (CLOCK_MONOTONIC ns).
@@ -70,7 +70,7 @@ impl From<Stored> for Point {
 
 /// One stack's samples, ready for judging and reporting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Samples {
+pub(crate) struct Samples {
     /// CLOCK_MONOTONIC ns of each point.
     pub times_ns: Vec<u64>,
     pub points: Vec<Point>,
@@ -86,12 +86,12 @@ pub struct Samples {
 impl Samples {
     /// Adds `other` point by point, aligned on their common times (the
     /// timeline is shared, so one is a suffix of the other).
-    pub fn add(&mut self, other: &Samples) {
+    pub(crate) fn add(&mut self, other: &Samples) {
         let first = self.first_acquired_ns;
         let mut survivors = std::mem::take(&mut self.survivors);
         survivors.merge(&other.survivors);
         let until_ns = self.until_ns.max(other.until_ns);
-        let since_ns = super::aggregate::earliest_known(self.since_ns, other.since_ns);
+        let since_ns = earliest_known(self.since_ns, other.since_ns);
         if other.times_ns.len() > self.times_ns.len() {
             let mut longer = other.clone();
             longer.add_aligned(self);
@@ -118,7 +118,15 @@ impl Samples {
     }
 }
 
-pub struct History<K> {
+/// The earlier of two times where 0 means not known.
+pub(crate) fn earliest_known(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, t) | (t, 0) => t,
+        (a, b) => a.min(b),
+    }
+}
+
+pub(crate) struct History<K> {
     times_ns: Vec<u64>,
     /// One sample in `stride` is kept; `skipped` counts those since the last.
     stride: u32,
@@ -131,18 +139,29 @@ pub struct History<K> {
 }
 
 impl<K: Hash + Eq + Clone> History<K> {
-    pub fn new(max_series: usize) -> Self {
+    pub(crate) fn new(max_series: usize) -> Self {
         History { times_ns: Vec::new(), stride: 1, skipped: 0, series: HashMap::new(), max_series, dropped: 0 }
     }
 
-    /// Records one sample of the whole outstanding set at `at_ns`. With
-    /// `keep`, the sample is kept whatever the stride (the last one of a
-    /// session, which the report's counts must match).
-    pub fn record(&mut self, at_ns: u64, observed: &HashMap<K, Observed>, keep: bool) {
+    /// Records one sample of the whole outstanding set at `at_ns`, unless
+    /// the stride (once the history is full, one sample in `stride` is kept)
+    /// skips it.
+    pub(crate) fn record(&mut self, at_ns: u64, observed: &HashMap<K, Observed>) {
         self.skipped += 1;
-        if self.skipped < self.stride && !keep {
+        if self.skipped < self.stride {
             return;
         }
+        self.append(at_ns, observed);
+    }
+
+    /// Records a sample whatever the stride: the last one of a session,
+    /// which the report's counts must match.
+    pub(crate) fn record_kept(&mut self, at_ns: u64, observed: &HashMap<K, Observed>) {
+        self.skipped += 1;
+        self.append(at_ns, observed);
+    }
+
+    fn append(&mut self, at_ns: u64, observed: &HashMap<K, Observed>) {
         self.skipped = 0;
         if self.times_ns.len() == MAX_POINTS {
             self.thin();
@@ -192,7 +211,7 @@ impl<K: Hash + Eq + Clone> History<K> {
     }
 
     /// The samples of one stack since it first held something.
-    pub fn samples(&self, key: &K) -> Option<Samples> {
+    pub(crate) fn samples(&self, key: &K) -> Option<Samples> {
         let series = self.series.get(key)?;
         Some(Samples {
             times_ns: self.times_ns[series.start..].to_vec(),
@@ -204,23 +223,19 @@ impl<K: Hash + Eq + Clone> History<K> {
 
     /// Keeps only the series `keep` says to (those of processes still
     /// there, in the daemon).
-    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         self.series.retain(|k, _| keep(k));
     }
 
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.series.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-
-    pub fn max_series(&self) -> usize {
+    pub(crate) fn max_series(&self) -> usize {
         self.max_series
     }
 }
@@ -246,9 +261,9 @@ mod tests {
     fn series_start_when_a_stack_first_holds_something() {
         let mut h = History::new(10);
         const MS: u64 = 1_000_000;
-        h.record(MS, &seen(&[("a", 1)]), false);
-        h.record(2 * MS, &seen(&[("a", 2), ("b", 0)]), false);
-        h.record(3 * MS, &seen(&[("b", 5)]), false);
+        h.record(MS, &seen(&[("a", 1)]));
+        h.record(2 * MS, &seen(&[("a", 2), ("b", 0)]));
+        h.record(3 * MS, &seen(&[("b", 5)]));
         assert_eq!(counts(&h, "a"), vec![1, 2, 0]);
         assert_eq!(counts(&h, "b"), vec![5]);
         let b = h.samples(&"b").expect("b");
@@ -260,19 +275,19 @@ mod tests {
     fn a_full_timeline_is_thinned_keeping_the_newest_sample() {
         let mut h = History::new(10);
         for t in 0..MAX_POINTS as u64 {
-            h.record(t, &seen(&[("a", t)]), false);
+            h.record(t, &seen(&[("a", t)]));
         }
-        h.record(1000, &seen(&[("a", 1000)]), false);
+        h.record(1000, &seen(&[("a", 1000)]));
         let a = h.samples(&"a").expect("a");
         assert_eq!(a.times_ns.len(), MAX_POINTS / 2 + 1);
         assert_eq!(a.times_ns[..3], [1, 3, 5]);
         assert_eq!(a.times_ns[MAX_POINTS / 2 - 1..], [127, 1000]);
         assert_eq!(a.points.iter().map(|p| p.count).collect::<Vec<_>>(), a.times_ns);
         // One sample in two from now on, unless it must be kept.
-        h.record(1001, &seen(&[("a", 1)]), false);
+        h.record(1001, &seen(&[("a", 1)]));
         assert_eq!(h.samples(&"a").expect("a").times_ns.len(), MAX_POINTS / 2 + 1);
-        h.record(1002, &seen(&[("a", 1)]), false);
-        h.record(1003, &seen(&[("a", 1)]), true);
+        h.record(1002, &seen(&[("a", 1)]));
+        h.record_kept(1003, &seen(&[("a", 1)]));
         assert_eq!(h.samples(&"a").expect("a").times_ns[MAX_POINTS / 2 + 1..], [1002, 1003]);
     }
 
@@ -284,9 +299,9 @@ mod tests {
             if t >= 100 {
                 s.insert("late", Observed { count: t, bytes: 0, oldest_acquired_ns: 0 });
             }
-            h.record(t, &s, false);
+            h.record(t, &s);
         }
-        h.record(500, &seen(&[("late", 500)]), false);
+        h.record(500, &seen(&[("late", 500)]));
         let late = h.samples(&"late").expect("late");
         assert_eq!(late.times_ns.first(), Some(&101));
         assert_eq!(late.points.iter().map(|p| p.count).collect::<Vec<_>>(), late.times_ns);
@@ -295,12 +310,12 @@ mod tests {
     #[test]
     fn empty_series_are_forgotten_and_the_cap_is_counted() {
         let mut h = History::new(1);
-        h.record(0, &seen(&[("a", 1)]), false);
-        h.record(1, &seen(&[("b", 1)]), false);
-        h.record(2, &seen(&[("b", 1)]), false);
+        h.record(0, &seen(&[("a", 1)]));
+        h.record(1, &seen(&[("b", 1)]));
+        h.record(2, &seen(&[("b", 1)]));
         assert_eq!(h.dropped(), 1, "b, seen twice, is one stack without history");
         for t in 3..MAX_POINTS as u64 + 3 {
-            h.record(t, &seen(&[]), false);
+            h.record(t, &seen(&[]));
         }
         assert_eq!(h.len(), 0, "a held nothing since the thinning");
     }

@@ -7,10 +7,10 @@ use leaktrace_common::event::{MmapEvent, MremapStartEvent};
 use leaktrace_common::mmap::{page_shift, MapResource};
 
 use super::mmap::{Acquisition, AddressSpace, Change};
-use super::ProcId;
+use crate::proc_id::ProcId;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// mmap calls seen.
     pub acquired: u64,
     /// Acquisitions whose last byte was unmapped (or went with an exec).
@@ -21,7 +21,7 @@ pub struct Totals {
     pub dropped: u64,
 }
 
-pub struct Mappings {
+pub(crate) struct Mappings {
     spaces: HashMap<ProcId, AddressSpace>,
     totals: Totals,
     /// Regions kept over all processes, and the bound.
@@ -30,19 +30,19 @@ pub struct Mappings {
 }
 
 impl Mappings {
-    pub fn new(max_regions: usize) -> Self {
+    pub(crate) fn new(max_regions: usize) -> Self {
         Mappings { spaces: HashMap::new(), totals: Totals::default(), regions: 0, max_regions }
     }
 
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         self.totals
     }
 
-    pub fn regions(&self) -> usize {
+    pub(crate) fn regions(&self) -> usize {
         self.regions
     }
 
-    pub fn max_regions(&self) -> usize {
+    pub(crate) fn max_regions(&self) -> usize {
         self.max_regions
     }
 
@@ -62,7 +62,7 @@ impl Mappings {
     }
 
     /// A successful mmap; `path` is the mapped file when it could be read.
-    pub fn mmap(&mut self, proc: ProcId, at_ns: u64, e: &MmapEvent, path: Option<String>) {
+    pub(crate) fn mmap(&mut self, proc: ProcId, at_ns: u64, e: &MmapEvent, path: Option<String>) {
         self.totals.acquired += 1;
         if self.regions >= self.max_regions {
             self.totals.dropped += 1;
@@ -85,47 +85,47 @@ impl Mappings {
         self.apply(proc, |space| space.map(e.start, e.len, acq).1);
     }
 
-    pub fn munmap(&mut self, proc: ProcId, at_ns: u64, start: u64, len: u64) {
+    pub(crate) fn munmap(&mut self, proc: ProcId, at_ns: u64, start: u64, len: u64) {
         if self.spaces.contains_key(&proc) {
             self.apply(proc, |space| space.unmap(start, len, at_ns));
         }
     }
 
-    pub fn mremap_start(&mut self, proc: ProcId, at_ns: u64, e: &MremapStartEvent) {
+    pub(crate) fn mremap_start(&mut self, proc: ProcId, at_ns: u64, e: &MremapStartEvent) {
         if self.spaces.contains_key(&proc) {
             self.apply(proc, |space| space.remap_start(e.tid, at_ns, e.old, e.old_len, e.new_len, u64::from(e.flags)));
         }
     }
 
-    pub fn mremap_done(&mut self, proc: ProcId, at_ns: u64, tid: u32, result: i64) {
+    pub(crate) fn mremap_done(&mut self, proc: ProcId, at_ns: u64, tid: u32, result: i64) {
         if self.spaces.contains_key(&proc) {
             self.apply(proc, |space| space.remap_done(tid, at_ns, result));
         }
     }
 
-    pub fn exec(&mut self, proc: ProcId, at_ns: u64) {
+    pub(crate) fn exec(&mut self, proc: ProcId, at_ns: u64) {
         if self.spaces.contains_key(&proc) {
             self.apply(proc, |space| space.exec(at_ns));
         }
     }
 
     /// Takes a process's space out (its process ended, or the window did).
-    pub fn take(&mut self, proc: ProcId) -> Option<AddressSpace> {
+    pub(crate) fn take(&mut self, proc: ProcId) -> Option<AddressSpace> {
         let space = self.spaces.remove(&proc)?;
         self.regions -= space.pieces();
         Some(space)
     }
 
-    pub fn procs(&self) -> Vec<ProcId> {
+    pub(crate) fn procs(&self) -> Vec<ProcId> {
         self.spaces.keys().copied().collect()
     }
 
-    pub fn space_mut(&mut self, proc: ProcId) -> Option<&mut AddressSpace> {
+    pub(crate) fn space_mut(&mut self, proc: ProcId) -> Option<&mut AddressSpace> {
         self.spaces.get_mut(&proc)
     }
 
     /// Stack ids the kept mappings refer to (the kernel must keep them).
-    pub fn stack_ids(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn stack_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.spaces.values().flat_map(AddressSpace::stack_ids)
     }
 }

@@ -13,7 +13,7 @@ use leaktrace_common::mmap::{round_up, MapResource, MREMAP_DONTUNMAP, PAGE_SHIFT
 
 /// One mmap call and what is left of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Acquisition {
+pub(crate) struct Acquisition {
     pub stack_id: u64,
     pub exec_seq: u32,
     pub tid: u32,
@@ -56,7 +56,7 @@ struct Move {
 
 /// What an operation did, for the session's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     pub bytes_mapped: u64,
     pub bytes_unmapped: u64,
     /// Acquisitions whose last byte went.
@@ -64,7 +64,7 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn add(&mut self, other: Change) {
+    pub(crate) fn add(&mut self, other: Change) {
         self.bytes_mapped += other.bytes_mapped;
         self.bytes_unmapped += other.bytes_unmapped;
         self.released += other.released;
@@ -72,7 +72,7 @@ impl Change {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct AddressSpace {
+pub(crate) struct AddressSpace {
     pieces: BTreeMap<u64, Piece>,
     acqs: HashMap<u64, Acquisition>,
     moves: HashMap<u32, Move>,
@@ -83,30 +83,30 @@ pub struct AddressSpace {
 
 /// An acquisition still holding bytes, with where its pieces are.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeldMapping<'a> {
+pub(crate) struct HeldMapping<'a> {
     pub acquisition: &'a Acquisition,
     /// The lowest address it still holds.
     pub address: u64,
 }
 
 impl AddressSpace {
-    pub fn pieces(&self) -> usize {
+    pub(crate) fn pieces(&self) -> usize {
         self.pieces.len()
     }
 
     /// The stack ids of its acquisitions.
-    pub fn stack_ids(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn stack_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.acqs.values().map(|a| a.stack_id)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.acqs.is_empty() && self.moves.is_empty()
     }
 
     /// A new mapping `[start, start + len)` (len as passed to mmap), made at
     /// `acq.acquired_ns`: whatever older pieces it lands on are released
     /// (MAP_FIXED). Returns its id, or `None` for an impossible length.
-    pub fn map(&mut self, start: u64, len: u64, mut acq: Acquisition) -> (Option<u64>, Change) {
+    pub(crate) fn map(&mut self, start: u64, len: u64, mut acq: Acquisition) -> (Option<u64>, Change) {
         let Some(len) = round_up(len, acq.page_shift) else {
             return (None, Change::default());
         };
@@ -126,7 +126,7 @@ impl AddressSpace {
     }
 
     /// munmap of `[start, start + len)` stamped `at_ns`.
-    pub fn unmap(&mut self, start: u64, len: u64, at_ns: u64) -> Change {
+    pub(crate) fn unmap(&mut self, start: u64, len: u64, at_ns: u64) -> Change {
         let Some(end) = round_up(len, PAGE_SHIFT).and_then(|len| start.checked_add(len)) else {
             return Change::default();
         };
@@ -134,7 +134,7 @@ impl AddressSpace {
     }
 
     /// exec: the whole address space goes.
-    pub fn exec(&mut self, at_ns: u64) -> Change {
+    pub(crate) fn exec(&mut self, at_ns: u64) -> Change {
         // Pieces an mremap took out go with the address space.
         for m in std::mem::take(&mut self.moves).into_values() {
             self.emptied.extend(m.pieces.iter().map(|p| p.2).chain(m.source));
@@ -143,7 +143,15 @@ impl AddressSpace {
     }
 
     /// mremap starts on thread `tid`: the old range leaves its place.
-    pub fn remap_start(&mut self, tid: u32, at_ns: u64, old: u64, old_len: u64, new_len: u64, flags: u64) -> Change {
+    pub(crate) fn remap_start(
+        &mut self,
+        tid: u32,
+        at_ns: u64,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+    ) -> Change {
         let (Some(old_len), Some(new_len)) = (round_up(old_len, PAGE_SHIFT), round_up(new_len, PAGE_SHIFT)) else {
             return Change::default();
         };
@@ -163,7 +171,7 @@ impl AddressSpace {
 
     /// mremap returns on thread `tid` with `result` (an address or -errno),
     /// stamped `at_ns`.
-    pub fn remap_done(&mut self, tid: u32, at_ns: u64, result: i64) -> Change {
+    pub(crate) fn remap_done(&mut self, tid: u32, at_ns: u64, result: i64) -> Change {
         let Some(m) = self.moves.remove(&tid) else {
             return Change::default();
         };
@@ -224,7 +232,7 @@ impl AddressSpace {
 
     /// Acquisitions still holding bytes (mremaps in flight put back first:
     /// the process is gone before they returned).
-    pub fn held(&mut self) -> Vec<HeldMapping<'_>> {
+    pub(crate) fn held(&mut self) -> Vec<HeldMapping<'_>> {
         let tids: Vec<u32> = self.moves.keys().copied().collect();
         for tid in tids {
             self.remap_done(tid, 0, -1);
@@ -244,13 +252,13 @@ impl AddressSpace {
     }
 
     /// Whether a file acquisition has no path yet.
-    pub fn has_unnamed_files(&self) -> bool {
+    pub(crate) fn has_unnamed_files(&self) -> bool {
         self.acqs.values().any(|a| a.resource == MapResource::File && a.path.is_none())
     }
 
     /// Sets the path of file acquisitions that have none, from the
     /// process's file mappings (sorted by start).
-    pub fn name_files(&mut self, files: &[(u64, u64, String)]) {
+    pub(crate) fn name_files(&mut self, files: &[(u64, u64, String)]) {
         for (&start, piece) in &self.pieces {
             let Some(acq) = self.acqs.get_mut(&piece.acq) else { continue };
             if acq.path.is_some() || acq.resource != MapResource::File {

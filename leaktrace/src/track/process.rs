@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::ProcId;
+use crate::proc_id::ProcId;
 
 #[derive(Clone, Debug, Default)]
-pub struct ProcInfo {
+pub(crate) struct ProcInfo {
     pub comm: Option<String>,
     pub exe: Option<String>,
     /// Its pid in its own pid namespace (`NSpid`), read while it was alive.
@@ -18,7 +18,7 @@ pub struct ProcInfo {
 
 /// /proc/PID/fd as read at one moment.
 #[derive(Clone, Debug, Default)]
-pub struct FdLinks {
+pub(crate) struct FdLinks {
     pub read_ns: u64,
     pub links: HashMap<u32, String>,
 }
@@ -27,7 +27,7 @@ impl FdLinks {
     /// The link of an fd acquired at `acquired_ns`, if the read happened
     /// after the acquisition (an earlier read may show an older file that had
     /// the same number).
-    pub fn link_for(&self, fd: u32, acquired_ns: u64) -> Option<&str> {
+    pub(crate) fn link_for(&self, fd: u32, acquired_ns: u64) -> Option<&str> {
         if acquired_ns > self.read_ns {
             return None;
         }
@@ -36,27 +36,27 @@ impl FdLinks {
 }
 
 #[derive(Debug, Default)]
-pub struct Processes {
+pub(crate) struct Processes {
     by_id: HashMap<ProcId, ProcInfo>,
 }
 
 impl ProcInfo {
     /// The namespace pid worth reporting beside `tgid`: one that differs.
-    pub fn other_ns_pid(&self, tgid: u32) -> Option<u32> {
+    pub(crate) fn other_ns_pid(&self, tgid: u32) -> Option<u32> {
         self.ns_pid.filter(|&n| n != tgid)
     }
 }
 
 impl Processes {
-    pub fn entry(&mut self, id: ProcId) -> &mut ProcInfo {
+    pub(crate) fn entry(&mut self, id: ProcId) -> &mut ProcInfo {
         self.by_id.entry(id).or_default()
     }
 
-    pub fn get(&self, id: ProcId) -> Option<&ProcInfo> {
+    pub(crate) fn get(&self, id: ProcId) -> Option<&ProcInfo> {
         self.by_id.get(&id)
     }
 
-    pub fn remove(&mut self, id: ProcId) -> Option<ProcInfo> {
+    pub(crate) fn remove(&mut self, id: ProcId) -> Option<ProcInfo> {
         self.by_id.remove(&id)
     }
 }

@@ -14,10 +14,10 @@
 //! like samples.
 
 /// Acquisition times kept per stack.
-pub const MAX_TIMES: usize = 512;
+pub(crate) const MAX_TIMES: usize = 512;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Survivors {
+pub(crate) struct Survivors {
     /// (acquired, held until), CLOCK_MONOTONIC ns.
     times: Vec<(u64, u64)>,
     /// Each kept time stands for this many acquisitions.
@@ -33,7 +33,7 @@ impl Default for Survivors {
 }
 
 impl Survivors {
-    pub fn add(&mut self, acquired_ns: u64, until_ns: u64) {
+    pub(crate) fn add(&mut self, acquired_ns: u64, until_ns: u64) {
         self.skipped += 1;
         if self.skipped < self.stride {
             return;
@@ -52,7 +52,7 @@ impl Survivors {
     }
 
     /// Adds `other`'s times, at the coarser of the two strides.
-    pub fn merge(&mut self, other: &Survivors) {
+    pub(crate) fn merge(&mut self, other: &Survivors) {
         let mut other = other.clone();
         while other.stride < self.stride {
             other.thin();
@@ -66,23 +66,19 @@ impl Survivors {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.times.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.times.is_empty()
-    }
-
     /// The earliest acquisition kept (thinning keeps the earliest).
-    pub fn oldest(&self) -> Option<u64> {
+    pub(crate) fn oldest(&self) -> Option<u64> {
         self.times.iter().map(|&(a, _)| a).min()
     }
 
     /// The count held at `points` evenly spaced moments after `from_ns` up
     /// to `until_ns` (what was acquired by then and still held then), scaled
     /// from the kept times to `count`: (seconds since `from_ns`, count).
-    pub fn curve(&self, count: u64, from_ns: u64, until_ns: u64, points: usize) -> (Vec<f64>, Vec<f64>) {
+    pub(crate) fn curve(&self, count: u64, from_ns: u64, until_ns: u64, points: usize) -> (Vec<f64>, Vec<f64>) {
         let span = until_ns.saturating_sub(from_ns).max(1);
         let kept = self.times.len().max(1) as f64;
         (1..=points)

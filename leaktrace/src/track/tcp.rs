@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use leaktrace_common::fd::{FdEntry, FdKey};
 use leaktrace_common::tcp::{state_name, TcpSock, AF_INET6};
 
 /// Identifies one acquisition: the join key between outstanding fds and TCP
 /// sockets (an fd number alone may have been reused).
-pub type AcquisitionKey = (u32, u64, u32, u64);
+type AcquisitionKey = (u32, u64, u32, u64);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpInfo {
+pub(crate) struct TcpInfo {
     pub state: u32,
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -21,7 +22,7 @@ pub struct TcpInfo {
 }
 
 impl TcpInfo {
-    pub fn state_name(&self) -> &'static str {
+    pub(crate) fn state_name(&self) -> &'static str {
         state_name(self.state)
     }
 }
@@ -46,9 +47,20 @@ impl From<&TcpSock> for TcpInfo {
     }
 }
 
-/// Indexes the kernel's TCP sockets by the acquisition they belong to.
-pub fn index(socks: &[(u64, TcpSock)]) -> HashMap<AcquisitionKey, TcpInfo> {
-    socks.iter().map(|(_, s)| ((s.tgid, s.gen, s.fd, s.acquired_ns), TcpInfo::from(s))).collect()
+/// The kernel's TCP sockets by the acquisition they belong to.
+#[derive(Debug, Default)]
+pub(crate) struct TcpIndex(HashMap<AcquisitionKey, TcpInfo>);
+
+impl TcpIndex {
+    pub(crate) fn new(socks: &[(u64, TcpSock)]) -> TcpIndex {
+        TcpIndex(socks.iter().map(|(_, s)| ((s.tgid, s.gen, s.fd, s.acquired_ns), TcpInfo::from(s))).collect())
+    }
+
+    /// The connection the outstanding fd `key` acquired as `entry` is, if it
+    /// is one.
+    pub(crate) fn get(&self, key: &FdKey, entry: &FdEntry) -> Option<TcpInfo> {
+        self.0.get(&(key.tgid, key.gen, key.fd, entry.acquired_ns)).copied()
+    }
 }
 
 #[cfg(test)]
@@ -91,9 +103,23 @@ mod tests {
     fn sockets_join_their_exact_acquisition() {
         let mut s = sock(AF_INET, [0; 16], [0; 16]);
         s.dport = 0;
-        let index = index(&[(0xffff_8880_0000_1000, s)]);
-        assert!(index.contains_key(&(10, 7, 5, 100)));
-        assert!(!index.contains_key(&(10, 7, 5, 99)), "same fd number, other acquisition");
-        assert_eq!(index[&(10, 7, 5, 100)].remote.to_string(), "0.0.0.0:0", "a socket that never connected");
+        let index = TcpIndex::new(&[(0xffff_8880_0000_1000, s)]);
+        let key = FdKey { tgid: 10, fd: 5, gen: 7 };
+        let entry = |acquired_ns| FdEntry {
+            acquired_ns,
+            stack_id: 0,
+            tid: 10,
+            exec_seq: 0,
+            syscall: 0,
+            resource: 2,
+            flags: 0,
+            sock_family: AF_INET,
+            sock_type: 1,
+            sk: 0xffff_8880_0000_1000,
+        };
+        assert!(index.get(&key, &entry(100)).is_some());
+        assert!(index.get(&key, &entry(99)).is_none(), "same fd number, other acquisition");
+        let remote = index.get(&key, &entry(100)).map(|t| t.remote.to_string());
+        assert_eq!(remote.as_deref(), Some("0.0.0.0:0"), "a socket that never connected");
     }
 }

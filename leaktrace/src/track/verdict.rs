@@ -22,26 +22,39 @@
 
 use std::fmt::Write;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+use super::history::Samples;
+use crate::resource::{Kind, Resource};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Verdict {
     Leak,
     Suspect,
     Steady,
 }
 
 impl Verdict {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Verdict::Leak => "leak",
             Verdict::Suspect => "suspect",
             Verdict::Steady => "steady",
         }
     }
+
+    /// How much it calls for attention: leaks first.
+    pub(crate) fn severity(self) -> u8 {
+        match self {
+            Verdict::Leak => 3,
+            Verdict::Suspect => 2,
+            Verdict::Steady => 1,
+        }
+    }
 }
 
 /// The parameters of the rule (documented in the README).
 #[derive(Clone, Copy, Debug)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// Fewer samples give `suspect`: six strictly rising samples are the
     /// fewest whose Mann-Kendall z passes `z_leak`.
     pub min_points: usize,
@@ -56,22 +69,36 @@ pub struct Rule {
 
 impl Rule {
     /// For counts of fds and connections.
-    pub const COUNT: Rule = Rule { min_points: 6, z_leak: 2.326, z_suspect: 1.645, min_growth: 3.0 };
+    pub(crate) const COUNT: Rule = Rule { min_points: 6, z_leak: 2.326, z_suspect: 1.645, min_growth: 3.0 };
     /// For bytes of memory mappings: at least three pages.
-    pub const BYTES: Rule = Rule { min_growth: 3.0 * 4096.0, ..Rule::COUNT };
+    pub(crate) const BYTES: Rule = Rule { min_growth: 3.0 * 4096.0, ..Rule::COUNT };
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Judgement {
+pub(crate) struct Judgement {
     pub verdict: Verdict,
     pub reason: String,
     /// Theil-Sen slope per minute, when there are two samples or more.
     pub per_minute: Option<f64>,
 }
 
+/// The verdict on one stack's samples: counts for fds and connections,
+/// bytes for mappings (whose growth per minute is still in mappings).
+pub(crate) fn judgement(kind: Kind, resource: Resource, samples: &Samples, seconds: &[f64]) -> Judgement {
+    let counts: Vec<f64> = samples.points.iter().map(|p| p.count as f64).collect();
+    if kind.in_bytes() {
+        let bytes: Vec<f64> = samples.points.iter().map(|p| p.bytes as f64).collect();
+        let mut j = judge(seconds, &bytes, &Rule::BYTES, &kind.unit(resource));
+        j.per_minute = theil_sen(seconds, &counts).map(|s| s * 60.0);
+        j
+    } else {
+        judge(seconds, &counts, &Rule::COUNT, &kind.unit(resource))
+    }
+}
+
 /// Judges one series: `seconds` ascending, `values` the samples there.
 /// `unit` names what the values count in the reason ("files", "bytes").
-pub fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) -> Judgement {
+pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) -> Judgement {
     let n = seconds.len().min(values.len());
     let (seconds, values) = (&seconds[..n], &values[..n]);
     let slope = theil_sen(seconds, values);
@@ -142,7 +169,7 @@ fn secs(span: f64) -> String {
 
 /// The median of the slopes between every pair of samples at different
 /// times; None with fewer than two distinct times.
-pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
+pub(crate) fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
     let n = x.len().min(y.len());
     let mut slopes = Vec::with_capacity(n * n.saturating_sub(1) / 2);
     for i in 0..n {
@@ -164,7 +191,7 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
 /// The Mann-Kendall trend statistic as a standard normal z, with the
 /// variance corrected for ties (flat stretches are common in counts) and the
 /// usual continuity correction; 0 when every value is the same.
-pub fn mann_kendall_z(y: &[f64]) -> f64 {
+pub(crate) fn mann_kendall_z(y: &[f64]) -> f64 {
     let n = y.len();
     let mut s: i64 = 0;
     for i in 0..n {

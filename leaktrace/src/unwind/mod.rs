@@ -3,7 +3,7 @@
 //! mappings with their rows, so the eBPF unwinder can walk stacks of code
 //! built without frame pointers.
 
-pub mod table;
+pub(crate) mod table;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,15 +13,27 @@ use leaktrace_common::unwind::{buckets, ModuleMapping, ProcMappings, UnwindRow, 
 use crate::symbolize::maps::{FileId, MapsSnapshot, Module};
 use table::ModuleTable;
 
+/// How user stacks are walked (`--unwind`, `unwind = "..."`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Unwind {
+    /// With each module's CFI (.eh_frame): complete stacks for code built
+    /// without frame pointers; frame pointers where a module has no CFI.
+    Cfi,
+    /// Frame pointers only: cheaper, but stacks through code without them
+    /// (glibc, -O2 builds) end early.
+    FramePointers,
+}
+
 /// Where tables go: the kernel's rows and buckets arrays (or buffers in tests).
-pub trait RowSink {
+pub(crate) trait RowSink {
     fn write(&mut self, start: u32, rows: &[UnwindRow]) -> std::io::Result<()>;
     fn write_buckets(&mut self, start: u32, buckets: &[u64]) -> std::io::Result<()>;
 }
 
 /// A module whose rows are loaded.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub table: ModuleTable,
     pub rows_start: u32,
     pub rows_len: u32,
@@ -30,7 +42,7 @@ pub struct Loaded {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct UnwindStats {
+pub(crate) struct UnwindStats {
     pub modules: u64,
     pub rows: u64,
     /// Modules that did not fit the rows array (unwound with frame pointers).
@@ -39,7 +51,7 @@ pub struct UnwindStats {
     pub mappings_dropped: u64,
 }
 
-pub struct Unwinder {
+pub(crate) struct Unwinder {
     modules: HashMap<FileId, Arc<Loaded>>,
     next_row: u32,
     next_bucket: u32,
@@ -49,11 +61,11 @@ pub struct Unwinder {
 }
 
 impl Unwinder {
-    pub fn new(capacity: u32) -> Self {
+    pub(crate) fn new(capacity: u32) -> Self {
         Unwinder { modules: HashMap::new(), next_row: 0, next_bucket: 0, capacity, stats: UnwindStats::default() }
     }
 
-    pub fn stats(&self) -> UnwindStats {
+    pub(crate) fn stats(&self) -> UnwindStats {
         self.stats
     }
 
@@ -103,7 +115,7 @@ impl Unwinder {
     /// The kernel's view of a process image: its code mappings with their
     /// rows. `read` opens a mapping's file. None when no module has rows
     /// (the kernel's frame-pointer walk is then used).
-    pub fn mappings(
+    pub(crate) fn mappings(
         &mut self,
         snapshot: &MapsSnapshot,
         exec_seq: u32,

@@ -15,7 +15,7 @@ const RSP: Register = Register(7);
 const RA: Register = Register(16);
 
 #[derive(Debug, Error)]
-pub enum TableError {
+pub(crate) enum TableError {
     #[error("not an ELF file: {0}")]
     NotElf(String),
     #[error("not an x86_64 module")]
@@ -27,7 +27,7 @@ pub enum TableError {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct ModuleTable {
+pub(crate) struct ModuleTable {
     /// Where the module's code lands; row pcs are relative to `layout.base`.
     pub layout: Layout,
     /// Sorted by pc. Empty when the module has no `.eh_frame` (Go binaries).
@@ -37,13 +37,13 @@ pub struct ModuleTable {
 impl ModuleTable {
     /// The value the unwinder subtracts from an address in a mapping that
     /// starts at `start` with file offset `file_offset` to get a row pc.
-    pub fn bias(&self, start: u64, file_offset: u64) -> Option<u64> {
+    pub(crate) fn bias(&self, start: u64, file_offset: u64) -> Option<u64> {
         let vaddr = self.layout.vaddr_of(file_offset)?;
         Some(start.wrapping_sub(vaddr).wrapping_add(self.layout.base))
     }
 }
 
-pub fn build(data: &[u8]) -> Result<ModuleTable, TableError> {
+pub(crate) fn build(data: &[u8]) -> Result<ModuleTable, TableError> {
     let file = object::File::parse(data).map_err(|e| TableError::NotElf(e.to_string()))?;
     if file.architecture() != object::Architecture::X86_64 {
         return Err(TableError::WrongArch);

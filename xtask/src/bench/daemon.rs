@@ -45,7 +45,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a GET may take.
 const GET_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub fn section(plan: &Plan) -> Section {
+pub(super) fn section(plan: &Plan) -> Section {
     let n = plan.daemon_processes;
     Section::new(
         &format!("daemon with {n} processes"),
@@ -75,7 +75,7 @@ pub fn section(plan: &Plan) -> Section {
     )
 }
 
-pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn run(bench: &Bench, section: &mut Section) -> Result<()> {
     let n = bench.plan.daemon_processes;
     let idle = measure(bench, 0)?;
     let busy = measure(bench, n)?;
@@ -628,7 +628,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 /// utime + stime, in clock ticks, from /proc/PID/stat (fields 14 and 15,
 /// counted after the parenthesised comm, which may hold spaces).
-pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+pub(super) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;

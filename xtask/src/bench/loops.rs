@@ -7,12 +7,13 @@
 //! condition of each round rotating), so a slow minute on the host lands on
 //! all of them; each condition's result is the median of its rounds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::baseline;
 use super::markdown::{Headline, Section, Table};
 use super::process::{self, Proc, Spawn, Stream};
 use super::stats::{self, median};
@@ -24,7 +25,7 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest a tracer may take to stop after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The CPU the measured processes run on; tracers float.
-pub const MEASURED_CPU: u32 = 1;
+pub(super) const MEASURED_CPU: u32 = 1;
 
 /// A process that runs one round per line on its stdin and answers with the
 /// nanoseconds per operation.
@@ -54,11 +55,18 @@ struct Condition {
     label: String,
     tracer: Option<Tracer>,
     ops: u64,
+    /// The leaktrace binary that runs the tracer, when not the one under
+    /// test (`--baseline`).
+    binary: Option<PathBuf>,
 }
 
 impl Condition {
     fn new(label: &str, tracer: Option<Tracer>, ops: u64) -> Self {
-        Self { label: label.to_string(), tracer, ops }
+        Self { label: label.to_string(), tracer, ops, binary: None }
+    }
+
+    fn run_by(self, binary: &Path) -> Self {
+        Self { binary: Some(binary.to_path_buf()), ..self }
     }
 }
 
@@ -79,8 +87,9 @@ fn interleave(
         for k in 0..conditions.len() {
             let i = (round + k) % conditions.len();
             let condition = &conditions[i];
+            let binary = condition.binary.as_deref().unwrap_or(&bench.leaktrace);
             let tracer = match &condition.tracer {
-                Some(t) => Some(t.start(&bench.leaktrace).with_context(|| format!("starting {}", condition.label))?),
+                Some(t) => Some(t.start(binary).with_context(|| format!("starting {}", condition.label))?),
                 None => None,
             };
             let ns = process.round(condition.ops).with_context(|| format!("round under {}", condition.label))?;
@@ -177,7 +186,7 @@ fn same_rounds(plan: &Plan) -> String {
     )
 }
 
-pub fn open_close_section(plan: &Plan) -> Section {
+pub(super) fn open_close_section(plan: &Plan) -> Section {
     Section::new(
         "open+close loop",
         &format!(
@@ -196,18 +205,23 @@ pub fn open_close_section(plan: &Plan) -> Section {
     )
 }
 
-pub fn open_close(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn open_close(bench: &Bench, section: &mut Section) -> Result<()> {
     let plan = &bench.plan;
     let mut process = LoopProcess::start(&bench.programs.open_close)?;
     let pid = process.pid().to_string();
+    let attach = ["attach", "--pid", &pid, "-o", "/dev/null"];
     let mut conditions = vec![
         Condition::new("untraced", None, plan.open_pairs),
-        Condition::new(
-            "leaktrace",
-            Some(Tracer::leaktrace(&["attach", "--pid", &pid, "-o", "/dev/null"])),
-            plan.open_pairs,
-        ),
+        Condition::new("leaktrace", Some(Tracer::leaktrace(&attach)), plan.open_pairs),
     ];
+    // The older binary, its arguments the same, taking its turn in the same
+    // rounds.
+    let baseline = bench.baseline.as_deref().map(|binary| {
+        conditions.push(
+            Condition::new("leaktrace (baseline)", Some(Tracer::leaktrace(&attach)), plan.open_pairs).run_by(binary),
+        );
+        conditions.len() - 1
+    });
     // The walk bpftrace's ustack does, for a like-for-like figure: frame
     // pointers only (stacks through glibc end at its first frame).
     let frame_pointers = conditions.len();
@@ -277,10 +291,20 @@ pub fn open_close(bench: &Bench, section: &mut Section) -> Result<()> {
             stats::ratio(out.medians[strace] / out.base())
         ),
     ));
+    if let Some(i) = baseline {
+        let ns = |v: f64| format!("{} ns/pair", stats::thousands(v, 0));
+        section.results.push(baseline::headline("leaktrace", &samples[1], &samples[i], ns)?);
+        section.notes.push(
+            "`--baseline`: `leaktrace (baseline)` is the older binary given, run with the same arguments as \
+             `leaktrace` in the same rounds; the comparison says whether the new median is within the \
+             baseline's fastest..slowest round."
+                .into(),
+        );
+    }
     Ok(())
 }
 
-pub fn connect_section(plan: &Plan) -> Section {
+pub(super) fn connect_section(plan: &Plan) -> Section {
     Section::new(
         "socket+connect+close on loopback",
         &format!(
@@ -294,7 +318,7 @@ pub fn connect_section(plan: &Plan) -> Section {
     )
 }
 
-pub fn connect(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn connect(bench: &Bench, section: &mut Section) -> Result<()> {
     let ops = bench.plan.connections;
     let mut process = LoopProcess::start(&bench.programs.connect_close)?;
     let pid = process.pid().to_string();
@@ -305,7 +329,7 @@ pub fn connect(bench: &Bench, section: &mut Section) -> Result<()> {
     traced_vs_untraced(bench, section, &mut process, &conditions, "connection")
 }
 
-pub fn mmap_section(plan: &Plan) -> Section {
+pub(super) fn mmap_section(plan: &Plan) -> Section {
     Section::new(
         "mmap+munmap",
         &format!(
@@ -318,7 +342,7 @@ pub fn mmap_section(plan: &Plan) -> Section {
     )
 }
 
-pub fn mmap(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn mmap(bench: &Bench, section: &mut Section) -> Result<()> {
     let ops = bench.plan.mmap_pairs;
     let mut process = LoopProcess::start(&bench.programs.mmap_munmap)?;
     let pid = process.pid().to_string();
@@ -346,7 +370,7 @@ fn traced_vs_untraced(
     Ok(())
 }
 
-pub fn bystander_section(plan: &Plan) -> Section {
+pub(super) fn bystander_section(plan: &Plan) -> Section {
     Section::new(
         "bystanders",
         &format!(
@@ -361,7 +385,7 @@ pub fn bystander_section(plan: &Plan) -> Section {
     )
 }
 
-pub fn bystanders(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn bystanders(bench: &Bench, section: &mut Section) -> Result<()> {
     let ops = bench.plan.open_pairs;
     let sleeper = Proc::spawn(
         "sleep",

@@ -7,7 +7,7 @@ use std::process::Command;
 use super::markdown::Context;
 use crate::util;
 
-pub fn describe(root: &Path, leaktrace: &Path, mode: &'static str) -> Context {
+pub(super) fn describe(root: &Path, leaktrace: &Path, baseline: Option<&Path>, mode: &'static str) -> Context {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let model = cpu_model(&cpuinfo).unwrap_or_else(|| "unknown CPU".into());
@@ -24,6 +24,7 @@ pub fn describe(root: &Path, leaktrace: &Path, mode: &'static str) -> Context {
         kernel,
         commit: commit(root),
         leaktrace: binary(root, leaktrace),
+        baseline: baseline.map(|b| described(root, b, "from --baseline")),
         tools: tools(),
     }
 }
@@ -31,10 +32,15 @@ pub fn describe(root: &Path, leaktrace: &Path, mode: &'static str) -> Context {
 /// Which leaktrace was measured: its path, how it was chosen and when it was
 /// built.
 fn binary(root: &Path, leaktrace: &Path) -> String {
-    let path = leaktrace.strip_prefix(root).unwrap_or(leaktrace).display().to_string();
     let how = if std::env::var_os("LEAKTRACE_BIN").is_some() { "from LEAKTRACE_BIN" } else { "built by this run" };
+    described(root, leaktrace, how)
+}
+
+/// A binary's path, how it was chosen and when it was built.
+fn described(root: &Path, binary: &Path, how: &str) -> String {
+    let path = binary.strip_prefix(root).unwrap_or(binary).display().to_string();
     let built =
-        first_line(util::output(Command::new("date").arg("-u").arg("-r").arg(leaktrace).arg("+%Y-%m-%d %H:%M UTC")));
+        first_line(util::output(Command::new("date").arg("-u").arg("-r").arg(binary).arg("+%Y-%m-%d %H:%M UTC")));
     match built {
         Some(built) => format!("{path} ({how}; modified {built})"),
         None => format!("{path} ({how})"),
@@ -74,14 +80,14 @@ fn first_line(text: Option<String>) -> Option<String> {
     text.and_then(|t| t.lines().next().map(|l| l.trim().to_string())).filter(|l| !l.is_empty())
 }
 
-pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+pub(super) fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo
         .lines()
         .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.trim_start().strip_prefix(':')))
         .map(|m| m.trim().to_string())
 }
 
-pub fn mem_total_kib(meminfo: &str) -> Option<u64> {
+pub(super) fn mem_total_kib(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
     line.split_whitespace().next()?.parse().ok()
 }

@@ -1,12 +1,15 @@
 //! `cargo xtask bench`: what leaktrace costs the processes it traces, the
 //! rest of the host and a real server, compared with bpftrace and strace, and
 //! how its userspace holds up at scale and over time. Writes BENCHMARKS.md.
+//! With `--baseline`, an older leaktrace runs beside it in the open+close
+//! and scale benchmarks (see `baseline`).
 //!
 //! This module owns the order of the benchmarks, their sizes (full or
 //! `--quick`), and turning a failed benchmark into a line of the report
 //! rather than the end of the run. Each benchmark lives in its own module;
 //! starting and stopping processes is `process`'s and `tracer`'s.
 
+mod baseline;
 mod daemon;
 mod loops;
 mod machine;
@@ -30,13 +33,13 @@ use self::programs::Programs;
 use crate::util;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Full,
     Quick,
 }
 
 impl Mode {
-    pub fn new(quick: bool) -> Self {
+    pub(crate) fn new(quick: bool) -> Self {
         if quick {
             Self::Quick
         } else {
@@ -54,7 +57,7 @@ impl Mode {
 
 /// How big each benchmark is. The full run stays under about 25 minutes, ten
 /// of them the soak.
-pub struct Plan {
+pub(crate) struct Plan {
     /// Rounds of each condition in the loop benchmarks.
     pub rounds: usize,
     pub open_pairs: u64,
@@ -79,7 +82,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(mode: Mode) -> Self {
+    pub(crate) fn new(mode: Mode) -> Self {
         match mode {
             Mode::Full => Self {
                 rounds: 7,
@@ -118,9 +121,12 @@ impl Plan {
 }
 
 /// What every benchmark needs.
-pub struct Bench {
+pub(crate) struct Bench {
     /// The copy of the binary under test that every benchmark runs.
     pub leaktrace: PathBuf,
+    /// The copy of the older binary `--baseline` named, which the open+close
+    /// and scale benchmarks run too.
+    pub baseline: Option<PathBuf>,
     pub programs: Programs,
     pub plan: Plan,
     /// Whether this leaktrace has `attach --sample N`.
@@ -129,7 +135,7 @@ pub struct Bench {
     pub work: PathBuf,
 }
 
-pub fn require_root() -> Result<()> {
+pub(crate) fn require_root() -> Result<()> {
     if !util::is_root() {
         bail!(
             "the benchmarks load eBPF programs and trace other processes: run `sudo cargo xtask bench` \
@@ -159,7 +165,13 @@ fn benchmarks(plan: &Plan) -> Vec<(&'static str, Section, Benchmark)> {
 /// Runs every benchmark, or only the one named `only`, whose results then go
 /// to target/bench/BENCHMARKS-NAME.md: BENCHMARKS.md is only ever written
 /// whole, by a run of them all.
-pub fn run(root: &Path, leaktrace: &Path, mode: Mode, only: Option<&str>) -> Result<()> {
+pub(crate) fn run(
+    root: &Path,
+    leaktrace: &Path,
+    baseline: Option<&Path>,
+    mode: Mode,
+    only: Option<&str>,
+) -> Result<()> {
     let plan = Plan::new(mode);
     let mut benchmarks = benchmarks(&plan);
     if let Some(only) = only {
@@ -173,18 +185,24 @@ pub fn run(root: &Path, leaktrace: &Path, mode: Mode, only: Option<&str>) -> Res
     let start = Instant::now();
     let leaktrace =
         leaktrace.canonicalize().with_context(|| format!("no leaktrace binary at {}", leaktrace.display()))?;
+    let baseline = baseline
+        .map(|b| b.canonicalize().with_context(|| format!("no baseline leaktrace binary at {}", b.display())))
+        .transpose()?;
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let programs = programs::build(root, &work)?;
     process::catch_interrupt();
-    let context = machine::describe(root, &leaktrace, mode.name());
-    // A copy, so that a rebuild of the workspace during the run cannot change
-    // the binary between benchmarks.
-    let snapshot = work.join("leaktrace");
-    std::fs::copy(&leaktrace, &snapshot)
-        .with_context(|| format!("cannot copy {} to {}", leaktrace.display(), snapshot.display()))?;
-    let bench =
-        Bench { has_sample: tracer::leaktrace_has_sample(&snapshot), leaktrace: snapshot, programs, plan, work };
+    let context = machine::describe(root, &leaktrace, baseline.as_deref(), mode.name());
+    let snapshot = copy_binary(&leaktrace, work.join("leaktrace"))?;
+    let baseline = baseline.map(|b| copy_binary(&b, work.join("leaktrace-baseline"))).transpose()?;
+    let bench = Bench {
+        has_sample: tracer::leaktrace_has_sample(&snapshot),
+        leaktrace: snapshot,
+        baseline,
+        programs,
+        plan,
+        work,
+    };
 
     let count = benchmarks.len();
     let mut sections = Vec::new();
@@ -233,6 +251,13 @@ pub fn run(root: &Path, leaktrace: &Path, mode: Mode, only: Option<&str>) -> Res
         bail!("{} benchmark(s) failed: {}; BENCHMARKS.md says why", failed.len(), failed.join(", "));
     }
     Ok(())
+}
+
+/// Copies `binary` to `to`, so that a rebuild of the workspace during the
+/// run cannot change the binary between benchmarks.
+fn copy_binary(binary: &Path, to: PathBuf) -> Result<PathBuf> {
+    std::fs::copy(binary, &to).with_context(|| format!("cannot copy {} to {}", binary.display(), to.display()))?;
+    Ok(to)
 }
 
 /// Tracers running on the host that this benchmark did not start: their

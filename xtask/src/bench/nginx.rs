@@ -27,7 +27,7 @@ const WRK_CPU: u32 = 0;
 /// About the size of nginx's own welcome page.
 const PAGE_BYTES: usize = 612;
 
-pub fn section(plan: &Plan) -> Section {
+pub(super) fn section(plan: &Plan) -> Section {
     Section::new(
         "nginx under wrk",
         &format!(
@@ -43,7 +43,7 @@ pub fn section(plan: &Plan) -> Section {
     )
 }
 
-pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn run(bench: &Bench, section: &mut Section) -> Result<()> {
     if let Some(pid) = system_nginx() {
         section.notes.push(format!(
             "The system's nginx service was running (pid {pid}); it served nothing during the benchmark."
@@ -297,7 +297,7 @@ fn get_ok() -> Result<()> {
 
 /// What one wrk run measured.
 #[derive(Debug, PartialEq)]
-pub struct Wrk {
+pub(super) struct Wrk {
     pub requests_per_sec: f64,
     /// 99th percentile latency in µs.
     pub p99_us: f64,
@@ -317,7 +317,7 @@ fn wrk(url: &str, seconds: u64) -> Result<Wrk> {
 
 /// Reads `Requests/sec:` and the 99% line of `--latency`'s distribution;
 /// any non-2xx response or socket error fails the run.
-pub fn parse_wrk(text: &str) -> Result<Wrk> {
+pub(super) fn parse_wrk(text: &str) -> Result<Wrk> {
     let mut requests_per_sec = None;
     let mut p99_us = None;
     for line in text.lines().map(str::trim) {

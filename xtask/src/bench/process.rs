@@ -33,7 +33,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 /// From now on SIGINT (Ctrl-C) makes waits fail instead of killing xtask,
 /// so guards get to stop what runs. Children still get the default action:
 /// exec resets caught signals.
-pub fn catch_interrupt() {
+pub(super) fn catch_interrupt() {
     // SAFETY: the handler only stores to an atomic, which is
     // async-signal-safe.
     unsafe {
@@ -41,18 +41,18 @@ pub fn catch_interrupt() {
     }
 }
 
-pub fn interrupted() -> bool {
+pub(super) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Stream {
+pub(super) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// How a child is started.
-pub struct Spawn {
+pub(super) struct Spawn {
     /// Whether the benchmark writes to its stdin (otherwise /dev/null).
     pub stdin: bool,
     /// Whether its stdout is read (otherwise /dev/null).
@@ -65,42 +65,42 @@ pub struct Spawn {
 }
 
 impl Spawn {
-    pub fn piped() -> Self {
+    pub(super) fn piped() -> Self {
         Self { stdin: true, stdout: true, stderr: true, parent_death: libc::SIGKILL }
     }
 
     /// A tracer: nothing on stdin, its output read for its ready line.
-    pub fn tracer() -> Self {
+    pub(super) fn tracer() -> Self {
         Self { stdin: false, stdout: true, stderr: true, parent_death: libc::SIGINT }
     }
 }
 
 /// How a reaped child ended.
-pub struct Exit {
+pub(super) struct Exit {
     status: libc::c_int,
     rusage: libc::rusage,
 }
 
 impl Exit {
-    pub fn code(&self) -> Option<i32> {
+    pub(super) fn code(&self) -> Option<i32> {
         libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
     }
 
     /// The signal that ended it, if one did.
-    pub fn signal(&self) -> Option<libc::c_int> {
+    pub(super) fn signal(&self) -> Option<libc::c_int> {
         libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
     }
 
-    pub fn success(&self) -> bool {
+    pub(super) fn success(&self) -> bool {
         self.code() == Some(0)
     }
 
     /// Peak resident set size in KiB (Linux reports ru_maxrss in KiB).
-    pub fn max_rss_kib(&self) -> u64 {
+    pub(super) fn max_rss_kib(&self) -> u64 {
         u64::try_from(self.rusage.ru_maxrss).unwrap_or(0)
     }
 
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         if libc::WIFEXITED(self.status) {
             format!("exit status {}", libc::WEXITSTATUS(self.status))
         } else if libc::WIFSIGNALED(self.status) {
@@ -111,7 +111,7 @@ impl Exit {
     }
 }
 
-pub struct Proc {
+pub(super) struct Proc {
     name: String,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -121,7 +121,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command, how: Spawn) -> Result<Self> {
+    pub(super) fn spawn(name: &str, cmd: &mut Command, how: Spawn) -> Result<Self> {
         let pipe_or_null = |piped: bool| if piped { Stdio::piped() } else { Stdio::null() };
         cmd.stdin(pipe_or_null(how.stdin)).stdout(pipe_or_null(how.stdout)).stderr(pipe_or_null(how.stderr));
         let signal = how.parent_death;
@@ -148,28 +148,33 @@ impl Proc {
         Ok(Self { name: name.to_string(), child, stdin, lines, log: VecDeque::new(), exit: None })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn send_line(&mut self, line: &str) -> Result<()> {
+    pub(super) fn send_line(&mut self, line: &str) -> Result<()> {
         let name = &self.name;
         let stdin = self.stdin.as_mut().with_context(|| format!("{name}'s stdin is closed"))?;
         writeln!(stdin, "{line}").and_then(|()| stdin.flush()).with_context(|| format!("cannot write to {name}"))
     }
 
     /// Closes its stdin: the benchmark programs end on EOF.
-    pub fn close_stdin(&mut self) {
+    pub(super) fn close_stdin(&mut self) {
         self.stdin = None;
     }
 
     /// Waits for a line on `stream` that `wanted` accepts, keeping the others
     /// for error messages; fails when the process exits first or on timeout.
-    pub fn wait_line(&mut self, stream: Stream, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Result<String> {
+    pub(super) fn wait_line(
+        &mut self,
+        stream: Stream,
+        timeout: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -213,7 +218,7 @@ impl Proc {
 
     /// Waits for it to exit on its own within `timeout` and returns what it
     /// printed on `stream` and how it ended.
-    pub fn finish(&mut self, stream: Stream, timeout: Duration) -> Result<(Vec<String>, &Exit)> {
+    pub(super) fn finish(&mut self, stream: Stream, timeout: Duration) -> Result<(Vec<String>, &Exit)> {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         loop {
@@ -253,13 +258,13 @@ impl Proc {
     }
 
     /// "NAME WHAT; its last output: …", for a failure of this process.
-    pub fn error(&mut self, what: impl std::fmt::Display) -> anyhow::Error {
+    pub(super) fn error(&mut self, what: impl std::fmt::Display) -> anyhow::Error {
         let tail = self.tail();
         anyhow::anyhow!("{} {what}{tail}", self.name)
     }
 
     /// The last lines it printed, for error messages.
-    pub fn tail(&mut self) -> String {
+    pub(super) fn tail(&mut self) -> String {
         while let Ok((_, line)) = self.lines.try_recv() {
             self.remember(&line);
         }
@@ -270,7 +275,7 @@ impl Proc {
         format!("; its last output:\n    {}", lines.join("\n    "))
     }
 
-    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+    pub(super) fn signal(&self, signal: libc::c_int) -> Result<()> {
         if self.exit.is_some() {
             return Ok(());
         }
@@ -284,7 +289,7 @@ impl Proc {
     }
 
     /// Reaps it if it has exited.
-    pub fn try_wait(&mut self) -> Result<Option<&Exit>> {
+    pub(super) fn try_wait(&mut self) -> Result<Option<&Exit>> {
         if self.exit.is_none() {
             self.exit = self.wait4(libc::WNOHANG)?;
         }
@@ -293,7 +298,7 @@ impl Proc {
 
     /// Waits for it to exit, polling every millisecond (the precision of the
     /// stop times the benchmarks report); `None` on timeout.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<&Exit>> {
+    pub(super) fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<&Exit>> {
         let deadline = Instant::now() + timeout;
         while self.try_wait()?.is_none() {
             if Instant::now() >= deadline {
@@ -306,7 +311,7 @@ impl Proc {
 
     /// Sends `signal` and waits up to `timeout` for the exit; kills it and
     /// fails when it does not come.
-    pub fn stop(&mut self, signal: libc::c_int, timeout: Duration) -> Result<&Exit> {
+    pub(super) fn stop(&mut self, signal: libc::c_int, timeout: Duration) -> Result<&Exit> {
         self.signal(signal)?;
         if self.wait_timeout(timeout)?.is_none() {
             self.kill();
@@ -337,7 +342,7 @@ impl Proc {
     }
 
     /// SIGKILL and reap; for cleanup, where there is nobody to tell.
-    pub fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         if self.exit.is_some() {
             return;
         }
@@ -373,7 +378,7 @@ fn forward(stream: impl Read + Send + 'static, which: Stream, tx: Sender<(Stream
 
 /// Runs `taskset -c CPU program args…` (taskset execs it, so the pid is the
 /// program's).
-pub fn pinned(cpu: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(super) fn pinned(cpu: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg(cpu.to_string()).arg(program);
     cmd

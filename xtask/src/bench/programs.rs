@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::util;
 
-pub struct Programs {
+pub(crate) struct Programs {
     /// Rounds of open("/dev/null")+close pairs.
     pub open_close: PathBuf,
     /// Rounds of loopback socket+connect+close, a thread accepting.
@@ -28,7 +28,7 @@ pub struct Programs {
     pub growth: PathBuf,
 }
 
-pub fn build(root: &Path, out: &Path) -> Result<Programs> {
+pub(super) fn build(root: &Path, out: &Path) -> Result<Programs> {
     let compile_from = |dir: &str, name: &str| -> Result<PathBuf> {
         let binary = out.join(name);
         util::run(

@@ -51,7 +51,7 @@ const KILL_AFTER: Duration = Duration::from_millis(5_500);
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub fn section(plan: &Plan) -> Section {
+pub(super) fn section(plan: &Plan) -> Section {
     Section::new(
         "recording",
         &format!(
@@ -91,7 +91,7 @@ pub fn section(plan: &Plan) -> Section {
     )
 }
 
-pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn run(bench: &Bench, section: &mut Section) -> Result<()> {
     let untraced = measure(bench, Condition::Untraced)?;
     let attach = measure(bench, Condition::Attach)?;
     let record = measure(bench, Condition::Record)?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use super::baseline;
 use super::loops::MEASURED_CPU;
 use super::markdown::{Headline, Section, Table};
 use super::process::{self, Proc, Spawn, Stream};
@@ -21,7 +22,7 @@ const STACKS: u64 = 10_000;
 const NR_OPEN: u64 = FDS + 100;
 const REPORT_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub fn section(plan: &Plan) -> Section {
+pub(super) fn section(plan: &Plan) -> Section {
     Section::new(
         "1,000,000 outstanding fds from 10,000 stacks",
         &format!(
@@ -39,7 +40,7 @@ pub fn section(plan: &Plan) -> Section {
     )
 }
 
-pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn run(bench: &Bench, section: &mut Section) -> Result<()> {
     let _nr_open = NrOpen::at_least(NR_OPEN)?;
     let report = bench.work.join("scale-report.json");
 
@@ -77,51 +78,54 @@ pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
         String::new(),
     ]);
     let mut runs = Vec::new();
+    let mut baseline_runs = Vec::new();
     for run in 0..bench.plan.scale_runs {
-        let _ = std::fs::remove_file(&report);
-        let args = [
-            "attach",
-            "--max-entries",
-            "1100000",
-            "--max-stacks",
-            "32768",
-            "--format",
-            "json",
-            "-o",
-            path_str(&report)?,
-        ];
-        let traced = Stacks::start(&bench.programs.stacks)?.make_all(Some((bench, &args[..])))?;
-        let text =
-            std::fs::read_to_string(&report).with_context(|| format!("leaktrace wrote no {}", report.display()))?;
-        let check = ReportCheck::parse(&text)?;
-        let stop = traced.stopped.context("the traced run has no stop time")?;
-        eprintln!(
-            "bench:   run {}/{}: dup()s {}, report {}, peak RSS {}, {} outstanding in {} stacks",
-            run + 1,
-            bench.plan.scale_runs,
-            stats::seconds(traced.took.as_secs_f64()),
-            stats::seconds(stop.0.as_secs_f64()),
-            stats::mib(stop.1),
-            stats::thousands(check.outstanding as f64, 0),
-            stats::thousands(check.stacks as f64, 0)
-        );
-        t.row(vec![
-            format!("traced {}", run + 1),
-            stats::seconds(traced.took.as_secs_f64()),
-            stats::seconds(stop.0.as_secs_f64()),
-            stats::mib(stop.1),
-            stats::thousands(check.outstanding as f64, 0),
-            stats::thousands(check.stacks as f64, 0),
-            check.complete.to_string(),
-            check.losses_text(),
-        ]);
-        runs.push((traced.took, stop, check));
+        // With a baseline, the two binaries take turns going first, the new
+        // one in the first run.
+        let mut turns = vec![(&bench.leaktrace, false)];
+        if let Some(older) = &bench.baseline {
+            if run % 2 == 0 {
+                turns.push((older, true));
+            } else {
+                turns.insert(0, (older, true));
+            }
+        }
+        for (binary, is_baseline) in turns {
+            let traced = TracedRun::measure(bench, binary, &report)?;
+            eprintln!(
+                "bench:   run {}/{}{}: dup()s {}, report {}, peak RSS {}, {} outstanding in {} stacks",
+                run + 1,
+                bench.plan.scale_runs,
+                if is_baseline { " (baseline)" } else { "" },
+                stats::seconds(traced.took.as_secs_f64()),
+                stats::seconds(traced.report.as_secs_f64()),
+                stats::mib(traced.rss_kib),
+                stats::thousands(traced.check.outstanding as f64, 0),
+                stats::thousands(traced.check.stacks as f64, 0)
+            );
+            let label = if is_baseline { "baseline" } else { "traced" };
+            t.row(vec![
+                format!("{label} {}", run + 1),
+                stats::seconds(traced.took.as_secs_f64()),
+                stats::seconds(traced.report.as_secs_f64()),
+                stats::mib(traced.rss_kib),
+                stats::thousands(traced.check.outstanding as f64, 0),
+                stats::thousands(traced.check.stacks as f64, 0),
+                traced.check.complete.to_string(),
+                traced.check.losses_text(),
+            ]);
+            if is_baseline {
+                baseline_runs.push(traced);
+            } else {
+                runs.push(traced);
+            }
+        }
     }
     section.tables.push(t);
 
-    let report_s = median(&runs.iter().map(|r| r.1 .0.as_secs_f64()).collect::<Vec<_>>()).context("no runs")?;
-    let rss_kib = median(&runs.iter().map(|r| r.1 .1 as f64).collect::<Vec<_>>()).context("no runs")?;
-    let took = median(&runs.iter().map(|r| r.0.as_secs_f64()).collect::<Vec<_>>()).context("no runs")?;
+    let report_s = median(&TracedRun::report_secs(&runs)).context("no runs")?;
+    let rss_kib = median(&TracedRun::rss_kib(&runs)).context("no runs")?;
+    let took = median(&TracedRun::took_secs(&runs)).context("no runs")?;
     section.results.push(Headline::target("report time", stats::seconds(report_s), "≤ 1 s", report_s <= 1.0));
     section.results.push(Headline::target(
         "leaktrace peak RSS",
@@ -129,8 +133,9 @@ pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
         "≤ 200 MiB",
         rss_kib <= 200.0 * 1024.0,
     ));
-    let all_found = runs.iter().all(|r| r.2.outstanding == FDS && r.2.counted == FDS && r.2.stacks == STACKS);
-    let last = &runs.last().context("no runs")?.2;
+    let all_found =
+        runs.iter().all(|r| r.check.outstanding == FDS && r.check.counted == FDS && r.check.stacks == STACKS);
+    let last = &runs.last().context("no runs")?.check;
     section.results.push(Headline::target(
         "report",
         format!(
@@ -145,7 +150,30 @@ pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
         "1M dup()s traced",
         format!("{} (untraced {})", stats::seconds(took), stats::seconds(untraced.took.as_secs_f64())),
     ));
-    if runs.iter().any(|r| !r.2.losses.is_empty()) {
+    if !baseline_runs.is_empty() {
+        let (new, old) = (&runs, &baseline_runs);
+        let mib = |kib: f64| stats::mib(kib as u64);
+        section.results.push(baseline::headline(
+            "report time",
+            &TracedRun::report_secs(new),
+            &TracedRun::report_secs(old),
+            stats::seconds,
+        )?);
+        section.results.push(baseline::headline("peak RSS", &TracedRun::rss_kib(new), &TracedRun::rss_kib(old), mib)?);
+        section.results.push(baseline::headline(
+            "1M dup()s traced",
+            &TracedRun::took_secs(new),
+            &TracedRun::took_secs(old),
+            stats::seconds,
+        )?);
+        section.notes.push(
+            "`--baseline`: the `baseline N` runs are the older binary given, with the same arguments, \
+             alternating with the new one (the new one first in runs 1, 3, …); the comparisons say whether the new \
+             median is within the baseline's min..max over its runs."
+                .into(),
+        );
+    }
+    if runs.iter().chain(&baseline_runs).any(|r| !r.check.losses.is_empty()) {
         section.notes.push(
             "Losses are the report's `losses` counters that are not zero (`series_dropped`: stacks beyond \
              `--max-series`, 4096 by default, kept no history and got no verdict; the benchmark uses the \
@@ -154,6 +182,54 @@ pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One traced run of the stacks program.
+struct TracedRun {
+    /// How long the 1,000,000 `dup()`s took.
+    took: Duration,
+    /// leaktrace's time from SIGINT to exit.
+    report: Duration,
+    /// leaktrace's peak RSS.
+    rss_kib: u64,
+    check: ReportCheck,
+}
+
+impl TracedRun {
+    /// Runs the stacks program traced by `binary`, which writes its report
+    /// to `report`.
+    fn measure(bench: &Bench, binary: &Path, report: &Path) -> Result<Self> {
+        let _ = std::fs::remove_file(report);
+        let args = [
+            "attach",
+            "--max-entries",
+            "1100000",
+            "--max-stacks",
+            "32768",
+            "--format",
+            "json",
+            "-o",
+            path_str(report)?,
+        ];
+        let traced = Stacks::start(&bench.programs.stacks)?.make_all(Some((binary, &args[..])))?;
+        let text =
+            std::fs::read_to_string(report).with_context(|| format!("leaktrace wrote no {}", report.display()))?;
+        let check = ReportCheck::parse(&text)?;
+        let (report, rss_kib) = traced.stopped.context("the traced run has no stop time")?;
+        Ok(Self { took: traced.took, report, rss_kib, check })
+    }
+
+    fn report_secs(runs: &[Self]) -> Vec<f64> {
+        runs.iter().map(|r| r.report.as_secs_f64()).collect()
+    }
+
+    fn rss_kib(runs: &[Self]) -> Vec<f64> {
+        runs.iter().map(|r| r.rss_kib as f64).collect()
+    }
+
+    fn took_secs(runs: &[Self]) -> Vec<f64> {
+        runs.iter().map(|r| r.took.as_secs_f64()).collect()
+    }
 }
 
 fn path_str(path: &Path) -> Result<&str> {
@@ -184,15 +260,16 @@ impl Stacks {
         Ok(Self { proc, workers, why })
     }
 
-    /// Makes every fd, under leaktrace run with `tracing`'s arguments (plus
-    /// `--pid P`) if given, and stops leaktrace once they are all made.
-    fn make_all(mut self, tracing: Option<(&Bench, &[&str])>) -> Result<Made> {
+    /// Makes every fd, under the leaktrace binary run with `tracing`'s
+    /// arguments (plus `--pid P`) if given, and stops it once they are all
+    /// made.
+    fn make_all(mut self, tracing: Option<(&Path, &[&str])>) -> Result<Made> {
         let pid = self.proc.pid().to_string();
         let tracer = match tracing {
-            Some((bench, args)) => {
+            Some((binary, args)) => {
                 let mut args = args.to_vec();
                 args.extend(["--pid", &pid]);
-                Some(Tracer::leaktrace(&args).start(&bench.leaktrace)?)
+                Some(Tracer::leaktrace(&args).start(binary)?)
             }
             None => None,
         };
@@ -234,7 +311,7 @@ fn parse_done(line: &str) -> Option<Duration> {
 
 /// What the benchmark checks in a `leaktrace.report/1`.
 #[derive(Debug, PartialEq)]
-pub struct ReportCheck {
+pub(super) struct ReportCheck {
     /// `totals.outstanding`.
     pub outstanding: u64,
     /// The sum of the stacks' counts.
@@ -246,7 +323,7 @@ pub struct ReportCheck {
 }
 
 impl ReportCheck {
-    pub fn parse(json: &str) -> Result<Self> {
+    pub(super) fn parse(json: &str) -> Result<Self> {
         let report: Value = serde_json::from_str(json).context("the report is not JSON")?;
         let outstanding = report
             .pointer("/totals/outstanding")
@@ -265,7 +342,7 @@ impl ReportCheck {
         Ok(Self { outstanding, counted, stacks: stacks.len() as u64, complete, losses })
     }
 
-    pub fn losses_text(&self) -> String {
+    pub(super) fn losses_text(&self) -> String {
         if self.losses.is_empty() {
             "none".into()
         } else {

@@ -25,7 +25,7 @@ const MAP_NAME: &str = "OUTSTANDING";
 const WARM: Duration = Duration::from_secs(30);
 const TARGET_RATE: f64 = 100_000.0;
 
-pub fn section(plan: &Plan) -> Section {
+pub(super) fn section(plan: &Plan) -> Section {
     Section::new(
         "steady-state soak",
         &format!(
@@ -46,13 +46,13 @@ pub fn section(plan: &Plan) -> Section {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
+pub(super) struct Sample {
     pub at: Duration,
     pub rss_kib: u64,
     pub entries: u64,
 }
 
-pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
+pub(super) fn run(bench: &Bench, section: &mut Section) -> Result<()> {
     let plan = &bench.plan;
     let report = bench.work.join("soak-report.json");
     let _ = std::fs::remove_file(&report);
@@ -151,7 +151,7 @@ pub fn run(bench: &Bench, section: &mut Section) -> Result<()> {
     Ok(())
 }
 
-pub struct Summary {
+pub(super) struct Summary {
     pub first: Sample,
     pub last: Sample,
     pub growth_kib: i64,
@@ -159,7 +159,7 @@ pub struct Summary {
 }
 
 /// Growth from the first sample taken at least `warm` in to the last.
-pub fn summarize(samples: &[Sample], warm: Duration) -> Option<Summary> {
+pub(super) fn summarize(samples: &[Sample], warm: Duration) -> Option<Summary> {
     let first = *samples.iter().find(|s| s.at >= warm)?;
     let last = *samples.last()?;
     let growth_kib = i64::try_from(last.rss_kib).ok()? - i64::try_from(first.rss_kib).ok()?;
@@ -178,7 +178,7 @@ fn vm_rss_kib(pid: u32) -> Result<u64> {
     parse_vm_rss(&status).context("leaktrace's status has no VmRSS")
 }
 
-pub fn parse_vm_rss(status: &str) -> Option<u64> {
+pub(super) fn parse_vm_rss(status: &str) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
 }
 
@@ -202,13 +202,13 @@ fn outstanding_map(leaktrace: u32) -> Result<u32> {
 }
 
 /// The `map_id:` of an fd's fdinfo, for fds that are BPF maps.
-pub fn parse_map_id(fdinfo: &str) -> Option<u32> {
+pub(super) fn parse_map_id(fdinfo: &str) -> Option<u32> {
     fdinfo.lines().find_map(|l| l.strip_prefix("map_id:"))?.trim().parse().ok()
 }
 
 /// In `bpftool -j map show`'s output, the id of the map called `name` among
 /// `ids`.
-pub fn find_map(show: &str, name: &str, ids: &[u32]) -> Option<u32> {
+pub(super) fn find_map(show: &str, name: &str, ids: &[u32]) -> Option<u32> {
     let maps: Value = serde_json::from_str(show).ok()?;
     maps.as_array()?.iter().find_map(|m| {
         let id = u32::try_from(m.get("id")?.as_u64()?).ok()?;
@@ -228,7 +228,7 @@ fn map_entries(id: u32) -> Result<u64> {
 }
 
 /// The number of entries in `bpftool -j map dump`'s output.
-pub fn count_entries(dump: &str) -> Result<u64> {
+pub(super) fn count_entries(dump: &str) -> Result<u64> {
     let value: Value = serde_json::from_str(dump).context("bpftool's dump is not JSON")?;
     Ok(value.as_array().context("bpftool's dump is not a list")?.len() as u64)
 }

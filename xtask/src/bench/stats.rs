@@ -2,7 +2,7 @@
 
 /// The median (the mean of the middle two for an even count); `None` when
 /// there is nothing to take it of.
-pub fn median(values: &[f64]) -> Option<f64> {
+pub(super) fn median(values: &[f64]) -> Option<f64> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if sorted.is_empty() {
         return None;
@@ -15,7 +15,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
 /// The `p`th percentile (0 to 100) by nearest rank: the smallest value that
 /// at least `p`% of the values do not exceed; `None` when there is nothing
 /// to take it of.
-pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+pub(super) fn percentile(values: &[f64], p: f64) -> Option<f64> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if sorted.is_empty() {
         return None;
@@ -26,7 +26,7 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 }
 
 /// A number with thousands separators and `decimals` decimals: 12,345.6.
-pub fn thousands(value: f64, decimals: usize) -> String {
+pub(super) fn thousands(value: f64, decimals: usize) -> String {
     let text = format!("{:.*}", decimals, value.abs());
     let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
     let mut grouped = String::new();
@@ -44,7 +44,7 @@ pub fn thousands(value: f64, decimals: usize) -> String {
 }
 
 /// A difference with its sign: +1,234 or -56.
-pub fn signed(value: f64, decimals: usize) -> String {
+pub(super) fn signed(value: f64, decimals: usize) -> String {
     let text = thousands(value, decimals);
     if text.starts_with('-') || text.trim_start_matches(['0', '.', ',']).is_empty() {
         text
@@ -54,12 +54,12 @@ pub fn signed(value: f64, decimals: usize) -> String {
 }
 
 /// `part` as a signed percentage of `whole`: +4.2%.
-pub fn percent_of(part: f64, whole: f64) -> String {
+pub(super) fn percent_of(part: f64, whole: f64) -> String {
     format!("{}%", signed(100.0 * part / whole, 1))
 }
 
 /// A ratio such as 0.52 or 103.
-pub fn ratio(value: f64) -> String {
+pub(super) fn ratio(value: f64) -> String {
     if value.abs() >= 100.0 {
         format!("{value:.0}")
     } else if value.abs() >= 10.0 {
@@ -70,12 +70,12 @@ pub fn ratio(value: f64) -> String {
 }
 
 /// KiB as MiB with one decimal.
-pub fn mib(kib: u64) -> String {
+pub(super) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 /// A duration in seconds, to the millisecond below 10 s.
-pub fn seconds(secs: f64) -> String {
+pub(super) fn seconds(secs: f64) -> String {
     if secs < 10.0 {
         format!("{secs:.3} s")
     } else {
@@ -84,7 +84,7 @@ pub fn seconds(secs: f64) -> String {
 }
 
 /// Minutes and seconds: 14 min 32 s, 10 min, 45 s.
-pub fn minutes(secs: f64) -> String {
+pub(super) fn minutes(secs: f64) -> String {
     let total = secs.round() as u64;
     match (total / 60, total % 60) {
         (0, s) => format!("{s} s"),

@@ -19,11 +19,11 @@ use anyhow::Result;
 use super::process::{Proc, Spawn, Stream};
 
 /// Time between a tracer's ready line and the first measured operation.
-pub const SETTLE: Duration = Duration::from_millis(200);
+pub(super) const SETTLE: Duration = Duration::from_millis(200);
 /// How long a tracer may take to load its programs and say so.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub enum Tracer {
+pub(super) enum Tracer {
     /// `leaktrace` with these arguments (`attach --pid P -o /dev/null`, …).
     Leaktrace(Vec<String>),
     /// `bpftrace -e PROGRAM`.
@@ -33,16 +33,16 @@ pub enum Tracer {
 }
 
 impl Tracer {
-    pub fn leaktrace(args: &[&str]) -> Self {
+    pub(super) fn leaktrace(args: &[&str]) -> Self {
         Self::Leaktrace(args.iter().map(|a| a.to_string()).collect())
     }
 
-    pub fn bpftrace_fd_leaks(pid: u32) -> Self {
+    pub(super) fn bpftrace_fd_leaks(pid: u32) -> Self {
         Self::Bpftrace(fd_leaks_script(&pid.to_string()))
     }
 
     /// Starts it and returns once it traces.
-    pub fn start(&self, leaktrace: &Path) -> Result<Running> {
+    pub(super) fn start(&self, leaktrace: &Path) -> Result<Running> {
         let (name, mut cmd) = match self {
             Self::Leaktrace(args) => {
                 let mut cmd = Command::new(leaktrace);
@@ -79,13 +79,13 @@ impl Tracer {
 }
 
 /// A tracer that traces; dropping it kills it.
-pub struct Running {
+pub(super) struct Running {
     proc: Proc,
     strace: bool,
 }
 
 /// How a tracer ended.
-pub struct Stopped {
+pub(super) struct Stopped {
     /// From SIGINT to its exit: for leaktrace, the time to write the report.
     pub took: Duration,
     /// Its peak RSS in KiB.
@@ -93,12 +93,12 @@ pub struct Stopped {
 }
 
 impl Running {
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
     /// Fails when it has exited on its own (an error while tracing).
-    pub fn check_alive(&mut self) -> Result<()> {
+    pub(super) fn check_alive(&mut self) -> Result<()> {
         if let Some(exit) = self.proc.try_wait()? {
             let how = exit.describe();
             return Err(self.proc.error(format!("exited while tracing ({how})")));
@@ -107,7 +107,7 @@ impl Running {
     }
 
     /// SIGINT, then waits for it to finish (writing its report) and exit.
-    pub fn stop(mut self, timeout: Duration) -> Result<Stopped> {
+    pub(super) fn stop(mut self, timeout: Duration) -> Result<Stopped> {
         self.check_alive()?;
         let start = Instant::now();
         let exit = self.proc.stop(libc::SIGINT, timeout)?;
@@ -125,7 +125,7 @@ impl Running {
 /// The script people write by hand to find fd leaks with bpftrace: the user
 /// stack of every openat's result, deleted on close. Every fd the loop opens
 /// is closed, so the map it prints on SIGINT is empty and stopping is quick.
-pub fn fd_leaks_script(pid: &str) -> String {
+pub(super) fn fd_leaks_script(pid: &str) -> String {
     format!(
         "tracepoint:syscalls:sys_exit_openat /pid == {pid}/ {{ @open[pid, args->ret] = ustack; }} \
          tracepoint:syscalls:sys_enter_close /pid == {pid}/ {{ delete(@open[pid, args->fd]); }}"
@@ -134,7 +134,7 @@ pub fn fd_leaks_script(pid: &str) -> String {
 
 /// Whether this leaktrace has `attach --sample N` (work in progress when the
 /// benchmark was written).
-pub fn leaktrace_has_sample(leaktrace: &Path) -> bool {
+pub(super) fn leaktrace_has_sample(leaktrace: &Path) -> bool {
     crate::util::output(Command::new(leaktrace).args(["attach", "--help"]))
         .is_some_and(|help| help.contains("--sample"))
 }

@@ -45,7 +45,7 @@ struct Break {
     reason: &'static str,
 }
 
-pub fn check(root: &Path) -> Result<()> {
+pub(super) fn check(root: &Path) -> Result<()> {
     let python = venv(root)?;
     let manifests = manifests(root)?;
     let script = |args: &[&str]| {

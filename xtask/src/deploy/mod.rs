@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub fn check(root: &Path) -> Result<()> {
+pub(crate) fn check(root: &Path) -> Result<()> {
     kubernetes::check(root)?;
     prometheus::check(root)
 }

@@ -59,7 +59,7 @@ const METRICS: &[&str] = &[
     "process_threads",
 ];
 
-pub fn check(root: &Path) -> Result<()> {
+pub(super) fn check(root: &Path) -> Result<()> {
     check_metric_names(root)?;
     let dir = root.join(RULES_DIR);
     promtool(&["check", "rules"], &dir.join(RULES))?;

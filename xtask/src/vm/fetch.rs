@@ -17,7 +17,7 @@ use crate::util;
 
 /// A kernel ready to boot.
 #[derive(Clone, Debug)]
-pub struct Kernel {
+pub(super) struct Kernel {
     pub label: String,
     pub image: PathBuf,
     /// `.../lib/modules/RELEASE`, with a modules.dep; `None` when the
@@ -28,7 +28,7 @@ pub struct Kernel {
     pub package: Option<String>,
 }
 
-pub fn resolve(root: &Path, spec: &KernelSpec) -> Result<Kernel> {
+pub(super) fn resolve(root: &Path, spec: &KernelSpec) -> Result<Kernel> {
     match spec {
         KernelSpec::Debian(debian) => fetch_debian(root, debian),
         KernelSpec::Image { image, modules } => from_image(spec.label(), image, modules.as_deref()),
@@ -54,7 +54,7 @@ fn from_image(label: String, image: &Path, modules: Option<&Path>) -> Result<Ker
 }
 
 /// sources.list of a private apt configuration for `debian`'s suites.
-pub fn sources_list(debian: &Debian) -> String {
+pub(super) fn sources_list(debian: &Debian) -> String {
     debian
         .suites
         .iter()
@@ -66,7 +66,7 @@ pub fn sources_list(debian: &Debian) -> String {
 
 /// apt options that confine it to the configuration under `dir`: sources,
 /// lists and cache there, and no dpkg status (nothing is installed).
-pub fn apt_options(dir: &Path) -> Vec<String> {
+pub(super) fn apt_options(dir: &Path) -> Vec<String> {
     let d = dir.display();
     vec![
         "-o".into(),
@@ -90,7 +90,7 @@ pub fn apt_options(dir: &Path) -> Vec<String> {
 /// linux-image-amd64
 ///   Depends: linux-image-6.1.0-56-amd64
 /// ```
-pub fn image_package(depends: &str) -> Option<String> {
+pub(super) fn image_package(depends: &str) -> Option<String> {
     depends.lines().find_map(|line| {
         let line = line.trim().trim_start_matches('|');
         let package = line.strip_prefix("Depends: ")?.trim();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// One test binary of `leaktrace-tests` and the tests it runs in the guest.
 #[derive(Clone, Debug)]
-pub struct Binary {
+pub(super) struct Binary {
     /// The test target's name (`run_c`), for messages.
     pub name: String,
     pub path: PathBuf,
@@ -21,7 +21,7 @@ pub struct Binary {
     pub run: Vec<String>,
 }
 
-pub struct GuestPlan<'a> {
+pub(super) struct GuestPlan<'a> {
     pub workspace: &'a Path,
     pub leaktrace: &'a Path,
     pub results: &'a Path,
@@ -31,10 +31,10 @@ pub struct GuestPlan<'a> {
 }
 
 /// Files the guest writes in the results directory.
-pub const STATUS: &str = "status";
-pub const TESTS_LOG: &str = "tests.log";
-pub const PROBE: &str = "probe.txt";
-pub const PROBE_STATUS: &str = "probe.status";
+pub(super) const STATUS: &str = "status";
+pub(super) const TESTS_LOG: &str = "tests.log";
+pub(super) const PROBE: &str = "probe.txt";
+pub(super) const PROBE_STATUS: &str = "probe.status";
 
 /// Single-quoted for bash.
 fn quote(s: &str) -> String {
@@ -45,7 +45,7 @@ fn path(p: &Path) -> String {
     quote(&p.to_string_lossy())
 }
 
-pub fn script(plan: &GuestPlan) -> String {
+pub(super) fn script(plan: &GuestPlan) -> String {
     let mut s = String::from(
         "#!/bin/bash\n\
          # Written by cargo xtask test --kernel: PID 1 of the test VM, on an overlay of the host's root.\n\

@@ -14,15 +14,15 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Where busybox-static installs its binary.
-pub const BUSYBOX: &str = "/bin/busybox";
+pub(super) const BUSYBOX: &str = "/bin/busybox";
 
 /// 9p mount tags shared with qemu (see `qemu.rs`).
-pub const ROOT_TAG: &str = "hostroot";
-pub const RESULTS_TAG: &str = "results";
+pub(super) const ROOT_TAG: &str = "hostroot";
+pub(super) const RESULTS_TAG: &str = "results";
 
 /// A newc cpio archive being written.
 #[derive(Default)]
-pub struct Cpio {
+pub(super) struct Cpio {
     data: Vec<u8>,
     inode: u32,
 }
@@ -32,15 +32,15 @@ const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
 
 impl Cpio {
-    pub fn dir(&mut self, name: &str) {
+    pub(super) fn dir(&mut self, name: &str) {
         self.entry(name, S_IFDIR | 0o755, (0, 0), &[]);
     }
 
-    pub fn file(&mut self, name: &str, mode: u32, content: &[u8]) {
+    pub(super) fn file(&mut self, name: &str, mode: u32, content: &[u8]) {
         self.entry(name, S_IFREG | mode, (0, 0), content);
     }
 
-    pub fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+    pub(super) fn char_device(&mut self, name: &str, major: u32, minor: u32) {
         self.entry(name, S_IFCHR | 0o600, (major, minor), &[]);
     }
 
@@ -79,14 +79,14 @@ impl Cpio {
         }
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
+    pub(super) fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
         self.data
     }
 }
 
 /// What `/init` needs to know.
-pub struct InitPlan<'a> {
+pub(super) struct InitPlan<'a> {
     /// Module file names under /modules, in load order.
     pub modules: &'a [String],
     /// The host directory the results share is mounted on in the guest.
@@ -96,7 +96,7 @@ pub struct InitPlan<'a> {
 }
 
 /// `/init`, run by busybox's shell as PID 1.
-pub fn init_script(plan: &InitPlan) -> String {
+pub(super) fn init_script(plan: &InitPlan) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
          # Written by cargo xtask test --kernel: reach the host's root, then run the guest script.\n\
@@ -133,7 +133,7 @@ pub fn init_script(plan: &InitPlan) -> String {
 
 /// The command that decompresses a module file, for the compressed kinds
 /// distributions ship (busybox insmod takes plain ELF only).
-pub fn decompressor(path: &str) -> Option<&'static str> {
+pub(super) fn decompressor(path: &str) -> Option<&'static str> {
     match path.rsplit('.').next() {
         Some("xz") => Some("xz"),
         Some("zst") => Some("zstd"),
@@ -161,7 +161,7 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Writes the initramfs to `out`.
-pub fn build(
+pub(super) fn build(
     out: &Path,
     modules_dir: Option<&Path>,
     module_paths: &[String],

@@ -33,7 +33,7 @@ use guest::Binary;
 use results::Summary;
 use spec::KernelSpec;
 
-pub struct Options {
+pub(crate) struct Options {
     /// Bound of one kernel's whole run, boot to power-off.
     pub timeout: Duration,
     pub cpus: u32,
@@ -42,7 +42,7 @@ pub struct Options {
 
 /// The oldest kernel leaktrace loads on: `bpf_loop` (5.17) walks the
 /// stacks, and the pid bitmap needs the atomic `or` of eBPF ISA v3 (5.12).
-pub const MIN_KERNEL: (u32, u32) = (5, 17);
+pub(crate) const MIN_KERNEL: (u32, u32) = (5, 17);
 
 /// Integration tests that never load eBPF programs: errors found before
 /// loading, and reports read from files. They run on kernels below
@@ -69,7 +69,7 @@ const TOO_FAST_FOR_EMULATION: &[(&str, &str)] = &[(
 
 /// Why `test` cannot pass on a kernel of this `major.minor` run this way,
 /// if it cannot.
-pub fn skip_reason(version: (u32, u32), accel: qemu::Accel, test: &str) -> Option<String> {
+pub(crate) fn skip_reason(version: (u32, u32), accel: qemu::Accel, test: &str) -> Option<String> {
     if version < MIN_KERNEL && !WITHOUT_EBPF.contains(&test) {
         return Some(format!(
             "leaktrace needs Linux {}.{} or newer (bpf_loop, eBPF atomics)",
@@ -91,7 +91,7 @@ fn minutes(d: Duration) -> String {
 }
 
 /// Parses `--vm-timeout`: `45m`, `900s`, or minutes.
-pub fn parse_duration(text: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = match text.strip_suffix('s') {
         Some(n) => (n, 1),
         None => (text.strip_suffix('m').unwrap_or(text), 60),
@@ -100,7 +100,13 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(n * unit))
 }
 
-pub fn run(root: &Path, leaktrace: &Path, specs: &[String], filter: Option<&str>, options: &Options) -> Result<()> {
+pub(crate) fn run(
+    root: &Path,
+    leaktrace: &Path,
+    specs: &[String],
+    filter: Option<&str>,
+    options: &Options,
+) -> Result<()> {
     if !util::is_root() {
         bail!("the suite runs as root in the VM and reads the whole root filesystem: run `sudo cargo xtask test --kernel ...`");
     }

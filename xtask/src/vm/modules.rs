@@ -13,11 +13,11 @@ use anyhow::{bail, Context, Result};
 
 /// What the guest needs, by module name: the PCI transport for virtio, 9p
 /// over it for the host's root, overlayfs to make that root writable.
-pub const NEEDED: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
+pub(super) const NEEDED: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 
 /// A module's name from its path: `kernel/drivers/char/hw_random/virtio-rng.ko.xz`
 /// -> `virtio_rng` (module names use underscores where file names may not).
-pub fn module_name(path: &str) -> String {
+pub(super) fn module_name(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
     let stem = file.split(".ko").next().unwrap_or(file);
     stem.replace('-', "_")
@@ -26,14 +26,14 @@ pub fn module_name(path: &str) -> String {
 /// The parsed `modules.dep` (`path: dependency paths...`, dependencies
 /// transitively complete) and `modules.builtin` (one path per line).
 #[derive(Debug, Default)]
-pub struct ModuleIndex {
+pub(super) struct ModuleIndex {
     /// name -> (path, dependency paths)
     deps: BTreeMap<String, (String, Vec<String>)>,
     builtin: BTreeSet<String>,
 }
 
 impl ModuleIndex {
-    pub fn parse(modules_dep: &str, modules_builtin: &str) -> ModuleIndex {
+    pub(super) fn parse(modules_dep: &str, modules_builtin: &str) -> ModuleIndex {
         let deps = modules_dep
             .lines()
             .filter_map(|line| {
@@ -46,7 +46,7 @@ impl ModuleIndex {
         ModuleIndex { deps, builtin }
     }
 
-    pub fn read(dir: &Path) -> Result<ModuleIndex> {
+    pub(super) fn read(dir: &Path) -> Result<ModuleIndex> {
         let dep = std::fs::read_to_string(dir.join("modules.dep"))
             .with_context(|| format!("cannot read {}/modules.dep", dir.display()))?;
         let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
@@ -55,7 +55,7 @@ impl ModuleIndex {
 
     /// The paths to load, dependencies first, each once, for `wanted`
     /// names; built-in ones are left out.
-    pub fn load_order(&self, wanted: &[&str]) -> Result<Vec<String>> {
+    pub(super) fn load_order(&self, wanted: &[&str]) -> Result<Vec<String>> {
         let mut order = Vec::new();
         let mut seen = BTreeSet::new();
         for name in wanted {

@@ -13,11 +13,11 @@ use anyhow::{Context, Result};
 
 use super::initramfs::{RESULTS_TAG, ROOT_TAG};
 
-pub const QEMU: &str = "qemu-system-x86_64";
+pub(super) const QEMU: &str = "qemu-system-x86_64";
 
 /// How qemu runs the guest's code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
+pub(crate) enum Accel {
     /// Hardware virtualization (kvm_intel or kvm_amd).
     Kvm,
     /// qemu's own translator, one host thread per virtual CPU.
@@ -30,7 +30,7 @@ impl Accel {
     /// runs only guest kernels built for PVM: a distribution kernel under it
     /// crawls through the early boot and then stops on an instruction PVM
     /// cannot emulate (cmpxchg16b, xrstor), so such hosts use TCG.
-    pub fn detect() -> (Accel, &'static str) {
+    pub(crate) fn detect() -> (Accel, &'static str) {
         let hardware = ["kvm_intel", "kvm_amd"].iter().any(|m| Path::new("/sys/module").join(m).exists());
         let usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
         match (hardware, usable) {
@@ -43,7 +43,7 @@ impl Accel {
     }
 }
 
-pub struct QemuPlan<'a> {
+pub(super) struct QemuPlan<'a> {
     pub accel: Accel,
     pub image: &'a Path,
     pub initramfs: &'a Path,
@@ -54,9 +54,9 @@ pub struct QemuPlan<'a> {
 
 /// The kernel's command line: the console on the serial port, our init,
 /// and a panic (init failing) ends the VM at once instead of hanging.
-pub const CMDLINE: &str = "console=ttyS0 quiet panic=-1 rdinit=/init random.trust_cpu=on";
+pub(super) const CMDLINE: &str = "console=ttyS0 quiet panic=-1 rdinit=/init random.trust_cpu=on";
 
-pub fn args(plan: &QemuPlan) -> Vec<String> {
+pub(super) fn args(plan: &QemuPlan) -> Vec<String> {
     let mut args: Vec<String> =
         ["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none", "-monitor", "none", "-serial", "stdio"]
             .map(String::from)
@@ -86,7 +86,7 @@ pub fn args(plan: &QemuPlan) -> Vec<String> {
     args
 }
 
-pub struct Boot {
+pub(super) struct Boot {
     pub elapsed: Duration,
     pub timed_out: bool,
     /// The console's last lines.
@@ -98,7 +98,7 @@ const TAIL_LINES: usize = 60;
 /// Boots and waits until the guest powers off or `timeout` passes (then
 /// the VM is killed). Console lines go to the terminal, prefixed with
 /// `label`, and to `console_log`.
-pub fn boot(plan: &QemuPlan, label: &str, console_log: &Path, timeout: Duration) -> Result<Boot> {
+pub(super) fn boot(plan: &QemuPlan, label: &str, console_log: &Path, timeout: Duration) -> Result<Boot> {
     let start = Instant::now();
     let mut child = Command::new(QEMU)
         .args(args(plan))

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Test names from `BINARY --list --format terse` (`name: test` lines).
-pub fn parse_list(output: &str) -> Vec<String> {
+pub(super) fn parse_list(output: &str) -> Vec<String> {
     output.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_string).collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     Passed,
     /// Failed, then passed when the guest ran it again (see `guest`).
     PassedOnRetry,
@@ -34,7 +34,7 @@ fn outcome(result: &str) -> Option<Outcome> {
 /// to the shared stderr can land between `test NAME ... ` and its result,
 /// which then comes on a line of its own; the names under the closing
 /// `failures:` list are failures whatever came before.
-pub fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
+pub(super) fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
     let mut outcomes = BTreeMap::new();
     let record = |outcomes: &mut BTreeMap<String, Outcome>, name: &str, o: Outcome| {
         let o = match (outcomes.get(name), o) {
@@ -83,7 +83,7 @@ pub fn parse_log(log: &str) -> BTreeMap<String, Outcome> {
 
 /// What happened on one kernel.
 #[derive(Debug, Default)]
-pub struct Summary {
+pub(super) struct Summary {
     pub passed: Vec<String>,
     /// Also in `passed`: failed once, passed on the guest's second try.
     pub retried: Vec<String>,
@@ -96,7 +96,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn new(selected: &[String], skipped: Vec<(String, String)>, log: &str) -> Summary {
+    pub(super) fn new(selected: &[String], skipped: Vec<(String, String)>, log: &str) -> Summary {
         let outcomes = parse_log(log);
         let mut summary = Summary { skipped, ..Summary::default() };
         for name in selected {
@@ -114,7 +114,7 @@ impl Summary {
         summary
     }
 
-    pub fn ok(&self) -> bool {
+    pub(super) fn ok(&self) -> bool {
         self.failed.is_empty() && self.missing.is_empty()
     }
 }

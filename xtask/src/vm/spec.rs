@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 /// A Debian kernel, fetched from the suites that carry it: `linux-image-amd64`
 /// of the newest of those suites decides the version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Debian {
+pub(super) struct Debian {
     pub name: &'static str,
     /// Lines for a sources.list: (archive, suite), component `main`.
     pub suites: &'static [(&'static str, &'static str)],
@@ -21,7 +21,7 @@ const DEBIAN_SECURITY: &str = "http://deb.debian.org/debian-security";
 /// The kernels `--kernel NAME` can fetch. Debian 11's 5.10 is the oldest
 /// deb.debian.org still serves (buster and bullseye-backports have moved to
 /// archive.debian.org).
-pub const KNOWN: &[Debian] = &[
+pub(super) const KNOWN: &[Debian] = &[
     Debian { name: "debian-5.10", suites: &[(DEBIAN, "bullseye"), (DEBIAN_SECURITY, "bullseye-security")] },
     Debian {
         name: "debian-6.1",
@@ -31,13 +31,13 @@ pub const KNOWN: &[Debian] = &[
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KernelSpec {
+pub(super) enum KernelSpec {
     Debian(Debian),
     Image { image: PathBuf, modules: Option<PathBuf> },
 }
 
 impl KernelSpec {
-    pub fn parse(spec: &str) -> Result<KernelSpec> {
+    pub(super) fn parse(spec: &str) -> Result<KernelSpec> {
         if let Some(known) = KNOWN.iter().find(|k| k.name == spec) {
             return Ok(KernelSpec::Debian(*known));
         }
@@ -58,7 +58,7 @@ impl KernelSpec {
     }
 
     /// A short name for directories and messages.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         match self {
             KernelSpec::Debian(d) => d.name.to_string(),
             KernelSpec::Image { image, .. } => {
@@ -71,7 +71,7 @@ impl KernelSpec {
 /// The release string (`uname -r`) a bzImage carries: the setup header
 /// (Documentation/arch/x86/boot.rst) has the magic "HdrS" at 0x202 and, at
 /// 0x20e, the offset of the version string minus 0x200.
-pub fn bzimage_release(image: &[u8]) -> Option<String> {
+pub(super) fn bzimage_release(image: &[u8]) -> Option<String> {
     if image.get(0x202..0x206)? != b"HdrS" {
         return None;
     }
@@ -87,7 +87,7 @@ pub fn bzimage_release(image: &[u8]) -> Option<String> {
 /// Where an image's modules are, for an image at `DIR/boot/vmlinuz-R`
 /// (an unpacked package or a root filesystem): `DIR/lib/modules/R` or
 /// `DIR/usr/lib/modules/R`, then the running system's.
-pub fn modules_beside(image: &Path, release: &str) -> Option<PathBuf> {
+pub(super) fn modules_beside(image: &Path, release: &str) -> Option<PathBuf> {
     let base = image.parent()?.parent()?;
     [base.join("lib/modules"), base.join("usr/lib/modules"), PathBuf::from("/lib/modules")]
         .into_iter()
@@ -96,7 +96,7 @@ pub fn modules_beside(image: &Path, release: &str) -> Option<PathBuf> {
 }
 
 /// The release of an image: from its header, else from a `vmlinuz-R` name.
-pub fn image_release(image: &Path) -> Result<String> {
+pub(super) fn image_release(image: &Path) -> Result<String> {
     let bytes = std::fs::read(image).with_context(|| format!("cannot read kernel image {}", image.display()))?;
     if let Some(release) = bzimage_release(&bytes) {
         return Ok(release);
@@ -109,7 +109,7 @@ pub fn image_release(image: &Path) -> Result<String> {
 }
 
 /// `major.minor` of a release string: "6.1.0-56-amd64" -> (6, 1).
-pub fn major_minor(release: &str) -> Option<(u32, u32)> {
+pub(super) fn major_minor(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;

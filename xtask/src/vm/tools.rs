@@ -16,7 +16,7 @@ use crate::util;
 const QEMU_PACKAGE: &str = "qemu-system-x86";
 const BACKPORTS: &str = "bookworm-backports";
 
-pub fn sources_list() -> String {
+pub(super) fn sources_list() -> String {
     let key = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]";
     [
         ("http://deb.debian.org/debian", "bookworm"),
@@ -34,7 +34,7 @@ fn installed(package: &str) -> bool {
     matches!(status, Some(s) if s.trim() == "install ok installed")
 }
 
-pub fn install_qemu(root: &Path) -> Result<()> {
+pub(super) fn install_qemu(root: &Path) -> Result<()> {
     if installed(QEMU_PACKAGE) {
         return Ok(());
     }

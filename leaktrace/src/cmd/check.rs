@@ -8,13 +8,13 @@ use std::path::Path;
 use caps::{CapSet, Capability};
 use serde::Serialize;
 
-use crate::cli::Format;
-use crate::failure::Failure;
+use super::Failure;
 use crate::kernel::{btf, Kernel, LoadOptions};
+use crate::output::Format;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(super) enum State {
     Ok,
     Missing,
     /// A fact that enables or disables nothing by itself.
@@ -22,7 +22,7 @@ pub enum State {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Item {
+pub(super) struct Item {
     pub name: String,
     pub state: State,
     pub detail: String,
@@ -32,7 +32,7 @@ pub struct Item {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Findings {
+pub(super) struct Findings {
     pub kernel: String,
     /// leaktrace's programs loaded and attached here.
     pub ready: bool,
@@ -72,7 +72,7 @@ const CAPABILITIES: &[(Capability, &str)] = &[
     ),
 ];
 
-pub fn check(format: Format) -> Result<u8, Failure> {
+pub(super) fn check(format: Format) -> Result<u8, Failure> {
     let findings = findings();
     let body = match format {
         Format::Json => serde_json::to_string_pretty(&findings).unwrap_or_default() + "\n",
@@ -86,7 +86,7 @@ pub fn check(format: Format) -> Result<u8, Failure> {
     Ok(if findings.ready { 0 } else { 1 })
 }
 
-pub fn findings() -> Findings {
+pub(super) fn findings() -> Findings {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_else(|_| "unknown".into());
     let kernel = format!("{} {}", release.trim(), std::env::consts::ARCH);
     let mut items = Vec::new();
@@ -183,7 +183,8 @@ pub fn findings() -> Findings {
         match Kernel::load(&LoadOptions {
             tcp: true,
             mmap: true,
-            ..LoadOptions::from(&crate::config::Config::default())
+            trace_all: false,
+            ..crate::config::Config::default().load_options()
         }) {
             Ok(kernel) => {
                 drop(kernel);
@@ -257,7 +258,7 @@ fn lockdown() -> Item {
     }
 }
 
-pub fn render(f: &Findings) -> String {
+pub(super) fn render(f: &Findings) -> String {
     let mut out = format!("leaktrace check: kernel {}\n", f.kernel);
     let width = f.items.iter().map(|i| i.name.len()).max().unwrap_or(0);
     for i in &f.items {

@@ -8,7 +8,7 @@ use crate::launch::LaunchError;
 use crate::output::OutputError;
 
 #[derive(Debug, Error)]
-pub enum Failure {
+pub(super) enum Failure {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error(transparent)]
@@ -44,7 +44,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn exit_code(&self) -> u8 {
+    pub(super) fn exit_code(&self) -> u8 {
         match self {
             Failure::Launch(e) => e.exit_code(),
             _ => 1,

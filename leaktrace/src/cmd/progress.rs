@@ -5,15 +5,14 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use crate::report::build::judgement;
 use crate::track::aggregate::{Aggregator, GroupKey};
 use crate::track::history::History;
-use crate::track::verdict::Verdict;
+use crate::track::verdict::{judgement, Verdict};
 
 /// Samples before the line appears: short sessions stay quiet.
 const QUIET_SAMPLES: u32 = 3;
 
-pub struct Progress {
+pub(super) struct Progress {
     enabled: bool,
     start: Instant,
     samples: u32,
@@ -27,17 +26,17 @@ impl Default for Progress {
 }
 
 impl Progress {
-    pub fn new() -> Progress {
+    pub(super) fn new() -> Progress {
         Progress { enabled: std::io::stderr().is_terminal(), start: Instant::now(), samples: 0, shown: false }
     }
 
-    pub fn update(&mut self, live: &Aggregator, history: &History<GroupKey>) {
+    pub(super) fn update(&mut self, live: &Aggregator, history: &History<GroupKey>) {
         self.samples += 1;
         if !self.enabled || self.samples <= QUIET_SAMPLES {
             return;
         }
         let observed = live.observed();
-        let held: u64 = observed.iter().filter(|(k, _)| k.kind != "mmap").map(|(_, o)| o.count).sum();
+        let held: u64 = observed.iter().filter(|(k, _)| k.kind.is_fd()).map(|(_, o)| o.count).sum();
         let bytes: u64 = observed.values().map(|o| o.bytes).sum();
         let leaks = observed
             .keys()

@@ -15,7 +15,7 @@
 
 /// A container, as far as its cgroup path says.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Container {
+pub(crate) struct Container {
     /// `containerd`, `cri-o`, `docker`, or `unknown` (a pod's cgroup with a
     /// bare id, as the cgroupfs driver names it).
     pub runtime: &'static str,
@@ -27,14 +27,14 @@ pub struct Container {
 
 /// The container of a process whose `/proc/PID/cgroup` reads `cgroup`;
 /// None for processes outside containers.
-pub fn from_proc_cgroup(cgroup: &str) -> Option<Container> {
+pub(crate) fn from_proc_cgroup(cgroup: &str) -> Option<Container> {
     // cgroup v2: a single "0::<path>" line (v1 lines are ignored).
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
     from_path(path.trim())
 }
 
 /// The container whose cgroup is (or contains) `path`.
-pub fn from_path(path: &str) -> Option<Container> {
+pub(crate) fn from_path(path: &str) -> Option<Container> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let pod_uid = parts.iter().find_map(|p| pod_uid(p));
     // The innermost component that names a container: a process may sit in

@@ -1,4 +1,4 @@
-//! Which processes the daemon traces (`--comm`, `--cgroup`, `--container`):
+//! Which processes are traced (`--comm`, `--cgroup`, `--container`):
 //! pure matching on what /proc says of a process. (`--pid` is not here: the
 //! kernel follows the named processes and their children itself.)
 
@@ -8,7 +8,7 @@ use crate::procfs;
 use super::container;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     comms: Vec<String>,
     cgroups: Vec<String>,
     containers: Vec<String>,
@@ -16,7 +16,7 @@ pub struct Filter {
 
 impl Filter {
     /// None when nothing but pids (or nothing) is filtered on.
-    pub fn new(config: &FilterConfig) -> Option<Filter> {
+    pub(crate) fn new(config: &FilterConfig) -> Option<Filter> {
         let cgroups: Vec<String> = config
             .cgroups
             .iter()
@@ -33,7 +33,7 @@ impl Filter {
 
     /// Whether a process with this comm and `/proc/PID/cgroup` text is
     /// traced. Within a list any entry matches; all lists given must.
-    pub fn admits(&self, comm: Option<&str>, proc_cgroup: Option<&str>) -> bool {
+    pub(crate) fn admits(&self, comm: Option<&str>, proc_cgroup: Option<&str>) -> bool {
         let path = proc_cgroup.and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::"))).map(str::trim);
         let comm_ok = self.comms.is_empty() || comm.is_some_and(|c| self.comms.iter().any(|w| w == c));
         let cgroup_ok = self.cgroups.is_empty()
@@ -48,7 +48,7 @@ impl Filter {
     }
 
     /// Whether the live process `pid` is traced; a process already gone is not.
-    pub fn admits_pid(&self, pid: u32) -> bool {
+    pub(crate) fn admits_pid(&self, pid: u32) -> bool {
         let comm = procfs::comm(pid);
         let cgroup = if self.cgroups.is_empty() && self.containers.is_empty() { None } else { procfs::cgroup(pid) };
         if comm.is_none() {
