@@ -38,6 +38,7 @@ pub(super) fn check(config: &Config) -> Result<Checked, Failure> {
 pub(super) fn start(config: &Config, checked: &Checked) -> Result<(Session, Vec<ProcId>), Failure> {
     let kernel = Kernel::load(&config.load_options())?;
     let mut session = Session::new(kernel, &config.session_options());
+    session.preload_shared_libraries();
     if let Some(filter) = Filter::new(&config.filter) {
         session = session.with_filter(Box::new(move |pid| filter.admits_pid(pid)));
     }

@@ -228,6 +228,11 @@ impl FakeKernel {
         self.maps.borrow().stacks.keys().copied().collect()
     }
 
+    /// Unwinding rows the session wrote for the kernel side.
+    pub(super) fn rows_written(&self) -> usize {
+        self.rows.0
+    }
+
     pub(super) fn count(&self, counter: u32, by: u64) {
         self.maps.borrow_mut().counters[counter as usize] += by;
     }

@@ -12,7 +12,7 @@ use leaktrace_common::process::{ProcState, USER_GEN_BIT};
 use crate::kernel::{KernelError, Seam};
 use crate::proc_id::{ImageId, ProcId};
 use crate::procfs;
-use crate::symbolize::maps::{Mapping, MapsSnapshot};
+use crate::symbolize::maps::{Mapping, MapsSnapshot, Module};
 use crate::track::process::FdLinks;
 
 use super::Session;
@@ -106,6 +106,41 @@ impl<K: Seam> Session<K> {
             let _ = self.kernel.set_proc_mappings(tgid, mappings.as_ref());
         }
         Some(image)
+    }
+
+    /// Loads the unwinding tables of the shared libraries leaktrace itself
+    /// maps (the C library, the dynamic loader, libm, libgcc): nearly every
+    /// process maps the same files, and tables are kept per file. A process
+    /// that starts after tracing began is then unwound completely from its
+    /// first acquisitions, instead of only once its tables are built (the C
+    /// library's 28,000 rows take a second or more under emulation, while
+    /// the process runs on with frame-pointer walks that end in glibc).
+    /// Returns the rows loaded.
+    pub(crate) fn preload_shared_libraries(&mut self) -> u64 {
+        let Some(unwinder) = &mut self.unwinder else { return 0 };
+        let me = std::process::id();
+        let Ok(mine) = MapsSnapshot::read(me, me) else { return 0 };
+        let exe = std::env::current_exe().ok();
+        let libraries = MapsSnapshot {
+            mappings: mine
+                .mappings
+                .into_iter()
+                .filter(|m| match &m.module {
+                    Module::File { path, .. } => exe.as_deref() != Some(&**path),
+                    Module::Special(_) => false,
+                })
+                .collect(),
+        };
+        let before = unwinder.stats().rows;
+        let resolver = &mut self.resolver;
+        let mut read = |m: &Mapping| {
+            let open = resolver.open_module(me, m)?;
+            // SAFETY: a read-only private view of a library leaktrace runs.
+            unsafe { memmap2::Mmap::map(&*open) }.ok()
+        };
+        // Nothing is published: leaktrace does not trace itself.
+        let _ = unwinder.mappings(&libraries, 0, &mut read, self.kernel.unwind_rows());
+        unwinder.stats().rows - before
     }
 
     pub(super) fn capture_image(&mut self, tgid: u32) -> Option<ImageId> {

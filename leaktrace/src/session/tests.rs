@@ -296,3 +296,17 @@ fn a_fork_read_after_its_parent_exited_still_runs_the_parents_code() {
     assert!(session.resolver.has_snapshot(ImageId { proc: child, exec_seq: 0 }), "the child inherited the image");
     assert_eq!(session.resolver.latest_image(parent.tgid), Some(image));
 }
+
+#[test]
+fn the_shared_libraries_tables_are_loaded_once_before_any_process_needs_them() {
+    let cfi = SessionOptions { unwind: Unwind::Cfi, ..OPTIONS };
+    let capacities = Capacities { entries: 64, stacks: 64, unwind_rows: 1 << 20, tcp: false };
+    let mut session = Session::new(FakeKernel::new(true, capacities), &cfi);
+    // This test process maps the C library as every traced process does.
+    let rows = session.preload_shared_libraries();
+    assert!(rows > 1000, "the C library's tables: {rows} rows");
+    assert_eq!(session.kernel.rows_written(), rows as usize);
+    assert_eq!(session.preload_shared_libraries(), 0, "tables are kept per file");
+    let mut frame_pointers = Session::new(FakeKernel::tracing_all(), &OPTIONS);
+    assert_eq!(frame_pointers.preload_shared_libraries(), 0, "no tables without CFI unwinding");
+}
