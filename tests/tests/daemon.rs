@@ -53,9 +53,11 @@ fn daemon_reports_the_leaking_process_by_pid_and_leaves_the_others_steady() {
     let daemon = Daemon::start(&["--interval", "1s"], &[]);
     // 5 fds a second for 8 s from leak_steadily, then held for a while;
     // two others rotate their rings and keep their pools.
-    let leaker = Background::spawn(&growth, &["8", "5", "60"]);
+    // It settles for a second first: exact counts per stack need its
+    // unwinding tables read before its first acquisitions (growth.c).
+    let leaker = Background::spawn(&growth, &["8", "5", "60", "1000"]);
     let steady = [Background::spawn(&growth, &["70", "0"]), Background::spawn(&growth, &["70", "0"])];
-    sleep(10.0);
+    sleep(11.0);
     let (r, metrics) = report_and_metrics(&daemon);
     assert_eq!(r["mode"], "daemon");
 
@@ -524,8 +526,9 @@ fn prometheus_scrapes_the_growing_series_of_a_leak() {
 fn a_process_that_exits_between_samples_is_reported_once_then_forgotten() {
     let growth = c_fixture("growth");
     let daemon = Daemon::start(&["--interval", "3s", "--comm", "c-growth"], &[]);
-    // 30 fds from leak_steadily in one second, then the process exits.
-    let mut job = Background::spawn(&growth, &["1", "30"]);
+    // 30 fds from leak_steadily in one second, then the process exits
+    // (after settling for a second, as growth.c says why).
+    let mut job = Background::spawn(&growth, &["1", "30", "0", "1000"]);
     let pid = job.pid();
     assert!(job.0.wait().expect("the job").success());
     // The first sample after its exit reports what it held at its exit.

@@ -27,6 +27,12 @@ fn leak(r: &Value) -> &Value {
     stacks(r).iter().find(|s| s["site"] == "leak_steadily").expect("the leak's stack")
 }
 
+/// How long growth.c waits before its first acquisition where a test counts
+/// each stack exactly: the recorder learns of it from its exec and unwinds it
+/// completely once it has read its unwinding tables (up to a second under
+/// emulation).
+const SETTLE_MS: &str = "1000";
+
 /// Starts a recorder of c-growth processes; returns it once it records.
 fn recorder(file: &std::path::Path, extra: &[&str]) -> std::process::Child {
     let mut child = Command::new(leaktrace())
@@ -83,7 +89,7 @@ fn a_recording_reads_back_at_its_checkpoints() {
     let file = dir.join("rec.db");
     let started = std::time::Instant::now();
     let rec = recorder(&file, &[]);
-    let growth = Background::spawn(&c_fixture("growth"), &["5", "5", "20"]);
+    let growth = Background::spawn(&c_fixture("growth"), &["5", "5", "20", SETTLE_MS]);
     wait_for_leaks(growth.pid(), 25);
     let out = stop(rec, started, Duration::from_secs(8));
     assert!(out.status.success());
@@ -168,7 +174,7 @@ fn a_size_cap_drops_old_checkpoints_and_keeps_what_is_held() {
     let file = dir.join("rec.db");
     let started = std::time::Instant::now();
     let rec = recorder(&file, &["--max-size", "96KiB"]);
-    let growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
+    let growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20", SETTLE_MS]);
     wait_for_leaks(growth.pid(), 30);
     assert!(stop(rec, started, Duration::from_secs(8)).status.success());
     let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
@@ -193,7 +199,7 @@ fn diff_compares_two_moments_of_a_recording() {
     let file = dir.join("rec.db");
     let started = std::time::Instant::now();
     let rec = recorder(&file, &[]);
-    let growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20"]);
+    let growth = Background::spawn(&c_fixture("growth"), &["6", "5", "20", SETTLE_MS]);
     wait_for_leaks(growth.pid(), 30);
     assert!(stop(rec, started, Duration::from_secs(8)).status.success());
     let at = |moment: &str| {
