@@ -125,7 +125,7 @@ fn daemon_reports_the_leaking_process_by_pid_and_leaves_the_others_steady() {
     let me = processes.iter().find(|p| p["pid"] == leaker.pid()).expect("the leaker's process entry");
     assert_eq!(me["comm"], "c-growth");
     // Arguments can hold secrets: by default only the program and a count.
-    assert_eq!(me["cmdline"], format!("{} [3 arguments redacted]", growth.display()), "{me}");
+    assert_eq!(me["cmdline"], format!("{} [4 arguments redacted]", growth.display()), "{me}");
     // What /proc says (give or take the file a request holds for a moment).
     let open = me["open_fds"].as_u64().expect("open fds");
     let now = std::fs::read_dir(format!("/proc/{}/fd", leaker.pid())).expect("fd dir").count() as u64;
