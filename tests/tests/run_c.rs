@@ -242,3 +242,37 @@ fn sampling_estimates_counts_and_marks_them() {
         total(r, "acquired")
     );
 }
+
+/// A program installed as distributions install servers (PostgreSQL's
+/// /usr/lib/postgresql/15/bin/postgres) is the program: its functions are
+/// the sites, in the JSON and in the text, as they are for the same binary
+/// anywhere else.
+#[test]
+fn a_program_installed_under_usr_lib_is_the_program() {
+    let dir = std::path::PathBuf::from(format!("/usr/lib/leaktrace-test-{}/bin", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("an install directory under /usr/lib");
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _installed = Remove(dir.parent().expect("package dir").to_path_buf());
+    let program = dir.join("fd-leaks");
+    std::fs::copy(c_fixture("fd_leaks"), &program).expect("install the fixture");
+    let run = run_json(&[], &program, &["error-path"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+    assert_eq!(count(&with_site(r, "load_config_error_path")), 100, "{:#?}", stacks(r));
+    let site = with_site(r, "load_config_error_path")[0]["stack"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .find(|f| f["symbol"] == "load_config_error_path")
+        .expect("the site's frame");
+    assert_eq!(site["module"], program.to_str().expect("path"));
+    let out = leaktrace_output(&["run", "--format", "text", "--", program.to_str().expect("path"), "error-path"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("load_config_error_path"), "{text}");
+    assert!(!text.contains("only library frames"), "{text}");
+}

@@ -206,3 +206,39 @@ fn closed_connections_the_kernel_keeps_are_not_followed() {
     assert_eq!(r["kernel_maps"]["outstanding"]["used"], 20, "{}", r["kernel_maps"]);
     assert_eq!(r["kernel_maps"]["tcp"]["used"], 20, "{}", r["kernel_maps"]);
 }
+
+/// Connections left in CLOSE_WAIT for over 5 s are a leak whatever their
+/// curve (50 at once, then flat: the net/http shape, 10 released, 50 kept).
+#[test]
+fn connections_left_in_close_wait_are_a_leak_whatever_their_curve() {
+    let run = run_json(&["--interval", "1s"], &c_fixture("tcp_leaks"), &["close-wait", "7"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let leaked = tcp_entries(&run.report, "dial");
+    assert_eq!(leaked.len(), 1, "{leaked:#?}");
+    let e = leaked[0];
+    assert_eq!((e["count"].as_u64(), e["stale_close_wait"].as_u64()), (Some(50), Some(50)), "{e}");
+    assert_eq!(e["verdict"], "leak", "{e}");
+    let reason = e["verdict_reason"].as_str().expect("reason");
+    assert!(reason.starts_with("50 connections in CLOSE_WAIT for over 5 s"), "{reason}");
+}
+
+/// A pool of 20 connections kept open on both ends, all ESTABLISHED, is
+/// `steady` however large a burst it was opened in.
+#[test]
+fn a_pool_of_established_connections_is_steady() {
+    let run = run_json(&["--interval", "1s"], &c_fixture("tcp_leaks"), &["pool", "7"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.report;
+    let clients: Vec<&Value> =
+        tcp_entries(r, "dial").into_iter().filter(|e| symbols(e).contains(&"open_pool")).collect();
+    assert_eq!(clients.len(), 1, "{:#?}", stacks(r));
+    let c = clients[0];
+    assert_eq!((c["count"].as_u64(), &c["states"]), (Some(20), &serde_json::json!({"ESTABLISHED": 20})), "{c}");
+    assert_eq!((c["verdict"].as_str(), c["stale_close_wait"].as_u64()), (Some("steady"), Some(0)), "{c}");
+    assert!(c["verdict_reason"].as_str().expect("reason").contains("a pool of connections"), "{c}");
+    // The server ends, accepted and kept: a pool too.
+    let servers: Vec<&Value> =
+        stacks(r).iter().filter(|s| s["kind"] == "tcp" && symbols(s).iter().any(|f| f.contains("accept"))).collect();
+    assert_eq!(count(&servers), 20, "{servers:#?}");
+    assert!(stacks(r).iter().all(|s| s["verdict"] != "leak"), "{:#?}", stacks(r));
+}

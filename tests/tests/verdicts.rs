@@ -245,3 +245,35 @@ fn short_runs_are_judged_by_acquisition_times() {
         leaktrace_output(&["run", "--fail-on-leak", "--", c_fixture("fd_leaks").to_str().expect("path"), "error-path"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// shapes.c burst: 50 files opened in a loop and kept, then a long idle, is
+/// `suspect` (a leak that stopped), never `steady`; the pool of 4 opened at
+/// start is `steady`. `--fail-on-leak` does not fire on a suspect.
+#[test]
+fn a_burst_that_stopped_is_suspect_and_a_pool_of_four_steady() {
+    let run = run_json(&["--interval", "1s", "--fail-on-leak"], &c_fixture("shapes"), &["burst"]);
+    assert_eq!(run.status, 0, "no leak verdict, so no failure: {}", run.stderr);
+    let r = &run.report;
+    let burst = only(r, "leak_burst");
+    assert_eq!((burst["count"].as_u64(), verdict(burst)), (Some(50), "suspect"), "{burst}");
+    let reason = burst["verdict_reason"].as_str().expect("reason");
+    assert!(reason.contains("rose by 50 to 50 files, then held them all"), "{reason}");
+    assert!(burst["history"]["count"].as_array().expect("history").len() >= 6, "{burst}");
+    let pool = only(r, "open_pool");
+    assert_eq!((pool["count"].as_u64(), verdict(pool)), (Some(4), "steady"), "{pool}");
+}
+
+/// shapes.c cache: a cache of open files that grows to 24 and is mostly
+/// released by a later event is `steady`, with the 4 it still holds.
+#[test]
+fn a_cache_that_grows_then_is_released_is_steady() {
+    let run = run_json(&["--interval", "1s"], &c_fixture("shapes"), &["cache"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let cache = only(&run.report, "cache_relation");
+    assert_eq!((cache["count"].as_u64(), verdict(cache)), (Some(4), "steady"), "{cache}");
+    let history: Vec<u64> =
+        cache["history"]["count"].as_array().expect("history").iter().filter_map(Value::as_u64).collect();
+    assert!(history.iter().max().is_some_and(|&m| m >= 16), "it grew first: {history:?}");
+    assert!(cache["verdict_reason"].as_str().expect("reason").contains("gave back"), "{cache}");
+    assert!(leaks(&run.report).is_empty(), "{:?}", leaks(&run.report));
+}

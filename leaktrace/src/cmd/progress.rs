@@ -43,7 +43,7 @@ impl Progress {
             .filter_map(|key| Some((key, history.samples(key)?)))
             .filter(|(key, samples)| {
                 let seconds: Vec<f64> = samples.times_ns.iter().map(|t| *t as f64 / 1e9).collect();
-                judgement(key.kind, key.resource, samples, &seconds).verdict == Verdict::Leak
+                judgement(key.kind, key.resource, samples, &seconds, false).verdict == Verdict::Leak
             })
             .count();
         let mapped =

@@ -107,6 +107,7 @@ pub(crate) fn build(
                 site,
                 truncated,
                 states: tcp.then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n * scale)).collect()),
+                stale_close_wait: tcp.then_some(g.stale_close_wait * scale),
                 locals: tcp.then(|| peers(&g.locals, g.other_locals)),
                 remotes: tcp.then(|| peers(&g.remotes, g.other_remotes)),
             };
@@ -271,6 +272,9 @@ fn merge_same_source(
                 into.pids.sort_unstable();
                 into.pids.dedup();
                 add_counts(&mut into.states, entry.states);
+                if let Some(n) = entry.stale_close_wait {
+                    *into.stale_close_wait.get_or_insert(0) += n;
+                }
                 add_counts(&mut into.locals, entry.locals);
                 add_counts(&mut into.remotes, entry.remotes);
                 into.examples.extend(entry.examples);
@@ -301,7 +305,11 @@ fn merge_same_source(
 pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     let seconds = seconds_since(samples, start_ns);
     let mapping = entry.kind.in_bytes();
-    let mut judgement = judgement(entry.kind, entry.resource, samples, &seconds);
+    // Sampled only once it held something: a stack whose first acquisition
+    // came after the window began held nothing before its first sample.
+    let born = if samples.since_ns > 0 { samples.since_ns } else { samples.first_acquired_ns.unwrap_or(0) };
+    let born_in_window = born > start_ns && born != u64::MAX;
+    let mut judgement = judgement(entry.kind, entry.resource, samples, &seconds, born_in_window);
     let sampled = samples.points.len();
     let survivors = samples.survivors.len();
     if sampled < Rule::COUNT.min_points && !entry.kind.in_bytes() && survivors >= 2 {
@@ -326,6 +334,7 @@ pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
             );
         }
         judgement.verdict = by_time.verdict;
+        judgement.burst = by_time.burst;
         judgement.reason = format!(
             "{}, judged from when the {} still held were acquired (sampled {sampled} time{})",
             by_time.reason,
@@ -336,7 +345,10 @@ pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
         judgement.per_minute = by_time.per_minute;
     } else if samples.points.is_empty() {
         judgement.reason = "not sampled while held (its process lived less than an interval)".to_string();
+    } else if judgement.burst && judgement.verdict == Verdict::Suspect {
+        turned_over(samples, &mut judgement);
     }
+    by_state(entry, &mut judgement);
     entry.verdict = Some(judgement.verdict);
     entry.verdict_reason = judgement.reason;
     entry.growth_per_minute = judgement.per_minute.map(|g| (g * 100.0).round() / 100.0);
@@ -350,6 +362,52 @@ pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     };
 }
 
+/// A burst that stopped holds what it acquired then; a ring or a pool that
+/// replaces its entries holds the same number, but all of it recent. The
+/// oldest age at the last sample tells them apart: kept since the level was
+/// reached, or younger than half the time the level has held.
+fn turned_over(samples: &Samples, judgement: &mut verdict::Judgement) {
+    let (Some(last), Some(&end)) = (samples.points.last(), samples.times_ns.last()) else { return };
+    let Some(reached) = samples.points.iter().position(|p| p.count >= last.count) else { return };
+    let level_ns = end.saturating_sub(samples.times_ns[reached]);
+    if level_ns > 0 && last.oldest_age_ns < level_ns / 2 {
+        judgement.verdict = Verdict::Steady;
+        judgement.reason = format!(
+            "holds {} since {:.1}s, each younger than {:.2}s: it replaces what it holds (a ring, a pool)",
+            last.count,
+            level_ns as f64 / NS,
+            last.oldest_age_ns as f64 / NS
+        );
+    }
+}
+
+/// What the state of TCP connections says beyond their curve: connections
+/// left in CLOSE_WAIT are leaked whatever the curve (the peer closed, the
+/// program never did, and nothing else will), and a burst of connections
+/// all ESTABLISHED is a pool of them, whatever its size.
+fn by_state(entry: &StackEntry, judgement: &mut verdict::Judgement) {
+    if entry.kind != Kind::Tcp {
+        return;
+    }
+    let stale = entry.stale_close_wait.unwrap_or(0);
+    if stale > 0 {
+        judgement.verdict = Verdict::Leak;
+        judgement.reason = format!(
+            "{stale} connection{} in CLOSE_WAIT for over {} s: the peer closed, the program never did ({})",
+            if stale == 1 { "" } else { "s" },
+            crate::track::aggregate::STALE_CLOSE_WAIT_NS / 1_000_000_000,
+            judgement.reason
+        );
+        return;
+    }
+    let states = entry.states.as_ref();
+    let all_established = states.is_some_and(|s| !s.is_empty() && s.keys().all(|k| k == "ESTABLISHED"));
+    if judgement.burst && judgement.verdict == Verdict::Suspect && all_established {
+        judgement.verdict = Verdict::Steady;
+        judgement.reason = format!("{}; all ESTABLISHED: a pool of connections", judgement.reason);
+    }
+}
+
 /// Moments the acquisition times of a stack too briefly sampled are judged
 /// at: more than the rule's minimum, fewer than would make one acquisition
 /// a trend.
@@ -357,4 +415,40 @@ const SURVIVOR_POINTS: usize = 12;
 
 fn seconds_since(samples: &Samples, start_ns: u64) -> Vec<f64> {
     samples.times_ns.iter().map(|t| t.saturating_sub(start_ns) as f64 / NS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::history::Point;
+
+    const S: u64 = 1_000_000_000;
+
+    /// A burst judged `suspect` by its curve, then by its ages.
+    fn after_ages(counts: &[u64], oldest_age_ns: impl Fn(usize) -> u64) -> Verdict {
+        let samples = Samples {
+            times_ns: (0..counts.len() as u64).map(|i| (i + 1) * S).collect(),
+            points: counts
+                .iter()
+                .enumerate()
+                .map(|(i, &count)| Point { count, bytes: 0, oldest_age_ns: oldest_age_ns(i) })
+                .collect(),
+            ..Samples::default()
+        };
+        let mut j =
+            verdict::Judgement { verdict: Verdict::Suspect, reason: String::new(), per_minute: None, burst: true };
+        turned_over(&samples, &mut j);
+        j.verdict
+    }
+
+    #[test]
+    fn a_ring_turns_over_and_a_burst_is_kept() {
+        // Two rings of 8, every entry younger than 0.4 s at each sample.
+        assert_eq!(after_ages(&[16; 10], |_| 400_000_000), Verdict::Steady);
+        // 50 opened in the first seconds and held since: as old as the run.
+        let burst = [10, 20, 30, 40, 50, 50, 50, 50, 50, 50];
+        assert_eq!(after_ages(&burst, |i| (i as u64 + 1) * S), Verdict::Suspect);
+        // Reached its level only at the last sample: nothing to tell by.
+        assert_eq!(after_ages(&[0, 0, 20], |_| 0), Verdict::Suspect);
+    }
 }

@@ -10,6 +10,7 @@ pub(crate) mod frame;
 pub(crate) mod mapping;
 pub(crate) mod outermost;
 pub(crate) mod pprof;
+pub(crate) mod program;
 pub(crate) mod site;
 #[cfg(test)]
 mod snapshots;
@@ -277,6 +278,11 @@ pub(crate) struct StackEntry {
     /// TCP entries: connections per current state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states: Option<BTreeMap<String, u64>>,
+    /// TCP entries: connections that have been in CLOSE_WAIT for more than
+    /// 5 s (the peer closed them, the program never did); any makes the
+    /// stack a `leak`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_close_wait: Option<u64>,
     /// TCP entries: connections per local and per remote address (the first
     /// 32 distinct of each; `other` counts the rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,6 +313,7 @@ impl StackEntry {
             site: None,
             truncated: None,
             states: None,
+            stale_close_wait: None,
             locals: None,
             remotes: None,
         }
@@ -500,6 +507,7 @@ pub(crate) mod tests {
                 site: Some("load_config".into()),
                 truncated: None,
                 states: None,
+                stale_close_wait: None,
                 locals: None,
                 remotes: None,
             }],

@@ -2,6 +2,7 @@
 //! belongs to the program itself rather than to libc, the dynamic loader or
 //! a language runtime and standard library.
 
+use super::program::{self, LoaderPath};
 use crate::symbolize::SymFrame;
 
 /// First path element of Go standard-library import paths.
@@ -72,15 +73,8 @@ pub(crate) fn is_go_std(symbol: &str) -> bool {
     GO_STD_ROOTS.contains(&root)
 }
 
-/// Where distributions install shared libraries: code there is the
-/// system's (libc, the dynamic loader, libstdc++), not the program's.
-const SYSTEM_LIBRARY_DIRS: &[&str] = &["/lib/", "/lib64/", "/lib32/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/"];
-
-fn is_library(frame: &SymFrame) -> bool {
-    let system = frame
-        .module
-        .as_deref()
-        .is_some_and(|m| m.starts_with('[') || SYSTEM_LIBRARY_DIRS.iter().any(|dir| m.starts_with(dir)));
+fn is_library(frame: &SymFrame, loader: &LoaderPath) -> bool {
+    let system = frame.module.as_deref().is_some_and(|m| program::is_system(m, loader));
     let std_symbol = frame.symbol.as_deref().is_some_and(|s| {
         is_go_std(s)
             || RUST_STD_PREFIXES.iter().any(|p| s.starts_with(p))
@@ -90,9 +84,13 @@ fn is_library(frame: &SymFrame) -> bool {
 }
 
 /// Index of the leak site in `frames` (innermost first), if any frame is the
-/// program's own code.
+/// program's own code (`program.rs` says which modules are).
 pub(crate) fn leak_site(frames: &[SymFrame]) -> Option<usize> {
-    frames.iter().position(|f| f.symbol.is_some() && !is_library(f))
+    leak_site_with(frames, LoaderPath::system())
+}
+
+fn leak_site_with(frames: &[SymFrame], loader: &LoaderPath) -> Option<usize> {
+    frames.iter().position(|f| f.symbol.is_some() && !is_library(f, loader))
 }
 
 #[cfg(test)]
@@ -165,5 +163,22 @@ mod tests {
             frame("main", "/opt/app/bin/app"),
         ];
         assert_eq!(leak_site(&plugin), Some(1), "the program's own libraries are its code");
+    }
+
+    #[test]
+    fn a_program_installed_under_usr_lib_is_the_program() {
+        let postgres = [
+            frame("__libc_open64", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame("BasicOpenFilePerm", "/usr/lib/postgresql/15/bin/postgres"),
+            frame("PathNameOpenFilePerm", "/usr/lib/postgresql/15/bin/postgres"),
+            frame("main", "/usr/lib/postgresql/15/bin/postgres"),
+        ];
+        assert_eq!(leak_site(&postgres), Some(1));
+        let python = [
+            frame("__libc_open64", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame("_io_FileIO___init__", "/usr/bin/python3.11"),
+            frame("_PyEval_EvalFrameDefault", "/usr/bin/python3.11"),
+        ];
+        assert_eq!(leak_site(&python), None, "the interpreter is not the program it runs");
     }
 }

@@ -423,6 +423,7 @@ mod tests {
             site: None,
             truncated: None,
             states: map(states.iter().map(|(s, n)| (s.to_string(), *n)).collect()),
+            stale_close_wait: Some(0),
             locals: map(locals.iter().map(|l| (l.to_string(), 1)).collect()),
             remotes: map(remotes.iter().map(|r| (r.to_string(), count / remotes.len() as u64)).collect()),
         }

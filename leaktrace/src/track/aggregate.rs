@@ -148,6 +148,9 @@ pub(crate) struct Group {
     pub examples: Vec<Example>,
     /// TCP: connections per state name.
     pub states: BTreeMap<&'static str, u64>,
+    /// TCP: connections in CLOSE_WAIT for at least [`STALE_CLOSE_WAIT_NS`]
+    /// when last seen held.
+    pub stale_close_wait: u64,
     /// TCP: connections per local and per remote address, for the first
     /// [`MAX_PEERS`] distinct addresses; the rest are counted in `*_others`.
     pub locals: BTreeMap<SocketAddr, u64>,
@@ -174,6 +177,7 @@ impl Group {
             since_ns: 0,
             examples: Vec::new(),
             states: BTreeMap::new(),
+            stale_close_wait: 0,
             locals: BTreeMap::new(),
             remotes: BTreeMap::new(),
             other_locals: 0,
@@ -185,6 +189,11 @@ impl Group {
         GroupKey { kind: self.kind, resource: self.resource, stack: self.stack.clone(), owner: self.owner }
     }
 }
+
+/// How long a connection may sit in CLOSE_WAIT before it counts as stale:
+/// the peer closed it that long ago and the program has not, which no
+/// request handling explains (it reads the end of the stream at once).
+pub(crate) const STALE_CLOSE_WAIT_NS: u64 = 5_000_000_000;
 
 /// Distinct local or remote addresses kept per group: a server with a
 /// connection from every port of a client must not grow a group without bound.
@@ -278,6 +287,11 @@ impl Aggregator {
             What::Fd(fd) => {
                 if let Some(t) = fd.tcp {
                     *group.states.entry(t.state_name()).or_default() += 1;
+                    if t.state == leaktrace_common::tcp::TCP_CLOSE_WAIT
+                        && held.held_until_ns.saturating_sub(t.state_ns) >= STALE_CLOSE_WAIT_NS
+                    {
+                        group.stale_close_wait += 1;
+                    }
                     count_peer(&mut group.locals, &mut group.other_locals, t.local);
                     count_peer(&mut group.remotes, &mut group.other_remotes, t.remote);
                 }
@@ -315,6 +329,7 @@ impl Aggregator {
             for (state, n) in from.states {
                 *into.states.entry(state).or_default() += n;
             }
+            into.stale_close_wait += from.stale_close_wait;
             for (addr, n) in from.locals {
                 for _ in 0..n {
                     count_peer(&mut into.locals, &mut into.other_locals, addr);

@@ -17,8 +17,17 @@
 //! half of the window (the growth goes on: a pool that filled up early and
 //! stayed flat is not a leak).
 //! `suspect`: not enough samples yet, or growth without that evidence (noisy,
-//! or it stopped).
-//! `steady`: flat, bounded, shrinking or churning.
+//! or it stopped), or a burst of at least [`Rule::burst`] that was kept.
+//! `steady`: flat, bounded, shrinking or churning; a rise that was given
+//! back (a cache released by a later event); a small set acquired at once
+//! and kept (a pool).
+//!
+//! A burst and a pool have the same curve: a rise, then flat. What separates
+//! them here is size: a pool is a handful (4 database files, 8 ring
+//! entries), a burst that stopped is dozens (50 files from a loop). The
+//! report's builder adds what the curve cannot see: the state of TCP
+//! connections (CLOSE_WAIT held for long is a leak whatever the curve, a
+//! pool of ESTABLISHED connections is a pool whatever its size).
 
 use std::fmt::Write;
 
@@ -65,13 +74,18 @@ pub(crate) struct Rule {
     /// Growth over the window below this (in resources, or bytes for
     /// mappings) is a pool settling, not a leak.
     pub min_growth: f64,
+    /// A rise that stopped and was kept is a pool below this, a leak that
+    /// stopped (`suspect`) from it on. None: every such rise is a pool (bytes:
+    /// an arena or a thread's stack is large and kept by design).
+    pub burst: Option<f64>,
 }
 
 impl Rule {
     /// For counts of fds and connections.
-    pub(crate) const COUNT: Rule = Rule { min_points: 6, z_leak: 2.326, z_suspect: 1.645, min_growth: 3.0 };
+    pub(crate) const COUNT: Rule =
+        Rule { min_points: 6, z_leak: 2.326, z_suspect: 1.645, min_growth: 3.0, burst: Some(16.0) };
     /// For bytes of memory mappings: at least three pages.
-    pub(crate) const BYTES: Rule = Rule { min_growth: 3.0 * 4096.0, ..Rule::COUNT };
+    pub(crate) const BYTES: Rule = Rule { min_growth: 3.0 * 4096.0, burst: None, ..Rule::COUNT };
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -80,25 +94,45 @@ pub(crate) struct Judgement {
     pub reason: String,
     /// Theil-Sen slope per minute, when there are two samples or more.
     pub per_minute: Option<f64>,
+    /// The series rose, then stopped and kept what it gained: judged by the
+    /// burst's size alone, which what is held (its state) may overrule.
+    pub burst: bool,
 }
 
 /// The verdict on one stack's samples: counts for fds and connections,
 /// bytes for mappings (whose growth per minute is still in mappings).
-pub(crate) fn judgement(kind: Kind, resource: Resource, samples: &Samples, seconds: &[f64]) -> Judgement {
+/// `born_in_window`: the stack's first acquisition came after the window
+/// began, so it held nothing before its first sample (see [`judge_from`]).
+pub(crate) fn judgement(
+    kind: Kind,
+    resource: Resource,
+    samples: &Samples,
+    seconds: &[f64],
+    born_in_window: bool,
+) -> Judgement {
     let counts: Vec<f64> = samples.points.iter().map(|p| p.count as f64).collect();
     if kind.in_bytes() {
         let bytes: Vec<f64> = samples.points.iter().map(|p| p.bytes as f64).collect();
-        let mut j = judge(seconds, &bytes, &Rule::BYTES, &kind.unit(resource));
+        let mut j = judge_from(seconds, &bytes, &Rule::BYTES, &kind.unit(resource), born_in_window);
         j.per_minute = theil_sen(seconds, &counts).map(|s| s * 60.0);
         j
     } else {
-        judge(seconds, &counts, &Rule::COUNT, &kind.unit(resource))
+        judge_from(seconds, &counts, &Rule::COUNT, &kind.unit(resource), born_in_window)
     }
 }
 
 /// Judges one series: `seconds` ascending, `values` the samples there.
 /// `unit` names what the values count in the reason ("files", "bytes").
 pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) -> Judgement {
+    judge_from(seconds, values, rule, unit, false)
+}
+
+/// [`judge`], knowing whether the series started from nothing: a stack is
+/// sampled only once it holds something, so 50 files opened at once show
+/// as a flat 50 from the first sample. With `from_zero`, what the stack
+/// kept is measured from 0, which is what tells a burst from a flat series
+/// that was already there when the window began.
+pub(crate) fn judge_from(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str, from_zero: bool) -> Judgement {
     let n = seconds.len().min(values.len());
     let (seconds, values) = (&seconds[..n], &values[..n]);
     let slope = theil_sen(seconds, values);
@@ -106,7 +140,7 @@ pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) ->
     if n < rule.min_points {
         let reason =
             format!("seen in {n} sample{}; a verdict needs {}", if n == 1 { "" } else { "s" }, rule.min_points);
-        return Judgement { verdict: Verdict::Suspect, reason, per_minute };
+        return Judgement { verdict: Verdict::Suspect, reason, per_minute, burst: false };
     }
     let slope = slope.unwrap_or(0.0);
     let span = seconds[n - 1] - seconds[0];
@@ -117,8 +151,27 @@ pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) ->
     let late_high = values[half..].iter().copied().fold(f64::MIN, f64::max);
     let (low, high) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
 
+    let last = values[n - 1];
+    let first = if from_zero { 0.0 } else { values[0] };
+    let rise = high - first;
+    let kept = last - first;
+    // No spike above the level kept at the end in the later half: a rise
+    // that stayed, not one that came and went.
+    let stayed = late_high <= early_high.max(last);
+    let mut burst = false;
     let mut reason = String::new();
-    let verdict = if slope > 0.0 && growth >= rule.min_growth && z >= rule.z_leak && late_high > early_high {
+    let verdict = if rise >= rule.min_growth && high - last >= (rise / 2.0).max(rule.min_growth) {
+        // A cache that grew and was released by a later event (a checkpoint,
+        // an eviction): whatever its trend before, it gives back.
+        let _ = write!(
+            reason,
+            "rose from {} to {} {unit}, then gave back down to {}: held for a while, not kept",
+            fmt(first),
+            fmt(high),
+            fmt(last)
+        );
+        Verdict::Steady
+    } else if slope > 0.0 && growth >= rule.min_growth && z >= rule.z_leak && late_high > early_high {
         let _ = write!(
             reason,
             "grows {} {unit}/min over {n} samples ({}; Mann-Kendall z={z:.1})",
@@ -134,6 +187,15 @@ pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) ->
             fmt(high)
         );
         Verdict::Suspect
+    } else if slope > 0.0 && z >= rule.z_leak {
+        let _ = write!(
+            reason,
+            "grows {} {unit}/min, but only {} over the window (a leak grows at least {})",
+            fmt(slope * 60.0),
+            fmt(growth),
+            fmt(rule.min_growth)
+        );
+        Verdict::Suspect
     } else if slope > 0.0 && (z >= rule.z_suspect || growth >= rule.min_growth) {
         let _ = write!(
             reason,
@@ -142,6 +204,24 @@ pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) ->
             rule.z_leak
         );
         Verdict::Suspect
+    } else if rule.burst.is_some_and(|size| kept >= size) && stayed {
+        // Rose, then flat: most pairs of samples are flat, so the median
+        // slope is 0, and only the size of what was kept tells a leak that
+        // stopped from a pool.
+        burst = true;
+        let _ = write!(
+            reason,
+            "rose by {} to {} {unit}, then held them all without a new high: a leak that stopped \
+             (a pool is smaller than {})",
+            fmt(kept),
+            fmt(last),
+            fmt(rule.burst.unwrap_or_default())
+        );
+        Verdict::Suspect
+    } else if kept >= rule.min_growth && values[0] < last && stayed {
+        burst = true;
+        let _ = write!(reason, "rose by {} to {} {unit} and held them since: a pool", fmt(kept), fmt(last));
+        Verdict::Steady
     } else if low == high {
         let _ = write!(reason, "flat at {} {unit} over {n} samples ({})", fmt(low), secs(span));
         Verdict::Steady
@@ -152,7 +232,7 @@ pub(crate) fn judge(seconds: &[f64], values: &[f64], rule: &Rule, unit: &str) ->
         let _ = write!(reason, "bounded between {} and {} {unit}, no trend over {n} samples", fmt(low), fmt(high));
         Verdict::Steady
     };
-    Judgement { verdict, reason, per_minute }
+    Judgement { verdict, reason, per_minute, burst }
 }
 
 fn fmt(v: f64) -> String {
@@ -284,17 +364,73 @@ mod tests {
 
     #[test]
     fn growth_that_stopped_or_is_noisy_is_suspect() {
-        // A pool warming up to 50 in the first half, flat since.
+        // 50 gained in the first samples, flat since: the median slope of a
+        // mostly flat series is 0, but 40 kept is a burst, not a pool.
         assert_eq!(
             verdict(&[10.0, 30.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0]),
-            Verdict::Steady,
-            "the median slope of a mostly flat series is 0"
+            Verdict::Suspect
         );
         assert_eq!(verdict(&[0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0]), Verdict::Suspect);
         // Up and down around a rising line.
         assert_eq!(verdict(&[0.0, 6.0, 1.0, 7.0, 2.0, 8.0, 3.0, 9.0]), Verdict::Suspect);
         // A slow leak one step at a time is still a leak.
         assert_eq!(verdict(&[1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0, 6.0, 6.0]), Verdict::Leak);
+    }
+
+    #[test]
+    fn a_burst_that_stopped_is_suspect_and_a_pool_steady() {
+        // net/http's forgotten Body.Close: 5 more every sample up to 50, then
+        // 31 samples flat.
+        let mut burst: Vec<f64> = (1..=10).map(|i| f64::from(i) * 5.0).collect();
+        burst.extend([50.0; 31]);
+        let (x, y) = series(&burst);
+        let j = judge(&x, &y, &Rule::COUNT, "files");
+        assert_eq!((j.verdict, j.burst), (Verdict::Suspect, true), "{}", j.reason);
+        assert!(j.reason.starts_with("rose by 45 to 50 files, then held them all"), "{}", j.reason);
+        // A pool of 4 opened at start, from a first sample taken before it.
+        let mut pool = vec![0.0];
+        pool.extend([4.0; 11]);
+        let (x, y) = series(&pool);
+        let j = judge(&x, &y, &Rule::COUNT, "files");
+        assert_eq!((j.verdict, j.burst), (Verdict::Steady, true), "{}", j.reason);
+        assert_eq!(j.reason, "rose by 4 to 4 files and held them since: a pool");
+        // Opened before the first sample, it shows flat: from zero, it is
+        // still a burst, and a pool still a pool.
+        let (x, y) = series(&[50.0; 9]);
+        assert_eq!(judge_from(&x, &y, &Rule::COUNT, "files", true).verdict, Verdict::Suspect);
+        assert_eq!(judge_from(&x, &y, &Rule::COUNT, "files", false).verdict, Verdict::Steady);
+        let (x, y) = series(&[4.0; 9]);
+        let j = judge_from(&x, &y, &Rule::COUNT, "files", true);
+        assert_eq!((j.verdict, j.reason.as_str()), (Verdict::Steady, "flat at 4 files over 9 samples (8s)"));
+        // A burst late in the window is a burst too.
+        assert_eq!(verdict(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 20.0, 20.0, 20.0]), Verdict::Suspect);
+        // Mappings have no burst size: an arena is large by design.
+        let (x, y) = series(&[0.0, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6]);
+        assert_eq!(judge(&x, &y, &Rule::BYTES, "bytes").verdict, Verdict::Steady);
+    }
+
+    #[test]
+    fn a_cache_released_by_a_later_event_is_steady() {
+        // PostgreSQL's background writer: its open relation files grow from
+        // 16 to 38, and a checkpoint releases them.
+        let values = [16.0, 18.0, 21.0, 24.0, 27.0, 30.0, 33.0, 36.0, 38.0, 38.0, 17.0];
+        let (x, y) = series(&values);
+        let j = judge(&x, &y, &Rule::COUNT, "files");
+        assert_eq!(j.verdict, Verdict::Steady, "{}", j.reason);
+        assert_eq!(j.reason, "rose from 16 to 38 files, then gave back down to 17: held for a while, not kept");
+        // A leak that dips a little is still a leak.
+        assert_eq!(verdict(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 9.0]), Verdict::Leak);
+    }
+
+    #[test]
+    fn a_trend_too_small_to_be_a_leak_says_so() {
+        // Clear evidence (z well past 2.33) of a rise of 2 over the window.
+        let values = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0];
+        let x: Vec<f64> = (0..values.len()).map(|i| i as f64 * 0.1).collect();
+        let j = judge(&x, &values, &Rule::COUNT, "files");
+        assert_eq!(j.verdict, Verdict::Suspect);
+        assert!(!j.reason.contains("not clearly"), "{}", j.reason);
+        assert!(j.reason.contains("a leak grows at least 3"), "{}", j.reason);
     }
 
     #[test]
