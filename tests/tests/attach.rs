@@ -135,3 +135,41 @@ fn attach_by_name_traces_only_processes_of_that_name() {
         "the process of another name is left out"
     );
 }
+
+/// A pre-fork server: what workers that exited held at their exit is told
+/// apart from what live ones hold, which is what `/proc` shows.
+#[test]
+fn attach_tells_what_exited_workers_held_from_what_live_ones_hold() {
+    let ready = ready_file("attach-prefork");
+    let server = Background::spawn(&c_fixture("prefork"), &[ready.to_str().expect("path")]);
+    wait_for_file(&ready);
+    let tracer = Tracer::start(&["attach", "--pid", &server.pid().to_string(), "--duration", "4s", "--format", "json"]);
+    std::fs::write(ready.with_extension("go"), b"").expect("signal the fixture");
+    let out = tracer.wait_with_output();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+
+    // 10 workers that each held 3 when they exited: nothing held now.
+    let served = with_site(&r, "serve_request");
+    assert_eq!(served.len(), 1, "{r}");
+    assert_eq!(served[0]["count"], 30);
+    assert_eq!(served[0]["held_at_exit"], 30);
+    assert_eq!(served[0]["pids"].as_array().expect("pids").len(), 10);
+    assert!(served[0]["examples"].as_array().expect("examples").iter().all(|e| e["exited"] == true), "{}", served[0]);
+    assert_eq!(served[0]["verdict"], "steady", "{}", served[0]["verdict_reason"]);
+    // The live worker holds its 5, as /proc says.
+    let kept = with_site(&r, "keep_session");
+    assert_eq!(kept.len(), 1, "{r}");
+    assert_eq!((kept[0]["count"].as_u64(), kept[0]["held_at_exit"].as_u64()), (Some(5), Some(0)));
+    assert!(kept[0]["examples"].as_array().expect("examples").iter().all(|e| e.get("exited").is_none()));
+    let live = kept[0]["pids"][0].as_u64().expect("pid") as u32;
+    let in_proc = std::fs::read_dir(format!("/proc/{live}/fd"))
+        .expect("the live worker's fds")
+        .filter(|e| {
+            let link = e.as_ref().ok().and_then(|e| std::fs::read_link(e.path()).ok());
+            link.is_some_and(|l| l == std::path::Path::new("/etc/hostname"))
+        })
+        .count();
+    assert_eq!(in_proc, 5);
+    assert_eq!(total(&r, "outstanding"), 5, "what live processes hold");
+}

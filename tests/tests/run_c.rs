@@ -188,6 +188,21 @@ fn a_full_map_drops_and_says_so() {
     assert!(run.stderr.contains("--max-entries"), "{}", run.stderr);
 }
 
+/// Churn after the map filled: 9,000 more acquisitions are not stored, and
+/// released again; `dropped` counts the 1,200 unstored ones still held, from
+/// the process's fd table at its exit, so held + dropped is the truth.
+#[test]
+fn dropped_counts_what_is_still_held_amid_churn() {
+    let run = run_json(&["--max-entries", "1000"], &c_fixture("fd_leaks"), &["many-churn"]);
+    let r = &run.report;
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(total(r, "outstanding"), 1000);
+    assert_eq!(total(r, "dropped"), 1200, "2,200 leaked");
+    assert_eq!(r["losses"]["map_full"], 10_200, "every acquisition not stored");
+    assert_eq!(total(r, "acquired"), total(r, "released") + total(r, "outstanding") + 10_200);
+    assert_eq!(r["complete"], false);
+}
+
 #[test]
 fn the_text_report_names_counts_and_paths() {
     let out = leaktrace_output(&["run", "--", c_fixture("fd_leaks").to_str().expect("path"), "error-path"]);

@@ -28,6 +28,9 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     // Read after tracing began, so no fd falls between the two.
     let before: Vec<(u32, HashMap<u32, String>)> =
         targets.iter().map(|t| (t.tgid, procfs::fd_links(t.tgid, t.tgid).unwrap_or_default())).collect();
+    for (target, (_, links)) in targets.iter().zip(&before) {
+        session.note_fds_before_tracing(*target, links.clone());
+    }
 
     // Tools that drive leaktrace (and people) see when tracing has begun.
     let traced = if targets.is_empty() {
@@ -43,6 +46,11 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     drive(&mut session, &mut mode, Timing { interval: config.interval, deadline: args.duration }).await?;
     drop(mode.progress);
     let end_ns = procfs::monotonic_ns();
+    for target in &mode.targets {
+        if session.is_traced(target.tgid) {
+            session.count_untracked(*target, target.tgid)?;
+        }
+    }
     let outcome = session.finish()?;
     session.untrace_all();
 

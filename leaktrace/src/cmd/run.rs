@@ -111,7 +111,10 @@ impl Mode<Kernel> for Running {
                 Flow::Stop
             }
             Hold::Started { pid } => {
-                self.root = Some(session.trace_target(pid)?);
+                let root = session.trace_target(pid)?;
+                // What it inherits is not acquired while traced.
+                session.note_fds_before_tracing(root, procfs::fd_links(pid, pid).unwrap_or_default());
+                self.root = Some(root);
                 Flow::Continue
             }
             Hold::Forked { child } => {

@@ -56,6 +56,9 @@ pub(crate) fn build(
     history: &History<GroupKey>,
     resolver: &mut Resolver,
 ) -> Report {
+    // What processes that exited during the window held at their exit is
+    // told apart where the tracer outlives them: `attach` and the daemon.
+    let apart = ctx.mode == Mode::Attach || ctx.per_process;
     let entries: Vec<(StackEntry, Samples)> = outcome
         .groups
         .iter_mut()
@@ -73,20 +76,7 @@ pub(crate) fn build(
             samples.survivors = std::mem::take(&mut g.survivors);
             samples.until_ns = g.last_seen_ns;
             samples.since_ns = g.since_ns;
-            let frames = resolver.symbolize(&g.stack);
-            let site = leak_site(&frames).and_then(|i| frames[i].symbol.clone());
-            let last = frames.last().and_then(|f| f.symbol.as_deref());
-            let truncated = match (&g.stack.truncated, &g.stack.unresolved) {
-                // An entry point written in assembly without CFI (the dynamic
-                // loader's _start) stops the walk where it would end anyway.
-                (Some(why), _) if *why == crate::symbolize::UNWIND_STOPPED && last.is_some_and(outermost::is_end) => {
-                    None
-                }
-                (Some(why), _) => Some((*why).to_string()),
-                (None, Some(crate::symbolize::Unresolved::NoStack(why))) => Some(format!("no stack: {why}")),
-                (None, _) if g.stack.frame_pointers => outermost::fp_truncation(last),
-                _ => None,
-            };
+            let (frames, site, truncated) = symbolized(resolver, &g.stack);
             let tcp = g.kind == Kind::Tcp;
             let entry = StackEntry {
                 verdict: Some(Verdict::Suspect),
@@ -100,10 +90,12 @@ pub(crate) fn build(
                 count: g.count * scale,
                 bytes: g.bytes,
                 pids: g.pids.iter().copied().collect(),
-                exited: g.exited,
+                exited: ctx.per_process && g.exited,
+                held_at_exit: (ctx.mode == Mode::Attach).then_some(g.held_at_exit * scale),
+                released_at_exit: None,
                 oldest_age_seconds: g.oldest_age_ns as f64 / NS,
-                stack: frames.iter().map(frame).collect(),
-                examples: g.examples.iter().map(example).collect(),
+                stack: frames,
+                examples: g.examples.iter().map(|e| example(e, apart)).collect(),
                 site,
                 truncated,
                 states: tcp.then(|| g.states.iter().map(|(s, n)| (s.to_string(), *n * scale)).collect()),
@@ -114,6 +106,11 @@ pub(crate) fn build(
             (entry, samples)
         })
         .collect();
+    let mut entries = entries;
+    if ctx.mode == Mode::Run {
+        let held: std::collections::HashSet<GroupKey> = outcome.groups.iter().map(|g| g.key()).collect();
+        entries.extend(released_at_exit(&ctx, &held, history, resolver));
+    }
     let mut stacks: Vec<StackEntry> = merge_same_source(entries, ctx.max_examples, ctx.per_process)
         .into_iter()
         .map(|(mut entry, samples)| {
@@ -124,7 +121,11 @@ pub(crate) fn build(
     stacks.retain(|s| !s.kind.in_bytes() || s.bytes >= ctx.min_bytes);
     // Every fd still held, shown or not (TCP connections are fds too).
     let scale = u64::from(ctx.sample.max(1));
-    let outstanding: u64 = outcome.groups.iter().filter(|g| g.kind.is_fd()).map(|g| g.count * scale).sum();
+    // `attach`: what live processes hold; what exited ones held at their
+    // exit is in their stacks' `held_at_exit`, not held any more.
+    let at_exit = |g: &crate::track::aggregate::Group| if ctx.mode == Mode::Attach { g.held_at_exit } else { 0 };
+    let outstanding: u64 =
+        outcome.groups.iter().filter(|g| g.kind.is_fd()).map(|g| (g.count - at_exit(g)) * scale).sum();
     let sampling = (scale > 1).then_some(Sampling { one_in: ctx.sample, sampled_out: outcome.sampled_out });
     // Releases of fds that were not recorded are not seen: estimated too.
     let released = if scale > 1 { outcome.acquired.saturating_sub(outstanding) } else { outcome.released };
@@ -153,7 +154,15 @@ pub(crate) fn build(
             end: procfs::rfc3339(procfs::wall_time(ctx.end_ns)),
             seconds: ctx.end_ns.saturating_sub(ctx.start_ns) as f64 / NS,
         },
-        totals: Totals { acquired: outcome.acquired, released, outstanding, dropped: losses.map_full, mappings },
+        // Unstored acquisitions still held, where fd tables were counted;
+        // otherwise every unstored acquisition (a bound).
+        totals: Totals {
+            acquired: outcome.acquired,
+            released,
+            outstanding,
+            dropped: outcome.dropped_held.unwrap_or(losses.map_full),
+            mappings,
+        },
         preexisting: ctx.preexisting,
         stacks,
         sampling,
@@ -164,7 +173,79 @@ pub(crate) fn build(
     }
 }
 
-fn example(e: &crate::track::aggregate::Example) -> Example {
+/// Samples at the end that may follow a stack's last one holding something
+/// and still count as its exit: the target's exit and the session's end.
+const EXIT_SAMPLES: usize = 2;
+
+/// `run`'s stacks that held fds at the last sample before the exit and
+/// none at the exit: the process released them as it shut down (Python
+/// closes the files it leaked when its objects are finalized). The growth
+/// seen while it ran is what it did: each is judged on its samples up to
+/// the exit (an interpreter's call of one line of code may be several
+/// native stacks, a few before its specialization and the rest after).
+fn released_at_exit(
+    ctx: &Context,
+    held: &std::collections::HashSet<GroupKey>,
+    history: &History<GroupKey>,
+    resolver: &mut Resolver,
+) -> Vec<(StackEntry, Samples)> {
+    let scale = u64::from(ctx.sample.max(1));
+    let mut found = Vec::new();
+    for key in history.keys() {
+        if !key.kind.is_fd() || !ctx.kinds.contains(&key.kind) || held.contains(key) {
+            continue;
+        }
+        let Some(mut samples) = history.samples(key) else { continue };
+        let Some(last) = samples.points.iter().rposition(|p| p.count > 0) else { continue };
+        let trailing = samples.points.len() - 1 - last;
+        if trailing == 0 || trailing > EXIT_SAMPLES {
+            continue;
+        }
+        samples.points.truncate(last + 1);
+        samples.times_ns.truncate(last + 1);
+        for p in &mut samples.points {
+            p.count *= scale;
+        }
+        let at_last = samples.points[last];
+        let (stack, site, truncated) = symbolized(resolver, &key.stack);
+        let entry = StackEntry {
+            count: at_last.count,
+            released_at_exit: Some(at_last.count),
+            estimated: scale > 1,
+            oldest_age_seconds: at_last.oldest_age_ns as f64 / NS,
+            stack,
+            site,
+            truncated,
+            ..StackEntry::new(key.kind, key.resource)
+        };
+        found.push((entry, samples));
+    }
+    found
+}
+
+/// A stack's frames as the report shows them, its leak site, and why it
+/// ends early when it does.
+fn symbolized(
+    resolver: &mut Resolver,
+    stack: &crate::symbolize::NormStack,
+) -> (Vec<Frame>, Option<String>, Option<String>) {
+    let frames = resolver.symbolize(stack);
+    let site = leak_site(&frames).and_then(|i| frames[i].symbol.clone());
+    let last = frames.last().and_then(|f| f.symbol.as_deref());
+    let truncated = match (&stack.truncated, &stack.unresolved) {
+        // An entry point written in assembly without CFI (the dynamic
+        // loader's _start) stops the walk where it would end anyway.
+        (Some(why), _) if *why == crate::symbolize::UNWIND_STOPPED && last.is_some_and(outermost::is_end) => None,
+        (Some(why), _) => Some((*why).to_string()),
+        (None, Some(crate::symbolize::Unresolved::NoStack(why))) => Some(format!("no stack: {why}")),
+        (None, _) if stack.frame_pointers => outermost::fp_truncation(last),
+        _ => None,
+    };
+    (frames.iter().map(frame).collect(), site, truncated)
+}
+
+/// `apart`: examples of processes that exited say so.
+fn example(e: &crate::track::aggregate::Example, apart: bool) -> Example {
     let mut out = Example {
         pid: e.proc.tgid,
         ns_pid: e.ns_pid,
@@ -182,6 +263,7 @@ fn example(e: &crate::track::aggregate::Example) -> Example {
         remote: None,
         state: None,
         state_age_seconds: None,
+        exited: apart && e.exited,
     };
     match &e.what {
         ExampleWhat::Fd { fd, path, socket: (family, kind), tcp } => {
@@ -266,6 +348,12 @@ fn merge_same_source(
                 let (into, into_samples) = &mut merged[i];
                 into_samples.add(&samples);
                 into.count += entry.count;
+                if let Some(n) = entry.held_at_exit {
+                    *into.held_at_exit.get_or_insert(0) += n;
+                }
+                if let Some(n) = entry.released_at_exit {
+                    *into.released_at_exit.get_or_insert(0) += n;
+                }
                 into.bytes += entry.bytes;
                 into.oldest_age_seconds = into.oldest_age_seconds.max(entry.oldest_age_seconds);
                 into.pids.extend(entry.pids);
@@ -312,7 +400,13 @@ pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
     let mut judgement = judgement(entry.kind, entry.resource, samples, &seconds, born_in_window);
     let sampled = samples.points.len();
     let survivors = samples.survivors.len();
-    if sampled < Rule::COUNT.min_points && !entry.kind.in_bytes() && survivors >= 2 {
+    if samples.points.is_empty() && entry.held_at_exit == Some(entry.count) {
+        // `attach`: processes that lived less than an interval, whose exit
+        // released all of it: nothing is held, and nothing was seen to grow.
+        judgement.verdict = Verdict::Steady;
+        judgement.reason =
+            format!("held only by processes that exited before a sample, whose exit released all {}", entry.count);
+    } else if sampled < Rule::COUNT.min_points && !entry.kind.in_bytes() && survivors >= 2 {
         // Too few samples (a short run): judge how what is still held was
         // acquired since the stack's first acquisition instead (released
         // ones included: a ring that replaces its oldest holds only recent
@@ -349,6 +443,9 @@ pub(crate) fn judge(entry: &mut StackEntry, samples: &Samples, start_ns: u64) {
         turned_over(samples, &mut judgement);
     }
     by_state(entry, &mut judgement);
+    if let Some(n) = entry.released_at_exit {
+        judgement.reason = format!("{}; then all {n} released as the process exited", judgement.reason);
+    }
     entry.verdict = Some(judgement.verdict);
     entry.verdict_reason = judgement.reason;
     entry.growth_per_minute = judgement.per_minute.map(|g| (g * 100.0).round() / 100.0);

@@ -261,6 +261,16 @@ pub(crate) struct StackEntry {
     /// pid since has entries of its own.)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exited: bool,
+    /// `attach`'s: of `count`, what processes that exited during the window
+    /// held at their exit (the rest is held by live processes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_at_exit: Option<u64>,
+    /// `run`'s: the process held these at its last sample and released them
+    /// all before it exited (an interpreter's shutdown closing leaked
+    /// files): `count` is what it held then, judged on its history up to
+    /// then; `totals.outstanding` does not count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at_exit: Option<u64>,
     #[serde(default)]
     pub oldest_age_seconds: f64,
     /// Innermost frame first.
@@ -307,6 +317,8 @@ impl StackEntry {
             bytes: 0,
             pids: Vec::new(),
             exited: false,
+            held_at_exit: None,
+            released_at_exit: None,
             oldest_age_seconds: 0.0,
             stack: Vec::new(),
             examples: Vec::new(),
@@ -396,6 +408,10 @@ pub(crate) struct Example {
     pub state: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_age_seconds: Option<f64>,
+    /// `attach` and the daemon: its process exited during the window, and
+    /// this is what it held then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exited: bool,
 }
 
 impl Report {
@@ -453,6 +469,8 @@ pub(crate) mod tests {
                 bytes: 0,
                 pids: vec![123],
                 exited: false,
+                held_at_exit: None,
+                released_at_exit: None,
                 oldest_age_seconds: 1.2,
                 stack: vec![
                     Frame {
@@ -503,6 +521,7 @@ pub(crate) mod tests {
                     remote: None,
                     state: None,
                     state_age_seconds: None,
+                    exited: false,
                 }],
                 site: Some("load_config".into()),
                 truncated: None,
@@ -544,6 +563,7 @@ pub(crate) mod tests {
             remote: None,
             state: None,
             state_age_seconds: None,
+            exited: false,
         };
         assert_eq!(
             serde_json::to_string(&example).expect("json"),
@@ -732,6 +752,29 @@ pub(crate) mod tests {
         r.mode = Mode::Attach;
         let text = text::render(&r, &text::View { top: 10, all_mappings: false });
         assert!(text.starts_with("leaktrace attach: pid 123 (x, 1 in its namespace) for 1.50s"), "{text}");
+    }
+
+    #[test]
+    fn attach_says_apart_what_exited_processes_held() {
+        let mut r = sample();
+        r.mode = Mode::Attach;
+        r.totals.outstanding = 40;
+        r.stacks[0].held_at_exit = Some(60);
+        let text = text::render(&r, &text::View { top: 10, all_mappings: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "fds: 1010 acquired, 910 released, 40 acquired while tracing and still held \
+             (and 60 held by processes that exited, at their exit), 0 dropped"
+        );
+        assert!(
+            lines[3].ends_with("held by pid 123 (60 of them by processes that exited, at their exit)"),
+            "{}",
+            lines[3]
+        );
+        r.stacks[0].held_at_exit = Some(100);
+        let text = text::render(&r, &text::View { top: 10, all_mappings: false });
+        assert!(text.contains("held by pid 123 (held by processes that exited, at their exit)\n"), "{text}");
     }
 
     #[test]

@@ -210,6 +210,7 @@ fn outcome(agg: Aggregator) -> crate::session::Outcome {
             dropped: 0,
         },
         sampled_out: 0,
+        dropped_held: None,
     }
 }
 
@@ -409,4 +410,45 @@ fn recording_json() {
     let report = recording.report_at(at, None).expect("report");
     let _ = std::fs::remove_dir_all(&dir);
     insta::assert_snapshot!("recording", masked(&report));
+}
+
+/// An interpreter that leaked 10 files a second and closed them all as it
+/// shut down, and a pool of 4 it also closed then: both stay in the
+/// report, each judged on what was seen while it ran.
+#[test]
+fn run_keeps_a_leak_released_at_exit() {
+    let s = stacks();
+    let owner = proc(PID);
+    let mut history = History::new(16_384);
+    let sample = |at: u64, leaked: u64, pool: u64| {
+        let mut agg = Aggregator::new(5);
+        for i in 0..leaked {
+            agg.add(fd(owner, &s.config, 10 + i as u32, START + i * S / 10, at, file("/etc/hostname")));
+        }
+        for i in 0..pool {
+            agg.add(fd(owner, &s.unix, 3 + i as u32, START, at, file("/var/db")));
+        }
+        agg
+    };
+    for second in 1..=6u64 {
+        let at = START + second * S;
+        history.record(at, &sample(at, 10 * second, 4).observed());
+    }
+    // The exit: nothing held any more.
+    history.record_kept(START + 6 * S + S / 2, &sample(START + 6 * S + S / 2, 0, 0).observed());
+    let r = report(context(Mode::Run, vec![Kind::Fd]), Aggregator::new(5), &history);
+    assert_eq!(r.stacks.len(), 2, "{:#?}", r.stacks);
+    let (leak, pool) = (&r.stacks[0], &r.stacks[1]);
+    assert_eq!((pool.count, pool.released_at_exit, pool.verdict), (4, Some(4), Some(super::Verdict::Steady)));
+    assert_eq!((leak.count, leak.released_at_exit), (60, Some(60)));
+    assert_eq!(leak.site.as_deref(), Some("open64"), "as in run_json: JIT frames are all the program's");
+    assert_eq!(leak.verdict, Some(super::Verdict::Leak), "{}", leak.verdict_reason);
+    assert!(leak.verdict_reason.ends_with("; then all 60 released as the process exited"), "{}", leak.verdict_reason);
+    assert_eq!(leak.history.count, vec![10, 20, 30, 40, 50, 60]);
+    assert_eq!(r.totals.outstanding, 0, "held at exit: nothing");
+    let text = super::text::render(&r, &super::text::View { top: 10, all_mappings: false });
+    assert!(text.contains(", all released as the process exited\n"), "{text}");
+    // Not under attach: a process that exits there is another matter.
+    let r = report(context(Mode::Attach, vec![Kind::Fd]), Aggregator::new(5), &history);
+    assert!(r.stacks.is_empty());
 }

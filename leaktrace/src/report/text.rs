@@ -174,9 +174,17 @@ fn mode_header(report: &Report, out: &mut String) {
                 .collect();
             let who = if pids.is_empty() { "every process".to_string() } else { format!("pid {}", pids.join(", ")) };
             let _ = writeln!(out, "leaktrace {}: {who} for {seconds}", report.mode);
+            // What processes that exited held at their exit is not held any
+            // more: apart, so the figure is what /proc would show now.
+            let at_exit: u64 = report.stacks.iter().filter(|s| s.kind.is_fd()).filter_map(|s| s.held_at_exit).sum();
+            let at_exit = if at_exit > 0 {
+                format!(" (and {at_exit} held by processes that exited, at their exit)")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "fds: {} acquired, {} released, {} acquired while tracing and still held, {} dropped",
+                "fds: {} acquired, {} released, {} acquired while tracing and still held{at_exit}, {} dropped",
                 t.acquired, t.released, t.outstanding, t.dropped
             );
             if let Some(m) = &t.mappings {
@@ -242,9 +250,20 @@ fn stack_entry(entry: &StackEntry, out: &mut String) {
     } else {
         entry.count.to_string()
     };
+    // Released at exit: held by nobody now.
+    let holders = if entry.released_at_exit.is_some() && entry.pids.is_empty() {
+        "all released as the process exited".to_string()
+    } else {
+        format!("held by {pids}")
+    };
+    let exited = match entry.held_at_exit {
+        Some(n) if n == entry.count => " (held by processes that exited, at their exit)".to_string(),
+        Some(n) if n > 0 => format!(" ({n} of them by processes that exited, at their exit)"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "{}: {amount} {what}{}, oldest {}{site}, held by {pids}",
+        "{}: {amount} {what}{}, oldest {}{site}, {holders}{exited}",
         entry.verdict.map_or("unjudged", |v| v.name()),
         trend(entry),
         format_age(entry.oldest_age_seconds)
@@ -417,6 +436,8 @@ mod tests {
             bytes: 0,
             pids: vec![1],
             exited: false,
+            held_at_exit: None,
+            released_at_exit: None,
             oldest_age_seconds: 41.0,
             stack: vec![],
             examples: vec![],

@@ -124,6 +124,9 @@ impl<K: Seam> Session<K> {
             // thread's exit is a hold; the leader's stands for the process.)
             if tid == tgid && image.proc.is_target() {
                 let _ = self.sample_at(Moment::TargetExit);
+                // Its fd table for the last time: what it holds that the
+                // kernel could not store.
+                let _ = self.count_untracked(image.proc, tid);
             }
         }
     }

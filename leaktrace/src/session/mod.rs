@@ -16,6 +16,7 @@ mod images;
 mod outcome;
 mod sample;
 mod sweep;
+mod untracked;
 
 #[cfg(test)]
 mod fake;
@@ -92,6 +93,8 @@ pub(crate) struct Session<K: Seam = Kernel> {
     filter: Option<ProcessFilter>,
     /// Processes the filter left out that the kernel still knows.
     filtered: HashSet<ProcId>,
+    /// What is known of fds the kernel did not store (`untracked.rs`).
+    untracked: untracked::Untracked,
 }
 
 impl<K: Seam> Session<K> {
@@ -123,6 +126,7 @@ impl<K: Seam> Session<K> {
             per_process: false,
             filter: None,
             filtered: HashSet::new(),
+            untracked: untracked::Untracked::default(),
         }
     }
 

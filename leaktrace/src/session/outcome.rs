@@ -23,6 +23,10 @@ pub(crate) struct Outcome {
     pub mappings: crate::track::mappings::Totals,
     /// fd acquisitions left out by `--sample`.
     pub sampled_out: u64,
+    /// Of the acquisitions the kernel could not store, those still held by
+    /// the processes whose fd tables were counted (`untracked.rs`); None
+    /// when none was counted.
+    pub dropped_held: Option<u64>,
 }
 
 /// How full the kernel's maps were at the end of the window, before its
@@ -139,6 +143,9 @@ impl<K: Seam> Session<K> {
         // (The sample applies pending releases and exits first.)
         let live = self.sample_at(Moment::End)?;
         let mut agg = std::mem::replace(&mut self.agg, Aggregator::new(0));
+        // Marked, so that what exited processes held at their exit is told
+        // apart from what live ones hold (`attach`'s `held_at_exit`).
+        agg.mark_exited();
         agg.merge(live);
         // Examples without paths (processes too large for a full read of
         // their fd table, or that no sweep saw): their paths, one by one,
@@ -202,6 +209,7 @@ impl<K: Seam> Session<K> {
             kernel_maps: self.kernel_maps,
             mappings: self.mappings.totals(),
             sampled_out: c[counters::SAMPLED_OUT as usize],
+            dropped_held: self.untracked_held(),
         })
     }
 }

@@ -197,11 +197,13 @@ impl<K: Seam> Session<K> {
         let proc = ProcId::of_fd(key);
         let image = ImageId { proc, exec_seq: entry.exec_seq };
         let stack = self.stack_of(image, entry.stack_id, entry.flags & FLAG_STACK_LOST != 0);
+        let resource = resource::of_fd(leaktrace_common::fd::Resource::from_u8(entry.resource));
         let link = self
             .procs
             .get(proc)
             .and_then(|p| p.fd_links.as_ref())
             .and_then(|l| l.link_for(key.fd, entry.acquired_ns))
+            .filter(|link| resource.is_none_or(|r| crate::track::fd::link_fits(r, link)))
             .map(str::to_owned);
         Held {
             proc,
@@ -210,13 +212,7 @@ impl<K: Seam> Session<K> {
             held_until_ns: until,
             stack_since_ns: self.since(entry.stack_id),
             stack,
-            what: What::Fd(HeldFd {
-                fd: key.fd,
-                resource: resource::of_fd(leaktrace_common::fd::Resource::from_u8(entry.resource)),
-                link,
-                socket: (entry.sock_family, entry.sock_type),
-                tcp,
-            }),
+            what: What::Fd(HeldFd { fd: key.fd, resource, link, socket: (entry.sock_family, entry.sock_type), tcp }),
         }
     }
 

@@ -414,6 +414,12 @@ fn lookup_uncached(
         Ok(Symbolized::Unknown(reason)) => return vec![blank(format!("{reason} in {}", path.display()))],
         Err(e) => return vec![blank(format!("cannot read symbols of {}: {e}", path.display()))],
     };
+    // The nearest symbol below may end well before the address (code
+    // without symbols of its own after it, as in node's 90 MB text): a
+    // name with a huge offset misleads, no name does not.
+    if let Some(why) = beyond_symbol(&sym.name, sym.offset, sym.size) {
+        return vec![blank(format!("{why} in {}", path.display()))];
+    }
     let module_name = Some(path.display().to_string());
     let loc = |ci: Option<&symbolize::CodeInfo<'_>>| match ci {
         Some(ci) => (Some(code_file(ci)), ci.line),
@@ -452,6 +458,23 @@ fn lookup_uncached(
     frames
 }
 
+/// Offsets from a symbol without a size are taken up to this far: the
+/// largest functions are tens of KiB.
+const MAX_UNSIZED_OFFSET: usize = 1 << 20;
+
+/// Why the symbol found for an address does not contain it, if it does not.
+fn beyond_symbol(name: &str, offset: usize, size: Option<usize>) -> Option<String> {
+    match size {
+        Some(size) if size > 0 && offset >= size => {
+            Some(format!("no symbol covers it (the nearest below, {name}, ends {:#x} bytes before it)", offset - size))
+        }
+        None | Some(0) if offset > MAX_UNSIZED_OFFSET => {
+            Some(format!("no symbol covers it (the nearest below, {name}, is {offset:#x} before)"))
+        }
+        _ => None,
+    }
+}
+
 /// The source file as the debug info names it (relative to the build
 /// directory for most C and Rust code).
 fn code_file(ci: &symbolize::CodeInfo<'_>) -> String {
@@ -461,6 +484,17 @@ fn code_file(ci: &symbolize::CodeInfo<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_past_the_nearest_symbol_has_no_name() {
+        assert_eq!(beyond_symbol("main", 0x20, Some(0x40)), None);
+        assert_eq!(beyond_symbol("asm_label", 0x200, None), None);
+        assert_eq!(
+            beyond_symbol("uv__fs_work", 0x18b_03cc, Some(0x400)).as_deref(),
+            Some("no symbol covers it (the nearest below, uv__fs_work, ends 0x18affcc bytes before it)")
+        );
+        assert!(beyond_symbol("uv__fs_work", 0x18b_03cc, None).is_some());
+    }
 
     #[test]
     fn trimming_forgets_the_modules_no_process_maps() {

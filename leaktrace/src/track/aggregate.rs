@@ -97,6 +97,8 @@ pub(crate) struct Example {
     pub ns_pid: Option<u32>,
     pub age_ns: u64,
     pub what: ExampleWhat,
+    /// Held by its process at its exit (see [`Aggregator::mark_exited`]).
+    pub exited: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +134,9 @@ pub(crate) struct Group {
     /// What processes held when they exited (see [`Aggregator::mark_exited`]).
     pub exited: bool,
     pub count: u64,
+    /// Of `count`, what processes held at their exit (the rest is held by
+    /// live ones).
+    pub held_at_exit: u64,
     /// Memory mappings: bytes still mapped.
     pub bytes: u64,
     pub pids: BTreeSet<u32>,
@@ -168,6 +173,7 @@ impl Group {
             owner: key.owner,
             exited: false,
             count: 0,
+            held_at_exit: 0,
             bytes: 0,
             pids: BTreeSet::new(),
             oldest_age_ns: 0,
@@ -303,7 +309,7 @@ impl Aggregator {
                 ExampleWhat::Mapping(m)
             }
         };
-        let example = Example { proc: held.proc, ns_pid: held.ns_pid, age_ns, what };
+        let example = Example { proc: held.proc, ns_pid: held.ns_pid, age_ns, what, exited: false };
         keep_oldest(&mut group.examples, example, self.max_examples);
     }
 
@@ -319,6 +325,7 @@ impl Aggregator {
             }
             into.exited &= from.exited;
             into.count += from.count;
+            into.held_at_exit += from.held_at_exit;
             into.bytes += from.bytes;
             into.pids.extend(from.pids);
             into.oldest_age_ns = into.oldest_age_ns.max(from.oldest_age_ns);
@@ -380,8 +387,9 @@ impl Aggregator {
             workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
         });
         for (g, e, path) in found.into_iter().flatten() {
+            let resource = self.groups[g].resource;
             if let ExampleWhat::Fd { path: slot, .. } = &mut self.groups[g].examples[e].what {
-                *slot = path;
+                *slot = path.filter(|link| crate::track::fd::link_fits(resource, link));
             }
         }
     }
@@ -391,6 +399,10 @@ impl Aggregator {
     pub(crate) fn mark_exited(&mut self) {
         for g in &mut self.groups {
             g.exited = true;
+            g.held_at_exit = g.count;
+            for e in &mut g.examples {
+                e.exited = true;
+            }
         }
     }
 
@@ -490,6 +502,25 @@ mod tests {
         let ages: Vec<u64> = groups[0].examples.iter().map(|e| e.age_ns).collect();
         assert_eq!(ages, vec![99, 98, 97], "the oldest examples, oldest first");
         assert_eq!(groups[1].count + groups[2].count, 2);
+    }
+
+    #[test]
+    fn what_exited_processes_held_stays_apart_from_what_live_ones_hold() {
+        // pid 10 exited holding 5 from the stack; pid 11 lives holding 2.
+        let (mut ended, mut live) = (Aggregator::new(3), Aggregator::new(3));
+        for fd in 0..5 {
+            ended.add(held(10, fd, Resource::File, stack(&[0x10], 0x5500_0000_0000), 100 + u64::from(fd)));
+        }
+        for fd in 0..2 {
+            live.add(held(11, fd, Resource::File, stack(&[0x10], 0x5500_0000_0000), u64::from(fd)));
+        }
+        ended.mark_exited();
+        ended.merge(live);
+        let groups = ended.into_groups();
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].count, groups[0].held_at_exit, groups[0].exited), (7, 5, false));
+        let examples: Vec<(u32, bool)> = groups[0].examples.iter().map(|e| (e.proc.tgid, e.exited)).collect();
+        assert_eq!(examples, vec![(10, true), (10, true), (10, true)], "the oldest, the exited one's");
     }
 
     #[test]

@@ -15,6 +15,17 @@ pub(crate) fn resource_of_link(link: &str) -> crate::resource::Resource {
     crate::resource::of_fd(resource_from_link(link)).unwrap_or(crate::resource::Resource::Other)
 }
 
+/// Whether a /proc/PID/fd/N link read for an fd acquired as `resource` can
+/// be that fd's: read late, it may be another acquisition's that got the
+/// number since (a socket's link on a file's `open()`). Kinds either side
+/// does not name (`Other`: a namespace file's `net:[…]`) fit anything, and
+/// a file's `open()` may give a pipe (a FIFO reopened through /proc).
+pub(crate) fn link_fits(resource: crate::resource::Resource, link: &str) -> bool {
+    use crate::resource::Resource::{File, Other, Pipe};
+    let linked = resource_of_link(link);
+    resource == Other || linked == Other || linked == resource || (resource, linked) == (File, Pipe)
+}
+
 /// What a /proc/PID/fd/N link says the fd refers to, for fds whose
 /// acquiring syscall did not say (dups of fds acquired before tracing).
 pub(crate) fn resource_from_link(link: &str) -> Resource {
@@ -140,6 +151,17 @@ pub(crate) fn plan_releases(ops: &[RangeOp], entries: &[(FdKey, FdEntry)], marks
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_read_after_the_number_was_reused_is_not_taken() {
+        use crate::resource::Resource;
+        assert!(link_fits(Resource::File, "/etc/hostname"));
+        assert!(!link_fits(Resource::File, "socket:[742642]"), "a socket got the number since");
+        assert!(!link_fits(Resource::Socket, "/etc/hostname"));
+        assert!(link_fits(Resource::File, "net:[4026531840]"), "a namespace file");
+        assert!(link_fits(Resource::File, "pipe:[12]"), "a FIFO reopened through /proc");
+        assert!(link_fits(Resource::Other, "socket:[1]"));
+    }
 
     const P: ProcId = ProcId { tgid: 100, gen: 7 };
 

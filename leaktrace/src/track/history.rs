@@ -227,6 +227,11 @@ impl<K: Hash + Eq + Clone> History<K> {
         self.series.retain(|k, _| keep(k));
     }
 
+    /// The stacks followed.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.series.keys()
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }

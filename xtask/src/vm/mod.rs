@@ -67,9 +67,16 @@ const TOO_FAST_FOR_EMULATION: &[(&str, &str)] = &[(
      its exec), whose stacks then end early: README, Limits, daemon",
 )];
 
+/// Tests of language runtimes and real servers: what they check does not
+/// depend on the kernel, and they run on the host only.
+const HOST_ONLY: &[&str] = &["files_an_interpreter_closes_at_exit_stay_in_the_report"];
+
 /// Why `test` cannot pass on a kernel of this `major.minor` run this way,
 /// if it cannot.
 pub(crate) fn skip_reason(version: (u32, u32), accel: qemu::Accel, test: &str) -> Option<String> {
+    if HOST_ONLY.contains(&test) {
+        return Some("language runtimes and real servers are tested on the host only".to_string());
+    }
     if version < MIN_KERNEL && !WITHOUT_EBPF.contains(&test) {
         return Some(format!(
             "leaktrace needs Linux {}.{} or newer (bpf_loop, eBPF atomics)",
@@ -330,6 +337,12 @@ mod tests {
         assert_eq!(skip_reason((5, 10), kvm, "bad_durations_and_kinds"), None);
         assert_eq!(skip_reason((6, 1), kvm, "a_loop_leaking_on_its_error_path"), None);
         assert_eq!(skip_reason((5, 17), kvm, "a_loop_leaking_on_its_error_path"), None);
+    }
+
+    #[test]
+    fn runtimes_run_on_the_host_only() {
+        let test = "files_an_interpreter_closes_at_exit_stay_in_the_report";
+        assert!(skip_reason((6, 12), qemu::Accel::Kvm, test).unwrap().contains("host only"));
     }
 
     #[test]
