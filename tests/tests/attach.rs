@@ -173,3 +173,50 @@ fn attach_tells_what_exited_workers_held_from_what_live_ones_hold() {
     assert_eq!(in_proc, 5);
     assert_eq!(total(&r, "outstanding"), 5, "what live processes hold");
 }
+
+/// Attaching during an incident: 50 connections left in CLOSE_WAIT before
+/// tracing began are one group with their state and peer, as `ss` sees
+/// them; no stack can be known for them, and the report says why.
+#[test]
+fn connections_open_before_attach_are_grouped_by_state_and_peer() {
+    use std::net::{TcpListener, TcpStream};
+    // This test process plays the server's client that forgot to close.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let peer = listener.local_addr().expect("address");
+    let clients: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(peer).expect("connect")).collect();
+    for _ in 0..50 {
+        drop(listener.accept().expect("accept"));
+    }
+    // The peer closed each; this side never does: CLOSE_WAIT.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let ss = Command::new("ss").args(["-Htn", "state", "close-wait", "dst", &peer.to_string()]).output().expect("ss");
+    assert_eq!(String::from_utf8_lossy(&ss.stdout).lines().count(), 50, "ss");
+
+    let me = std::process::id();
+    let out = Command::new(leaktrace())
+        .args(["attach", "--pid", &me.to_string(), "--duration", "1s", "--format", "json"])
+        .output()
+        .expect("leaktrace attach");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let groups = r["preexisting_groups"].as_array().expect("preexisting_groups");
+    let waiting: Vec<&serde_json::Value> = groups.iter().filter(|g| g["state"] == "CLOSE_WAIT").collect();
+    assert_eq!(waiting.len(), 1, "{groups:#?}");
+    assert_eq!(waiting[0]["kind"], "tcp");
+    assert_eq!(waiting[0]["peer"], peer.to_string());
+    assert_eq!((waiting[0]["count"].as_u64(), waiting[0]["open_at_end"].as_u64()), (Some(50), Some(50)));
+    // Entries are kept to 32 a group, each with its state and peer.
+    let entries = r["preexisting"].as_array().expect("preexisting");
+    let kept: Vec<&serde_json::Value> = entries.iter().filter(|p| p["state"] == "CLOSE_WAIT").collect();
+    assert_eq!(kept.len(), 32);
+    assert!(kept.iter().all(|p| p["remote"] == peer.to_string() && p["pid"] == me));
+
+    let text = Command::new(leaktrace())
+        .args(["attach", "--pid", &me.to_string(), "--duration", "1s"])
+        .output()
+        .expect("leaktrace attach");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("no stacks: acquired before tracing began"), "{text}");
+    assert!(text.contains(&format!("    50 TCP connections in CLOSE_WAIT to {peer} (50 still open)")), "{text}");
+    drop(clients);
+}

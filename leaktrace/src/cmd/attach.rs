@@ -9,9 +9,8 @@ use crate::kernel::Kernel;
 use crate::output::{self, Output};
 use crate::proc_id::ProcId;
 use crate::procfs;
-use crate::report::{build, text, Mode as ReportMode, Preexisting, Target};
+use crate::report::{build, preexisting, text, Mode as ReportMode, Target};
 use crate::session::Session;
-use crate::track::fd::resource_of_link;
 
 use super::drive::{drive, Flow, Mode, Timing};
 use super::progress::Progress;
@@ -28,6 +27,8 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     // Read after tracing began, so no fd falls between the two.
     let before: Vec<(u32, HashMap<u32, String>)> =
         targets.iter().map(|t| (t.tgid, procfs::fd_links(t.tgid, t.tgid).unwrap_or_default())).collect();
+    let mut tcp_before: HashMap<u32, HashMap<u64, preexisting::Connection>> =
+        targets.iter().map(|t| (t.tgid, preexisting::connections(t.tgid))).collect();
     for (target, (_, links)) in targets.iter().zip(&before) {
         session.note_fds_before_tracing(*target, links.clone());
     }
@@ -57,16 +58,19 @@ pub(super) async fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     let preexisting = before
         .into_iter()
         .flat_map(|(pid, links)| {
+            // As `ss` would show them now; a connection closed since, as it
+            // was when tracing began.
+            let mut tcp = tcp_before.remove(&pid).unwrap_or_default();
+            tcp.extend(preexisting::connections(pid));
             let mut fds: Vec<(u32, String)> = links.into_iter().collect();
             fds.sort();
             // Each fd by itself: the process may hold far more fds by now.
-            fds.into_iter().map(move |(fd, link)| Preexisting {
-                pid,
-                fd,
-                resource: resource_of_link(&link),
-                open_at_end: procfs::fd_link(pid, fd).as_ref() == Some(&link),
-                path: Some(link),
-            })
+            fds.into_iter()
+                .map(|(fd, link)| {
+                    let open_at_end = procfs::fd_link(pid, fd).as_ref() == Some(&link);
+                    preexisting::describe(pid, fd, link, open_at_end, &tcp)
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let targets = mode

@@ -261,6 +261,7 @@ impl Recording {
                 mappings: None,
             },
             preexisting: vec![],
+            preexisting_groups: vec![],
             stacks,
             sampling: None,
             complete: !losses.any(),

@@ -139,6 +139,9 @@ pub(crate) fn build(
         bytes_unmapped: outcome.mappings.bytes_unmapped,
     });
     let losses = outcome.losses;
+    // Grouped, each group kept to a few entries: an incident's 10,000
+    // sockets are one line, not 10,000.
+    let (preexisting, preexisting_groups) = super::preexisting::group(ctx.preexisting);
     let complete = losses.map_full == 0
         && losses.events_lost == 0
         && losses.procs_dropped == 0
@@ -163,7 +166,8 @@ pub(crate) fn build(
             dropped: outcome.dropped_held.unwrap_or(losses.map_full),
             mappings,
         },
-        preexisting: ctx.preexisting,
+        preexisting,
+        preexisting_groups,
         stacks,
         sampling,
         complete,

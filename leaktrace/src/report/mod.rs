@@ -10,6 +10,7 @@ pub(crate) mod frame;
 pub(crate) mod mapping;
 pub(crate) mod outermost;
 pub(crate) mod pprof;
+pub(crate) mod preexisting;
 pub(crate) mod program;
 pub(crate) mod site;
 #[cfg(test)]
@@ -49,6 +50,11 @@ pub(crate) struct Report {
     /// fds the targets held before tracing began (attach mode), without stacks.
     #[serde(default)]
     pub preexisting: Vec<Preexisting>,
+    /// `attach`: the fds open before tracing began, grouped (TCP connections
+    /// by state and peer, files by path, the rest by kind), each counted in
+    /// full; `preexisting` keeps at most 32 entries of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preexisting_groups: Vec<preexisting::Group>,
     #[serde(default)]
     pub stacks: Vec<StackEntry>,
     /// `--sample N`: one fd acquisition in N was recorded; fd and TCP counts
@@ -222,6 +228,14 @@ pub(crate) struct Preexisting {
     pub path: Option<String>,
     /// Whether the fd still referred to the same object when tracing ended.
     pub open_at_end: bool,
+    /// TCP connections: their state and addresses when tracing ended (or
+    /// began, for one closed since), as `ss` shows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// What one stack holds. Read back, only `kind`, `resource` and `count` are
@@ -451,6 +465,7 @@ pub(crate) mod tests {
             window: Window { start: "2026-11-23T10:00:00Z".into(), end: "2026-11-23T10:00:01.5Z".into(), seconds: 1.5 },
             totals: Totals { acquired: 1010, released: 910, outstanding: 100, dropped: 0, mappings: None },
             preexisting: vec![],
+            preexisting_groups: vec![],
             stacks: vec![StackEntry {
                 verdict: Some(Verdict::Leak),
                 verdict_reason: "grew in 10 of 10 samples".into(),

@@ -285,13 +285,25 @@ fn attach_json() {
     let mut ctx = context(Mode::Attach, vec![Kind::Fd, Kind::Tcp]);
     ctx.targets = vec![target(None)];
     ctx.preexisting = vec![
-        Preexisting { pid: PID, fd: 0, resource: Resource::Other, path: Some("/dev/pts/3".into()), open_at_end: true },
+        Preexisting {
+            pid: PID,
+            fd: 0,
+            resource: Resource::Other,
+            path: Some("/dev/pts/3".into()),
+            open_at_end: true,
+            state: None,
+            local: None,
+            remote: None,
+        },
         Preexisting {
             pid: PID,
             fd: 5,
             resource: Resource::File,
             path: Some("/var/log/leaky.log".into()),
             open_at_end: false,
+            state: None,
+            local: None,
+            remote: None,
         },
     ];
     insta::assert_snapshot!("attach", masked(&report(ctx, agg, &history)));

@@ -41,19 +41,38 @@ pub(crate) fn render(report: &Report, view: &View) -> String {
     if report.kinds.contains(&Kind::Mmap) {
         mappings(&maps, view, &mut out);
     }
-    if !report.preexisting.is_empty() {
-        let open = report.preexisting.iter().filter(|p| p.open_at_end).count();
-        let _ = writeln!(
-            out,
-            "\n{} fds were open before tracing began ({} still open at the end; no stacks, see --format json)",
-            report.preexisting.len(),
-            open
-        );
+    if !report.preexisting_groups.is_empty() {
+        preexisting(report, top, &mut out);
     }
     if report.losses.any() {
         let _ = writeln!(out, "\n{}", losses_warning(report));
     }
     out
+}
+
+/// What was open before tracing began, by group, largest first. No stack
+/// can be known for it: the fds were acquired before the probes were there.
+fn preexisting(report: &Report, top: usize, out: &mut String) {
+    let groups = &report.preexisting_groups;
+    let total: u64 = groups.iter().map(|g| g.count).sum();
+    let open: u64 = groups.iter().map(|g| g.open_at_end).sum();
+    let _ = writeln!(
+        out,
+        "\n{total} fds were open before tracing began ({open} still open at the end; no stacks: acquired before \
+         tracing began)"
+    );
+    for g in groups.iter().take(top) {
+        let what = g.kind.noun(g.resource, g.count);
+        let detail = match (&g.state, &g.peer, &g.path) {
+            (Some(state), Some(peer), _) => format!(" in {state} to {peer}"),
+            (_, _, Some(path)) => format!(" {path}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "    {} {what}{detail} ({} still open)", g.count, g.open_at_end);
+    }
+    if groups.len() > top {
+        let _ = writeln!(out, "    ... and {} more groups (--format json lists them)", groups.len() - top);
+    }
 }
 
 /// Says what was lost and which option avoids it.
