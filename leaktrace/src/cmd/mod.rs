@@ -109,5 +109,6 @@ fn context(mode: ReportMode, config: &Config, targets: Vec<Target>, (start_ns, e
         min_bytes: config.min_bytes,
         sample: config.sample,
         per_process: false,
+        interval_ns: u64::try_from(config.interval.as_nanos()).unwrap_or(u64::MAX),
     }
 }

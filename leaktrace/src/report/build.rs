@@ -39,6 +39,9 @@ pub(crate) struct Context {
     /// Each process's stacks are its own (the daemon): the same code in
     /// two processes is two entries.
     pub per_process: bool,
+    /// The sampling interval, ns: what a stack held at a sample had been
+    /// held across the sample before only if it is at least this old.
+    pub interval_ns: u64,
 }
 
 const NS: f64 = 1e9;
@@ -211,6 +214,12 @@ fn released_at_exit(
             p.count *= scale;
         }
         let at_last = samples.points[last];
+        // Held across two samples, not a churn's or an exec's passing fds:
+        // a close between the last sample and the exit (by the program,
+        // or of close-on-exec fds) is not the interpreter's shutdown.
+        if at_last.oldest_age_ns < ctx.interval_ns {
+            continue;
+        }
         let (stack, site, truncated) = symbolized(resolver, &key.stack);
         let entry = StackEntry {
             count: at_last.count,
